@@ -1,0 +1,47 @@
+//! `csc check CONTRACT POLICY [--json]`.
+
+use std::path::PathBuf;
+
+use super::{CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use crate::engine;
+use crate::protocol::decision::Verdict;
+use crate::protocol::load;
+
+/// Arguments of `csc check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Contract JSON file.
+    pub contract: PathBuf,
+    /// Policy file (YAML, or JSON when it ends in .json).
+    pub policy: PathBuf,
+    /// Print the full PolicyDecision as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `csc check`.
+pub fn run(args: Args) -> CliResult {
+    let contract = load::load_contract(&args.contract)?;
+    let policy = load::load_policy(&args.policy)?;
+    let decision = engine::evaluate(&contract.contract, &policy.policy);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        let label = match decision.decision {
+            Verdict::Allow => "ALLOW",
+            Verdict::Deny => "DENY",
+            Verdict::NeedsApproval => "NEEDS APPROVAL",
+        };
+        let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
+        println!(
+            "{label} — {} [{}]",
+            decision.reasons.join("; "),
+            codes.join(", ")
+        );
+    }
+    Ok(match decision.decision {
+        Verdict::Allow => EXIT_OK,
+        Verdict::NeedsApproval => EXIT_NEEDS_APPROVAL,
+        Verdict::Deny => EXIT_DENY,
+    })
+}

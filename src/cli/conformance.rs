@@ -1,0 +1,33 @@
+//! `csc conformance DIR [--json]`.
+
+use std::path::PathBuf;
+
+use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use crate::conformance;
+
+/// Arguments of `csc conformance`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Suite directory (contracts/, policies/, decisions/, receipts/).
+    pub dir: PathBuf,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `csc conformance`.
+pub fn run(args: Args) -> CliResult {
+    let report = conformance::run_suite(&args.dir).map_err(CliError)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for r in report.results.iter().filter(|r| !r.passed) {
+            println!("FAIL {}: {}", r.id, r.detail);
+        }
+        println!("{} passed, {} failed", report.passed, report.failed);
+    }
+    if report.passed + report.failed == 0 {
+        eprintln!("csc: error: no fixtures found in {}", args.dir.display());
+    }
+    Ok(if report.ok() { EXIT_OK } else { EXIT_DENY })
+}

@@ -1,0 +1,348 @@
+//! The policy engine: `evaluate(contract, policy) -> Decision`, pure.
+//!
+//! All checks live in one walk ([`walk`]) that reports each check's outcome
+//! to a sink. [`evaluate`] stops at the first failure, exactly like the
+//! reference; `csc explain` keeps walking to show every failure.
+
+pub mod classify;
+pub mod paths;
+
+use crate::protocol::contract::{ApprovalMode, Contract};
+use crate::protocol::decision::{ClassifiedEffect, Decision, ReasonCode, Verdict};
+use crate::protocol::policy::Policy;
+
+/// Seconds a decision stays valid.
+pub const DECISION_TTL_SECS: i64 = 300;
+
+/// Which rule a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    RiskClass,
+    Command,
+    ArgvPrefix,
+    EffectType,
+    ClassifiedEffectApproval,
+    Timeout,
+    Network,
+    SecretRefs,
+    Cwd,
+    ReadPath,
+    WritePathsEmpty,
+    WritePath,
+    ApprovalMode,
+}
+
+impl Check {
+    /// Short stable name used in `explain` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::RiskClass => "risk_class",
+            Check::Command => "allow_commands",
+            Check::ArgvPrefix => "deny_argv_prefixes",
+            Check::EffectType => "allowed_effect_types",
+            Check::ClassifiedEffectApproval => "manual_approval_for_classified_effect_types",
+            Check::Timeout => "max_timeout_sec",
+            Check::Network => "network",
+            Check::SecretRefs => "allow_secret_refs",
+            Check::Cwd => "allowed_cwd_prefixes",
+            Check::ReadPath => "allowed_read_prefixes",
+            Check::WritePathsEmpty => "require_write_paths_empty",
+            Check::WritePath => "allowed_write_prefixes",
+            Check::ApprovalMode => "approval_mode",
+        }
+    }
+}
+
+/// A failed check: the verdict it forces, its code and the reason text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub verdict: Verdict,
+    pub code: ReasonCode,
+    pub reason: String,
+}
+
+/// One evaluated check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// The command the check is about (`None` for contract-level checks).
+    pub command_id: Option<String>,
+    pub check: Check,
+    /// The contract value that was checked, for display.
+    pub value: String,
+    /// `None` when the check passed.
+    pub failure: Option<Failure>,
+}
+
+/// Whether the walk continues after a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Everything one walk produced besides the findings.
+#[derive(Debug, Clone, Default)]
+pub struct WalkSummary {
+    pub classified_effects: Vec<ClassifiedEffect>,
+}
+
+fn python_list_repr(items: &[String]) -> String {
+    let inner: Vec<String> = items
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect();
+    format!("[{}]", inner.join(", "))
+}
+
+/// Walk every check in the reference's order, reporting each to `sink`.
+pub fn walk(
+    contract: &Contract,
+    policy: &Policy,
+    sink: &mut dyn FnMut(Finding) -> Flow,
+) -> WalkSummary {
+    let mut summary = WalkSummary::default();
+    macro_rules! report {
+        ($cmd:expr, $check:expr, $value:expr, $failure:expr) => {
+            if sink(Finding {
+                command_id: $cmd,
+                check: $check,
+                value: $value,
+                failure: $failure,
+            }) == Flow::Stop
+            {
+                return summary;
+            }
+        };
+    }
+    let deny = |code, reason: String| {
+        Some(Failure {
+            verdict: Verdict::Deny,
+            code,
+            reason,
+        })
+    };
+
+    let risk = contract.risk_class;
+    let risk_fail = (!policy.allowed_risk_classes.contains(&risk))
+        .then(|| format!("risk class not allowed: {}", risk.as_str()));
+    report!(
+        None,
+        Check::RiskClass,
+        risk.as_str().to_owned(),
+        risk_fail.and_then(|r| deny(ReasonCode::RiskClassNotAllowed, r))
+    );
+
+    for command in &contract.commands {
+        let id = Some(command.id.clone());
+        for argv in command.argv_vectors() {
+            let exe = argv.first().cloned().unwrap_or_default();
+            let fail = (!policy.allow_commands.contains(&exe))
+                .then(|| format!("command not allowed: {exe}"));
+            report!(
+                id.clone(),
+                Check::Command,
+                exe.clone(),
+                fail.and_then(|r| deny(ReasonCode::CommandNotAllowed, r))
+            );
+            let denied = policy
+                .deny_argv_prefixes
+                .iter()
+                .any(|prefix| argv.len() >= prefix.len() && argv[..prefix.len()] == prefix[..]);
+            let repr = python_list_repr(argv);
+            let fail = denied.then(|| format!("argv prefix denied: {repr}"));
+            report!(
+                id.clone(),
+                Check::ArgvPrefix,
+                repr,
+                fail.and_then(|r| deny(ReasonCode::ArgvPrefixDenied, r))
+            );
+        }
+
+        let classified = classify::classify(command, policy);
+        summary.classified_effects.push(ClassifiedEffect {
+            command_id: command.id.clone(),
+            effect_type: classified.clone(),
+        });
+
+        let proposed = command.proposed_effect_type;
+        let fail = (!policy.allowed_effect_types.contains(&proposed))
+            .then(|| format!("proposed effect type not allowed: {}", proposed.as_str()));
+        report!(
+            id.clone(),
+            Check::EffectType,
+            proposed.as_str().to_owned(),
+            fail.and_then(|r| deny(ReasonCode::EffectTypeNotAllowed, r))
+        );
+
+        let needs = policy
+            .manual_approval_for_classified_effect_types
+            .contains(&classified);
+        report!(
+            id.clone(),
+            Check::ClassifiedEffectApproval,
+            classified.clone(),
+            needs.then(|| Failure {
+                verdict: Verdict::NeedsApproval,
+                code: ReasonCode::ApprovalRequired,
+                reason: format!("classified effect type requires approval: {classified}"),
+            })
+        );
+
+        let fail = (command.timeout_sec > policy.max_timeout_sec)
+            .then(|| format!("timeout too large: {}", command.timeout_sec));
+        report!(
+            id.clone(),
+            Check::Timeout,
+            command.timeout_sec.to_string(),
+            fail.and_then(|r| deny(ReasonCode::TimeoutExceedsPolicy, r))
+        );
+
+        let fail = (command.network.rank() > policy.network.rank()).then(|| {
+            format!(
+                "network mode exceeds policy maximum: {}",
+                command.network.as_str()
+            )
+        });
+        report!(
+            id.clone(),
+            Check::Network,
+            command.network.as_str().to_owned(),
+            fail.and_then(|r| deny(ReasonCode::NetworkExceedsPolicy, r))
+        );
+
+        let fail = (!command.secret_refs.is_empty() && !policy.allow_secret_refs)
+            .then(|| "secret refs not allowed".to_owned());
+        report!(
+            id.clone(),
+            Check::SecretRefs,
+            command.secret_refs.join(","),
+            fail.and_then(|r| deny(ReasonCode::SecretRefNotAllowed, r))
+        );
+
+        report!(
+            id.clone(),
+            Check::Cwd,
+            command.cwd.clone(),
+            path_failure(
+                &command.cwd,
+                &policy.allowed_cwd_prefixes,
+                ReasonCode::CwdNotAllowed,
+                "cwd not allowed"
+            )
+        );
+
+        for path in &command.read_paths {
+            report!(
+                id.clone(),
+                Check::ReadPath,
+                path.clone(),
+                path_failure(
+                    path,
+                    &policy.allowed_read_prefixes,
+                    ReasonCode::ReadScopeDenied,
+                    "read path not allowed"
+                )
+            );
+        }
+
+        let fail = (policy.require_write_paths_empty && !command.write_paths.is_empty())
+            .then(|| "writes not allowed in this profile".to_owned());
+        report!(
+            id.clone(),
+            Check::WritePathsEmpty,
+            command.write_paths.len().to_string(),
+            fail.and_then(|r| deny(ReasonCode::WritePathsNotEmpty, r))
+        );
+
+        for path in &command.write_paths {
+            report!(
+                id.clone(),
+                Check::WritePath,
+                path.clone(),
+                path_failure(
+                    path,
+                    &policy.allowed_write_prefixes,
+                    ReasonCode::WriteScopeDenied,
+                    "write path not allowed"
+                )
+            );
+        }
+    }
+
+    let mode = contract.approval_mode;
+    let needs = matches!(
+        mode,
+        ApprovalMode::HumanRequired | ApprovalMode::DualControlRequired
+    );
+    report!(
+        None,
+        Check::ApprovalMode,
+        mode.as_str().to_owned(),
+        needs.then(|| Failure {
+            verdict: Verdict::NeedsApproval,
+            code: ReasonCode::ApprovalRequired,
+            reason: format!(
+                "contract approval mode requires approval: {}",
+                mode.as_str()
+            ),
+        })
+    );
+    summary
+}
+
+fn path_failure(path: &str, prefixes: &[String], code: ReasonCode, what: &str) -> Option<Failure> {
+    match paths::within_prefixes(path, prefixes) {
+        Ok(true) => None,
+        Ok(false) => Some(Failure {
+            verdict: Verdict::Deny,
+            code,
+            reason: format!("{what}: {path}"),
+        }),
+        Err(e) => Some(Failure {
+            verdict: Verdict::Deny,
+            code: ReasonCode::PathNotAbsolute,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Evaluate a contract against a policy: the first failing check decides.
+/// `contract_sha256` and `classified_effects` are always filled in.
+pub fn evaluate(contract: &Contract, policy: &Policy) -> Decision {
+    let mut first: Option<Failure> = None;
+    let summary = walk(contract, policy, &mut |finding| match finding.failure {
+        Some(f) => {
+            first = Some(f);
+            Flow::Stop
+        }
+        None => Flow::Continue,
+    });
+    let (verdict, code, reason) = match first {
+        Some(f) => (f.verdict, f.code, f.reason),
+        None => (
+            Verdict::Allow,
+            ReasonCode::Allow,
+            "contract satisfies v0.1 policy checks".to_owned(),
+        ),
+    };
+    Decision {
+        contract_id: contract.contract_id.clone(),
+        decision: verdict,
+        policy_profile: policy.name.clone(),
+        reasons: vec![reason],
+        reason_codes: vec![code],
+        expires_at: crate::time::rfc3339_in(DECISION_TTL_SECS),
+        contract_sha256: Some(contract.sha256()),
+        classified_effects: Some(summary.classified_effects),
+    }
+}
+
+/// Evaluate every check without stopping: the input of `csc explain`.
+pub fn explain(contract: &Contract, policy: &Policy) -> (Vec<Finding>, WalkSummary) {
+    let mut findings = Vec::new();
+    let summary = walk(contract, policy, &mut |finding| {
+        findings.push(finding);
+        Flow::Continue
+    });
+    (findings, summary)
+}

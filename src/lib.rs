@@ -1,0 +1,20 @@
+//! csc — Command Scope Contract runner.
+//!
+//! An agent submits a JSON contract (argv arrays, declared scopes, effect
+//! type); csc checks it against a trusted policy, runs it if allowed, and
+//! records the outcome in an Ed25519-signed receipt.
+//!
+//! Layout: [`protocol`] (objects, schemas, loaders), [`canonical`] (hashes),
+//! [`engine`] (pure policy evaluation), [`conformance`] (fixture suites),
+//! [`cli`] (the command-line front end).
+#![deny(unsafe_code)]
+
+pub mod canonical;
+pub mod cli;
+pub mod conformance;
+pub mod engine;
+pub mod protocol;
+pub mod time;
+
+/// Version string recorded as `runner_version` in receipts.
+pub const RUNNER_VERSION: &str = concat!("csc-rs/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,450 @@
+//! Loading protocol documents from files or bytes: size caps, UTF-8,
+//! strict JSON / YAML parsing, version tags, schema, runner limits.
+//!
+//! Every failure is a [`LoadError`] naming the file and the reason; nothing
+//! here panics on input.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+
+use super::approval::{APPROVAL_VERSION, Approval};
+use super::contract::{CONTRACT_VERSION, Contract};
+use super::limits;
+use super::policy::{LoadedPolicy, POLICY_VERSION};
+use super::schema::{self, Kind, Violation};
+use super::strict_json;
+
+/// Receipt version tag.
+pub const RECEIPT_VERSION: &str = "csc.receipt.v0.1";
+
+/// Why a document could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("failed to read {kind} file {origin}: {source}")]
+    Read {
+        kind: &'static str,
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("{kind} file {origin} is {size} bytes (max {max})")]
+    TooLarge {
+        kind: &'static str,
+        origin: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("{kind} file {origin} is not valid UTF-8 (first bad byte at offset {offset})")]
+    NotUtf8 {
+        kind: &'static str,
+        origin: String,
+        offset: usize,
+    },
+    #[error("invalid JSON in {kind} file {origin}: {message}")]
+    Json {
+        kind: &'static str,
+        origin: String,
+        message: String,
+    },
+    #[error("duplicate key in policy file {origin}{at}: {message}")]
+    YamlDuplicateKey {
+        origin: String,
+        at: String,
+        message: String,
+    },
+    #[error("invalid YAML in policy file {origin}{at}: {message}")]
+    Yaml {
+        origin: String,
+        at: String,
+        message: String,
+    },
+    #[error("policy file {origin} must contain a YAML mapping (found {found})")]
+    NotMapping { origin: String, found: &'static str },
+    #[error("{kind} file {origin} must contain a JSON object (found {found})")]
+    NotObject {
+        kind: &'static str,
+        origin: String,
+        found: &'static str,
+    },
+    #[error(
+        "unsupported {kind} version {found} in `{field}` of {origin} (this runner supports {expected:?})"
+    )]
+    UnsupportedVersion {
+        kind: &'static str,
+        origin: String,
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{kind} file {origin} fails schema validation:\n{}", list(.violations))]
+    Schema {
+        kind: &'static str,
+        origin: String,
+        violations: Vec<Violation>,
+    },
+    #[error("{kind} file {origin} exceeds runner limits:\n{}", list(.violations))]
+    Limits {
+        kind: &'static str,
+        origin: String,
+        violations: Vec<String>,
+    },
+    #[error("{kind} file {origin} is not a valid {kind}: {message}")]
+    Model {
+        kind: &'static str,
+        origin: String,
+        message: String,
+    },
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|v| format!("  - {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Policy file syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    Yaml,
+    Json,
+}
+
+impl PolicyFormat {
+    /// `.json` files are JSON; everything else is YAML.
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => PolicyFormat::Json,
+            _ => PolicyFormat::Yaml,
+        }
+    }
+}
+
+/// A contract with the JSON it was parsed from.
+#[derive(Debug, Clone)]
+pub struct LoadedContract {
+    pub contract: Contract,
+    pub raw: Value,
+}
+
+fn read_capped(path: &Path, kind: &'static str, max: usize) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let origin = path.display().to_string();
+    let read_err = |source| LoadError::Read {
+        kind,
+        origin: origin.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other("not a regular file")));
+    }
+    // Read at most max+1 bytes so a growing or lying file cannot exhaust memory.
+    let mut bytes = Vec::with_capacity((meta.len() as usize).min(max + 1));
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > max {
+        let size = (meta.len() as usize).max(bytes.len());
+        return Err(LoadError::TooLarge {
+            kind,
+            origin,
+            size,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+fn utf8<'a>(bytes: &'a [u8], kind: &'static str, origin: &str) -> Result<&'a str, LoadError> {
+    std::str::from_utf8(bytes).map_err(|e| LoadError::NotUtf8 {
+        kind,
+        origin: origin.to_owned(),
+        offset: e.valid_up_to(),
+    })
+}
+
+fn parse_json_object(bytes: &[u8], kind: &'static str, origin: &str) -> Result<Value, LoadError> {
+    utf8(bytes, kind, origin)?;
+    let value = strict_json::parse(bytes).map_err(|e| LoadError::Json {
+        kind,
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })?;
+    if !value.is_object() {
+        return Err(LoadError::NotObject {
+            kind,
+            origin: origin.to_owned(),
+            found: type_name(&value),
+        });
+    }
+    Ok(value)
+}
+
+fn check_version(
+    value: &Value,
+    kind: &'static str,
+    origin: &str,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<(), LoadError> {
+    match value.get(field) {
+        Some(Value::String(s)) if s == expected => Ok(()),
+        None => Ok(()), // the schema reports the missing field
+        Some(found) => Err(LoadError::UnsupportedVersion {
+            kind,
+            origin: origin.to_owned(),
+            field,
+            found: found.to_string(),
+            expected,
+        }),
+    }
+}
+
+fn check_schema(kind: Kind, value: &Value, origin: &str) -> Result<(), LoadError> {
+    let violations = schema::validate(kind, value);
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Schema {
+            kind: kind.as_str(),
+            origin: origin.to_owned(),
+            violations,
+        })
+    }
+}
+
+fn model<T: for<'de> Deserialize<'de>>(
+    value: &Value,
+    kind: &'static str,
+    origin: &str,
+) -> Result<T, LoadError> {
+    T::deserialize(value).map_err(|e| LoadError::Model {
+        kind,
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Parse and fully validate contract bytes (`origin` names them in errors).
+pub fn contract_from_bytes(bytes: &[u8], origin: &str) -> Result<LoadedContract, LoadError> {
+    const KIND: &str = "contract";
+    if bytes.len() > limits::MAX_CONTRACT_BYTES {
+        return Err(LoadError::TooLarge {
+            kind: KIND,
+            origin: origin.to_owned(),
+            size: bytes.len(),
+            max: limits::MAX_CONTRACT_BYTES,
+        });
+    }
+    let raw = parse_json_object(bytes, KIND, origin)?;
+    contract_from_value(raw, origin)
+}
+
+/// Fully validate an already parsed contract document.
+pub fn contract_from_value(raw: Value, origin: &str) -> Result<LoadedContract, LoadError> {
+    const KIND: &str = "contract";
+    check_version(&raw, KIND, origin, "version", CONTRACT_VERSION)?;
+    check_schema(Kind::Contract, &raw, origin)?;
+    let contract: Contract = model(&raw, KIND, origin)?;
+    let violations = limits::contract_violations(&contract);
+    if !violations.is_empty() {
+        return Err(LoadError::Limits {
+            kind: KIND,
+            origin: origin.to_owned(),
+            violations,
+        });
+    }
+    Ok(LoadedContract { contract, raw })
+}
+
+/// Load and fully validate a contract file.
+pub fn load_contract(path: &Path) -> Result<LoadedContract, LoadError> {
+    let bytes = read_capped(path, "contract", limits::MAX_CONTRACT_BYTES)?;
+    contract_from_bytes(&bytes, &path.display().to_string())
+}
+
+fn yaml_error(e: serde_saphyr::Error, origin: &str) -> LoadError {
+    let at = e
+        .location()
+        .map(|l| format!(" at line {} column {}", l.line(), l.column()))
+        .unwrap_or_default();
+    let message = e.without_snippet().to_string();
+    let message = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    if message.contains("duplicate mapping key") || message.contains("duplicate key") {
+        LoadError::YamlDuplicateKey {
+            origin: origin.to_owned(),
+            at,
+            message,
+        }
+    } else {
+        LoadError::Yaml {
+            origin: origin.to_owned(),
+            at,
+            message,
+        }
+    }
+}
+
+/// Parse policy text into the mapping it holds (no schema check yet).
+pub fn policy_value_from_bytes(
+    bytes: &[u8],
+    format: PolicyFormat,
+    origin: &str,
+) -> Result<Value, LoadError> {
+    const KIND: &str = "policy";
+    if bytes.len() > limits::MAX_POLICY_BYTES {
+        return Err(LoadError::TooLarge {
+            kind: KIND,
+            origin: origin.to_owned(),
+            size: bytes.len(),
+            max: limits::MAX_POLICY_BYTES,
+        });
+    }
+    let text = utf8(bytes, KIND, origin)?;
+    let value: Value = match format {
+        PolicyFormat::Json => strict_json::parse(bytes).map_err(|e| {
+            if e.to_string().contains("duplicate key") {
+                LoadError::YamlDuplicateKey {
+                    origin: origin.to_owned(),
+                    at: format!(" at line {} column {}", e.line(), e.column()),
+                    message: e.to_string(),
+                }
+            } else {
+                LoadError::Json {
+                    kind: KIND,
+                    origin: origin.to_owned(),
+                    message: e.to_string(),
+                }
+            }
+        })?,
+        PolicyFormat::Yaml => serde_saphyr::from_str(text).map_err(|e| yaml_error(e, origin))?,
+    };
+    if !value.is_object() {
+        return Err(LoadError::NotMapping {
+            origin: origin.to_owned(),
+            found: type_name(&value),
+        });
+    }
+    Ok(value)
+}
+
+/// Parse and fully validate policy bytes.
+pub fn policy_from_bytes(
+    bytes: &[u8],
+    format: PolicyFormat,
+    origin: &str,
+) -> Result<LoadedPolicy, LoadError> {
+    let raw = policy_value_from_bytes(bytes, format, origin)?;
+    check_version(
+        &raw,
+        "policy",
+        origin,
+        "policy_schema_version",
+        POLICY_VERSION,
+    )?;
+    check_schema(Kind::Policy, &raw, origin)?;
+    LoadedPolicy::from_value(raw).map_err(|e| LoadError::Model {
+        kind: "policy",
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Load and fully validate a policy file (YAML, or JSON for `.json`).
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy, LoadError> {
+    let bytes = read_capped(path, "policy", limits::MAX_POLICY_BYTES)?;
+    policy_from_bytes(
+        &bytes,
+        PolicyFormat::for_path(path),
+        &path.display().to_string(),
+    )
+}
+
+/// Parse and fully validate approval bytes.
+pub fn approval_from_bytes(bytes: &[u8], origin: &str) -> Result<Approval, LoadError> {
+    const KIND: &str = "approval";
+    let raw = parse_json_object(bytes, KIND, origin)?;
+    check_version(&raw, KIND, origin, "approval_version", APPROVAL_VERSION)?;
+    check_schema(Kind::Approval, &raw, origin)?;
+    model(&raw, KIND, origin)
+}
+
+/// Load and fully validate an approval file.
+pub fn load_approval(path: &Path) -> Result<Approval, LoadError> {
+    let bytes = read_capped(path, "approval", limits::MAX_ARTIFACT_BYTES)?;
+    approval_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// The receipt without its `signature` member: what the schema covers.
+pub fn receipt_without_signature(receipt: &Value) -> Value {
+    let mut copy = receipt.clone();
+    if let Some(obj) = copy.as_object_mut() {
+        obj.remove("signature");
+    }
+    copy
+}
+
+/// Parse receipt bytes and validate them (without `signature`) against the
+/// schema; returns the full document including any signature.
+pub fn receipt_from_bytes(bytes: &[u8], origin: &str) -> Result<Value, LoadError> {
+    const KIND: &str = "receipt";
+    let raw = parse_json_object(bytes, KIND, origin)?;
+    check_version(&raw, KIND, origin, "receipt_version", RECEIPT_VERSION)?;
+    check_schema(Kind::Receipt, &receipt_without_signature(&raw), origin)?;
+    Ok(raw)
+}
+
+/// Load and validate a receipt file.
+pub fn load_receipt(path: &Path) -> Result<Value, LoadError> {
+    let bytes = read_capped(path, "receipt", limits::MAX_ARTIFACT_BYTES)?;
+    receipt_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Validate bytes of any kind, listing every problem (for `csc validate`).
+pub fn validate_bytes(kind: Kind, bytes: &[u8], format: PolicyFormat, origin: &str) -> Vec<String> {
+    let result = match kind {
+        Kind::Contract => contract_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Policy => policy_from_bytes(bytes, format, origin).map(|_| ()),
+        Kind::Approval => approval_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Receipt => receipt_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Decision => parse_json_object(bytes, "decision", origin)
+            .and_then(|raw| check_schema(Kind::Decision, &raw, origin)),
+    };
+    match result {
+        Ok(()) => Vec::new(),
+        Err(LoadError::Schema { violations, .. }) => {
+            violations.iter().map(|v| v.to_string()).collect()
+        }
+        Err(LoadError::Limits { violations, .. }) => violations,
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// Read a file for [`validate_bytes`] with the cap that applies to `kind`.
+pub fn read_for_validation(kind: Kind, path: &Path) -> Result<Vec<u8>, LoadError> {
+    let max = match kind {
+        Kind::Contract => limits::MAX_CONTRACT_BYTES,
+        Kind::Policy => limits::MAX_POLICY_BYTES,
+        _ => limits::MAX_ARTIFACT_BYTES,
+    };
+    read_capped(path, kind.as_str(), max)
+}

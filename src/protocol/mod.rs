@@ -1,0 +1,10 @@
+//! The v0.1 protocol objects, their schemas, limits and loaders.
+
+pub mod approval;
+pub mod contract;
+pub mod decision;
+pub mod limits;
+pub mod load;
+pub mod policy;
+pub mod schema;
+pub mod strict_json;
