@@ -13,6 +13,7 @@ pub mod canonical;
 pub mod cli;
 pub mod conformance;
 pub mod engine;
+pub mod evidence;
 pub mod protocol;
 pub mod time;
 

@@ -1,0 +1,4 @@
+//! Evidence: Ed25519 keys and receipt signatures.
+
+pub mod keys;
+pub mod signing;
