@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use super::CliResult;
 use crate::engine;
 use crate::protocol::decision::Verdict;
 use crate::protocol::load;
@@ -39,9 +39,5 @@ pub fn run(args: Args) -> CliResult {
             codes.join(", ")
         );
     }
-    Ok(match decision.decision {
-        Verdict::Allow => EXIT_OK,
-        Verdict::NeedsApproval => EXIT_NEEDS_APPROVAL,
-        Verdict::Deny => EXIT_DENY,
-    })
+    Ok(super::verdict_exit(decision.decision))
 }

@@ -2,7 +2,9 @@
 //! where errors become exit codes.
 
 mod check;
+mod completions;
 mod conformance;
+mod explain;
 mod hash;
 mod validate;
 
@@ -70,6 +72,29 @@ pub enum Verb {
         after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
     )]
     Conformance(conformance::Args),
+    /// Show every policy check for every command, with what to change.
+    #[command(
+        after_help = "Examples:\n  csc explain contract.json policy.yaml\n  csc explain contract.json policy.yaml --json\n\nExit codes as for `check`."
+    )]
+    Explain(explain::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Examples:\n  csc completions bash > /etc/bash_completion.d/csc\n  csc completions zsh > \"${fpath[1]}/_csc\"\n  csc completions fish > ~/.config/fish/completions/csc.fish"
+    )]
+    Completions(completions::Args),
+    /// Print the csc(1) man page (roff) generated from this CLI.
+    #[command(after_help = "Example:\n  csc man > csc.1 && man ./csc.1")]
+    Man,
+}
+
+/// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
+pub fn verdict_exit(verdict: crate::protocol::decision::Verdict) -> u8 {
+    use crate::protocol::decision::Verdict;
+    match verdict {
+        Verdict::Allow => EXIT_OK,
+        Verdict::NeedsApproval => EXIT_NEEDS_APPROVAL,
+        Verdict::Deny => EXIT_DENY,
+    }
 }
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
@@ -80,6 +105,9 @@ pub fn main() -> ExitCode {
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
         Verb::Conformance(a) => conformance::run(a),
+        Verb::Explain(a) => explain::run(a),
+        Verb::Completions(a) => completions::run(a),
+        Verb::Man => completions::man(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
