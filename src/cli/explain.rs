@@ -111,12 +111,11 @@ pub fn run(args: Args) -> CliResult {
             44usize,
         );
         println!(
-            "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
+            "{:<w0$}  {:<w1$}  {:<14}  {:<28}  WHAT TO CHANGE",
             "COMMAND",
             "CHECK",
             "RESULT",
             "VALUE",
-            "WHAT TO CHANGE",
             w0 = widths.0,
             w1 = widths.1
         );
