@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# End-to-end example: decide, run with a signed receipt, verify the receipt.
+# Uses a throwaway key and state directory; prints each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CSC=${CSC:-./target/release/csc}
+CONTRACT=examples/contracts/list-repo.json
+POLICY=policies/readonly-dev.yaml
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/csc-quickstart.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+step "$CSC" check "$CONTRACT" "$POLICY"
+step "$CSC" keygen --out "$WORK/key.pem" --public-out "$WORK/key.pub.pem"
+step "$CSC" run "$CONTRACT" "$POLICY" --quiet \
+  --sign --signing-key "$WORK/key.pem" --key-id quickstart \
+  --receipt-out "$WORK/receipt.json" --state-dir "$WORK/state"
+step cat "$WORK/receipt.json"
+step "$CSC" verify-receipt "$WORK/receipt.json" \
+  --public-key "$WORK/key.pub.pem" --key-id quickstart \
+  --contract "$CONTRACT" --policy "$POLICY"
