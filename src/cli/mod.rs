@@ -4,7 +4,9 @@
 mod check;
 mod conformance;
 mod hash;
+mod keygen;
 mod validate;
+mod verify_receipt;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -70,6 +72,16 @@ pub enum Verb {
         after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
     )]
     Conformance(conformance::Args),
+    /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
+    #[command(
+        after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
+    )]
+    VerifyReceipt(verify_receipt::Args),
+    /// Generate an Ed25519 signing key (PKCS#8 PEM, mode 0600) and its public key.
+    #[command(
+        after_help = "Examples:\n  csc keygen --out signing.pem --public-out signing.pub.pem\n  csc keygen --out signing.pem --raw-public-out signing.pub --force\n\nPrints the fingerprint (sha256 of the raw public key), a suggested key id and a keyring entry."
+    )]
+    Keygen(keygen::Args),
 }
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
@@ -80,6 +92,8 @@ pub fn main() -> ExitCode {
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
         Verb::Conformance(a) => conformance::run(a),
+        Verb::VerifyReceipt(a) => verify_receipt::run(a),
+        Verb::Keygen(a) => keygen::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
