@@ -182,6 +182,7 @@ pub fn check_outputs(receipt: &Value, dir: &Path, problems: &mut Vec<Problem>) {
         order.push(failed);
     }
     let mut last = None;
+    let problems_before = problems.len();
     for id in order {
         if !safe_file_stem(id) {
             problems.push(Problem::new(
@@ -209,7 +210,7 @@ pub fn check_outputs(receipt: &Value, dir: &Path, problems: &mut Vec<Problem>) {
         let nothing_ran = completed.is_empty()
             && stdout_hash == Some(EMPTY_STREAM_HASH)
             && stderr_hash == Some(EMPTY_STREAM_HASH);
-        if !nothing_ran {
+        if !nothing_ran && problems.len() == problems_before {
             problems.push(Problem::new(
                 "output_missing",
                 format!(
