@@ -785,3 +785,29 @@ fn outputs_and_artifacts_bindings() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("is not a directory"));
 }
+
+/// The documented example keyring loads and verifies the golden receipts.
+#[test]
+fn example_keyring_verifies_golden_receipts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ring = root.join("examples/keyring.json");
+    let mut args = vec![
+        "verify-receipt".to_owned(),
+        "--keyring".into(),
+        s(&ring).into(),
+    ];
+    for dir in ["reference-signed", "ours-signed"] {
+        for e in std::fs::read_dir(interop().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                args.push(s(&p).to_owned());
+            }
+        }
+    }
+    assert!(args.len() > 8);
+    let o = Command::new(env!("CARGO_BIN_EXE_csc"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}
