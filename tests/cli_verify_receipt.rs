@@ -212,6 +212,28 @@ fn unreadable_malformed_and_schema_invalid_receipts_are_named() {
     let unsigned = dir.path().join("unsigned.json");
     std::fs::write(&unsigned, serde_json::to_vec(&receipt(3)).unwrap()).unwrap();
     let missing = dir.path().join("missing.json");
+    let fifo = dir.path().join("fifo.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = csc(&[
+        "verify-receipt",
+        "--public-key",
+        s(&pubkey),
+        "--key-id",
+        "k1",
+        s(&fifo),
+        s(&good),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).0.contains("fifo.json: INVALID: receipt")
+            && text(&o).0.contains("is not a regular file")
+    );
     let o = csc(&[
         "verify-receipt",
         "--public-key",
@@ -262,7 +284,8 @@ fn signature_failures_each_have_a_distinct_reason() {
         "2026-11-21T12:00:02+00:00",
     );
     let good: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Tamper = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "unknown",
             Box::new(|v| v["signature"]["key_id"] = json!("k2")),

@@ -395,6 +395,16 @@ impl Verifier {
             checked: vec!["schema"],
             problems: Vec::new(),
         };
+        // Refuse FIFOs/devices before opening: opening a FIFO would block.
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() {
+                report.problems.push(Problem::new(
+                    "unreadable",
+                    format!("receipt {} is not a regular file", path.display()),
+                ));
+                return report;
+            }
+        }
         match load::load_receipt(path) {
             Err(e) => {
                 let code = match e {
