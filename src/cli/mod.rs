@@ -6,7 +6,9 @@ mod completions;
 mod conformance;
 mod explain;
 mod hash;
+mod keygen;
 mod validate;
+mod verify_receipt;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -85,6 +87,16 @@ pub enum Verb {
     /// Print the csc(1) man page (roff) generated from this CLI.
     #[command(after_help = "Example:\n  csc man > csc.1 && man ./csc.1")]
     Man,
+    /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
+    #[command(
+        after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
+    )]
+    VerifyReceipt(verify_receipt::Args),
+    /// Generate an Ed25519 signing key (PKCS#8 PEM, mode 0600) and its public key.
+    #[command(
+        after_help = "Examples:\n  csc keygen --out signing.pem --public-out signing.pub.pem\n  csc keygen --out signing.pem --raw-public-out signing.pub --force\n\nPrints the fingerprint (sha256 of the raw public key), a suggested key id and a keyring entry."
+    )]
+    Keygen(keygen::Args),
 }
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
@@ -99,7 +111,14 @@ pub fn verdict_exit(verdict: crate::protocol::decision::Verdict) -> u8 {
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 (clap's default 2 would read as "needs approval").
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_DENY } else { EXIT_OK });
+        }
+    };
     let result = match cli.command {
         Verb::Check(a) => check::run(a),
         Verb::Validate(a) => validate::run(a),
@@ -108,6 +127,8 @@ pub fn main() -> ExitCode {
         Verb::Explain(a) => explain::run(a),
         Verb::Completions(a) => completions::run(a),
         Verb::Man => completions::man(),
+        Verb::VerifyReceipt(a) => verify_receipt::run(a),
+        Verb::Keygen(a) => keygen::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

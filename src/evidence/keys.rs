@@ -92,12 +92,25 @@ pub fn verifying_key_from_bytes(bytes: &[u8]) -> Result<VerifyingKey, String> {
         return VerifyingKey::from_bytes(&raw)
             .map_err(|_| "32 bytes that are not a valid Ed25519 public key".to_owned());
     }
+    if bytes.len() == 64 {
+        return Err(
+            "64 raw bytes look like a private seed+public key pair, not a raw 32-byte public key"
+                .to_owned(),
+        );
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| {
         format!(
             "expected a raw 32-byte public key or PEM, got {} bytes",
             bytes.len()
         )
     })?;
+    if text.contains("PRIVATE KEY-----") {
+        return Err(
+            "this is a PRIVATE key, not a public key: pass the public key \
+             (e.g. from `csc keygen --public-out` or `--raw-public-out`)"
+                .to_owned(),
+        );
+    }
     if !text.contains("-----BEGIN PUBLIC KEY-----") {
         return Err(format!(
             "expected a raw 32-byte public key or a PEM SPKI (-----BEGIN PUBLIC KEY-----), got {} bytes",

@@ -1,4 +1,7 @@
-//! Evidence: Ed25519 keys and receipt signatures.
+//! Evidence: Ed25519 keys, receipt signatures, keyrings and verification.
 
+pub mod keygen;
+pub mod keyring;
 pub mod keys;
 pub mod signing;
+pub mod verify;
