@@ -6,7 +6,8 @@
 //!
 //! Layout: [`protocol`] (objects, schemas, loaders), [`canonical`] (hashes),
 //! [`engine`] (pure policy evaluation), [`conformance`] (fixture suites),
-//! [`cli`] (the command-line front end).
+//! [`sandbox`] (native kernel sandbox for hardened mode), [`cli`] (the
+//! command-line front end).
 #![deny(unsafe_code)]
 
 pub mod canonical;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod conformance;
 pub mod engine;
 pub mod protocol;
+pub mod sandbox;
 pub mod time;
 
 /// Version string recorded as `runner_version` in receipts.

@@ -4,6 +4,7 @@
 mod check;
 mod conformance;
 mod hash;
+mod sandbox;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -70,6 +71,23 @@ pub enum Verb {
         after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
     )]
     Conformance(conformance::Args),
+    /// Probe the host: what hardened mode will and will not enforce here.
+    #[command(
+        after_help = "Examples:\n  csc doctor\n  csc doctor --json\n\nExit code 0 if hardened mode can run here, 1 otherwise."
+    )]
+    Doctor(sandbox::DoctorArgs),
+    /// Print the hardened sandbox profile and its sandbox_profile_id.
+    #[command(
+        name = "sandbox-profile",
+        after_help = "Examples:\n  csc sandbox-profile\n  csc sandbox-profile --json"
+    )]
+    SandboxProfile(sandbox::ProfileArgs),
+    /// Internal: sandbox setup helper (re-executed by csc itself).
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit(sandbox::InitArgs),
+    /// Internal: run a sandbox spec file with the current stdout/stderr.
+    #[command(name = "__sandbox-run", hide = true)]
+    SandboxRun(sandbox::RunArgs),
 }
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
@@ -80,6 +98,10 @@ pub fn main() -> ExitCode {
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
         Verb::Conformance(a) => conformance::run(a),
+        Verb::Doctor(a) => sandbox::doctor(a),
+        Verb::SandboxProfile(a) => sandbox::profile(a),
+        Verb::SandboxInit(a) => sandbox::init(a),
+        Verb::SandboxRun(a) => sandbox::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
