@@ -225,6 +225,7 @@ fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccomp
         "init",
         nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}")),
     )?;
+    stage("rlimits", limit_pids(plan.rlimits.processes))?;
     stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
     if plan.probe {
         status.send(&StatusMsg::StageOk { stage: "mounts".into() });
@@ -249,6 +250,27 @@ fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccomp
         return Ok(0);
     }
     stage("init", run_pipeline(plan, status, prog))
+}
+
+/// Smallest `pid_max` the kernel accepts.
+pub const PID_MAX_MIN: u64 = 301;
+
+/// Cap the number of tasks in the sandbox's pid namespace (Linux ≥ 6.14
+/// namespaces `kernel.pid_max`). Unlike `RLIMIT_NPROC`, this also binds a
+/// sandbox started by root (the kernel exempts global root from NPROC);
+/// so it is mandatory for uid 0 and best effort otherwise.
+fn limit_pids(processes: u64) -> Result<(), String> {
+    let max = processes.saturating_add(1).max(PID_MAX_MIN);
+    match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
+        Ok(()) => Ok(()),
+        Err(e) if !nix::unistd::Uid::effective().is_root() => {
+            let _ = e;
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
+        )),
+    }
 }
 
 struct Prepared {

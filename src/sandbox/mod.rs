@@ -61,6 +61,11 @@ pub struct SandboxConfig {
     /// Allow executing files found in read and write scopes (Landlock
     /// `EXECUTE` right). System directories are always executable.
     pub exec_in_scopes: bool,
+    /// Host paths hidden inside the view even when a bind covers them
+    /// (secrets under `/etc` that uid 0 could otherwise read): files are
+    /// replaced by an empty read-only file, directories by an empty
+    /// read-only tmpfs.
+    pub masked_paths: Vec<PathBuf>,
     /// Hostname inside the sandbox.
     pub hostname: String,
     /// Binary to re-execute as the setup helper (default `/proc/self/exe`).
@@ -78,6 +83,21 @@ impl Default for SandboxConfig {
             rlimits: RlimitConfig::default(),
             min_landlock_abi: 4,
             exec_in_scopes: true,
+            masked_paths: [
+                "/etc/shadow",
+                "/etc/shadow-",
+                "/etc/gshadow",
+                "/etc/gshadow-",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/ssh",
+                "/etc/ssl/private",
+                "/etc/security/opasswd",
+                "/etc/machine-id",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
         }

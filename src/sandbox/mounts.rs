@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::Mode;
 
 use super::plan::{BindAccess, DEV_NODES, MountOp};
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
@@ -23,6 +22,8 @@ use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, M
 const SCRATCH: &str = "/tmp";
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
+/// Empty file on the scratch root, bound over masked files.
+const EMPTY_FILE: &str = "/empty";
 
 fn under(base: &str, p: &Path) -> PathBuf {
     let rel = p.strip_prefix("/").unwrap_or(p);
@@ -142,10 +143,19 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
             )
             .map_err(e("mount proc"))
         }
-        MountOp::Hide { dst } => {
+        MountOp::Hide { dst } | MountOp::Mask { dst, is_dir: true } => {
             let target = under(NEW, dst);
             mkdir_p(&target)?;
             tmpfs(&target, "mode=0555,size=4096", MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY)
+        }
+        MountOp::Mask { dst, is_dir: false } => {
+            let target = under(NEW, dst);
+            bind(Path::new(EMPTY_FILE), &target, false)?;
+            setattr(
+                &target,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                false,
+            )
         }
     }
 }
@@ -165,6 +175,7 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
     nix::unistd::chdir("/").map_err(e("chdir /"))?;
 
     tmpfs(Path::new(NEW), "mode=0755,size=1048576", MsFlags::empty())?;
+    ensure_mountpoint(Path::new(EMPTY_FILE), false)?;
     for op in ops {
         apply_op(op)?;
     }
@@ -182,6 +193,5 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
     nix::unistd::chdir("/").map_err(e("chdir /"))?;
     setattr(Path::new("/"), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false)?;
     nix::unistd::chdir(cwd).map_err(e(format!("chdir {}", cwd.display())))?;
-    let _ = Mode::empty();
     Ok(())
 }

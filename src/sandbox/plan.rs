@@ -75,6 +75,14 @@ pub enum MountOp {
         /// Mount point.
         dst: PathBuf,
     },
+    /// Hide a configured secret path under a bind: an empty read-only
+    /// file or directory is mounted over it.
+    Mask {
+        /// Path inside the sandbox.
+        dst: PathBuf,
+        /// Directory (true) or file (false).
+        is_dir: bool,
+    },
 }
 
 impl MountOp {
@@ -86,7 +94,8 @@ impl MountOp {
             | MountOp::Tmpfs { dst, .. }
             | MountOp::Dev { dst }
             | MountOp::Proc { dst }
-            | MountOp::Hide { dst } => dst,
+            | MountOp::Hide { dst }
+            | MountOp::Mask { dst, .. } => dst,
         }
     }
 
@@ -106,6 +115,7 @@ impl MountOp {
                 access: BindAccess::Write,
                 ..
             } => 3,
+            MountOp::Mask { .. } => 4,
         }
     }
 }
@@ -434,6 +444,15 @@ pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result
     mounts.push(MountOp::Proc {
         dst: PathBuf::from("/proc"),
     });
+    for m in &cfg.masked_paths {
+        let m = normalize(m)?;
+        let covered = binds.iter().any(|(p, _, _)| m.starts_with(p));
+        match fs.kind(&m) {
+            Some(HostKind::Dir) if covered => mounts.push(MountOp::Mask { dst: m, is_dir: true }),
+            Some(HostKind::File) if covered => mounts.push(MountOp::Mask { dst: m, is_dir: false }),
+            _ => {}
+        }
+    }
     if covers_sys {
         mounts.push(MountOp::Hide {
             dst: PathBuf::from("/sys"),
@@ -510,7 +529,7 @@ pub fn landlock_rules(cfg: &SandboxConfig, mounts: &[MountOp]) -> Vec<LandlockRu
                 class: RuleClass::Read,
                 is_dir: true,
             }),
-            MountOp::Symlink { .. } | MountOp::Hide { .. } => {}
+            MountOp::Symlink { .. } | MountOp::Hide { .. } | MountOp::Mask { .. } => {}
         }
     }
     rules
@@ -675,6 +694,22 @@ mod tests {
         let root = 0;
         let proc_ = plan.mounts.iter().position(|m| matches!(m, MountOp::Proc { .. })).unwrap();
         assert!(root < proc_);
+    }
+
+    #[test]
+    fn secrets_under_system_dirs_are_masked_after_their_bind() {
+        let mut fs = FakeFs::new();
+        fs.kinds.insert("/etc/shadow".into(), HostKind::File);
+        fs.kinds.insert("/etc/ssh".into(), HostKind::Dir);
+        let plan = build(&SandboxConfig::default(), &spec(), &fs).unwrap();
+        let etc = plan.mounts.iter().position(|m| m.dst() == Path::new("/etc")).unwrap();
+        let shadow = plan
+            .mounts
+            .iter()
+            .position(|m| matches!(m, MountOp::Mask { dst, is_dir: false } if dst == Path::new("/etc/shadow")))
+            .unwrap();
+        assert!(etc < shadow);
+        assert!(plan.mounts.iter().any(|m| matches!(m, MountOp::Mask { is_dir: true, .. })));
     }
 
     #[test]
