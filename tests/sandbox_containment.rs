@@ -46,7 +46,13 @@ allowed("list cwd", lambda: os.listdir("."))
             manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
             data = fx.data.to_str().unwrap(),
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
         assert_eq!(r.code, 0, "{r:?}");
     }
@@ -81,13 +87,28 @@ allowed("write private tmp", lambda: open("/tmp/{marker}", "w").write("x"))
             data = fx.data.to_str().unwrap(),
             out = fx.out.to_str().unwrap(),
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
-        assert_eq!(std::fs::read_to_string(fx.out.join("ok.txt")).unwrap(), "ok");
-        assert_eq!(std::fs::read_to_string(fx.data.join("file.txt")).unwrap(), "public data\n");
+        assert_eq!(
+            std::fs::read_to_string(fx.out.join("ok.txt")).unwrap(),
+            "ok"
+        );
+        assert_eq!(
+            std::fs::read_to_string(fx.data.join("file.txt")).unwrap(),
+            "public data\n"
+        );
         assert!(!fx.data.join("new.txt").exists());
         assert!(!std::path::Path::new("/etc/evil").exists());
-        assert!(!std::path::Path::new("/tmp").join(&marker).exists(), "private /tmp leaked to host");
+        assert!(
+            !std::path::Path::new("/tmp").join(&marker).exists(),
+            "private /tmp leaked to host"
+        );
     }
 }
 
@@ -125,7 +146,13 @@ denied("write /usr afterwards", lambda: open("/usr/evil", "w"))
             data = fx.data.to_str().unwrap(),
             out = fx.out.to_str().unwrap(),
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
     }
 }
@@ -187,7 +214,13 @@ allowed("read /proc/self/status", lambda: open("/proc/self/status").read())
 "#,
             out = fx.out.to_str().unwrap(),
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
     }
 }
@@ -210,7 +243,13 @@ denied("signal test process", lambda: os.kill({me}, 0), {{errno.ESRCH, errno.EPE
 print("BREACH hostname") if socket.gethostname() != "csc-sandbox" else print("denied own uts")
 "#
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
     }
 }
@@ -240,7 +279,13 @@ print("fds", fds)
 print("BREACH leaked fd" if {raw} in fds or any(f > 3 for f in fds) else "denied no extra fds")
 "#
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
     }
     nix::unistd::close(raw).unwrap();
@@ -383,12 +428,34 @@ fn pipelines_cwd_under_tmp_and_exit_status() {
         spec["cwd"] = json!(fx.data);
         let r = run(who, &fx, spec, json!({}), None);
         assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(r.stdout, format!("HELLO\n{}\nfile.txt\n", fx.data.display()), "{r:?}");
+        assert_eq!(
+            r.stdout,
+            format!("HELLO\n{}\nfile.txt\n", fx.data.display()),
+            "{r:?}"
+        );
 
-        let spec = fx.spec(vec![sh("exit 3"), sh("cat >/dev/null; exit 4"), sh("cat >/dev/null")], "deny");
+        let spec = fx.spec(
+            vec![
+                sh("exit 3"),
+                sh("cat >/dev/null; exit 4"),
+                sh("cat >/dev/null"),
+            ],
+            "deny",
+        );
         assert_eq!(run(who, &fx, spec, json!({}), None).code, 3);
         let spec = fx.spec(vec![sh("true"), sh("kill -TERM $$")], "deny");
         assert_eq!(run(who, &fx, spec, json!({}), None).code, 128 + 15);
+        // SIGPIPE is back to default for targets (the Rust runtime ignores
+        // it in the helper): `yes` dies of it, status 128+13.
+        let spec = fx.spec(
+            vec![
+                vec!["/usr/bin/yes".into()],
+                vec!["/usr/bin/head".into(), "-n2".into()],
+            ],
+            "deny",
+        );
+        let r = run(who, &fx, spec, json!({}), None);
+        assert_eq!((r.code, r.stdout.as_str()), (141, "y\ny\n"), "{r:?}");
         let spec = fx.spec(vec![vec!["/nonexistent/binary".into()]], "deny");
         let r = run(who, &fx, spec, json!({}), None);
         assert_eq!(r.code, 127, "{r:?}");
@@ -406,12 +473,24 @@ fn setup_failures_are_reported_never_run_unconfined() {
         let marker = fx.out.join("ran");
         let argv = sh(&format!("touch {}", marker.display()));
         // Require a Landlock ABI no kernel has: must refuse, not downgrade.
-        let r = run(who, &fx, fx.spec(vec![argv.clone()], "deny"), json!({"min_landlock_abi": 999}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![argv.clone()], "deny"),
+            json!({"min_landlock_abi": 999}),
+            None,
+        );
         assert_eq!(r.code, 125, "{r:?}");
         assert!(r.stderr.contains("landlock"), "{r:?}");
         assert!(!marker.exists(), "command ran despite setup failure");
         // allowlisted network is refused with a clear error.
-        let r = run(who, &fx, fx.spec(vec![argv], "allowlisted"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![argv], "allowlisted"),
+            json!({}),
+            None,
+        );
         assert_eq!(r.code, 1, "{r:?}");
         assert!(r.stderr.contains("allowlisted"), "{r:?}");
         assert!(!marker.exists());

@@ -53,7 +53,13 @@ fn daemonized_grandchild_dies_at_timeout() {
         let fx = Fixture::new();
         let beat = fx.out.join("beat");
         let t = Instant::now();
-        let r = run(who, &fx, fx.spec(vec![sh(&daemon_script(&beat))], "deny"), json!({}), Some(1500));
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![sh(&daemon_script(&beat))], "deny"),
+            json!({}),
+            Some(1500),
+        );
         assert_eq!(r.code, 124, "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(10));
         assert!(size(&beat) > 0, "daemon never ran: {r:?}");
@@ -110,9 +116,18 @@ time.sleep(0.2)
 r = os.waitpid(pid, 0)
 print("denied sibling killed inside" if os.WIFSIGNALED(r[1]) else "FAIL sibling not killed")
 "#;
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), Some(20_000));
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(script)], "deny"),
+            json!({}),
+            Some(20_000),
+        );
         r.assert_contained(&format!("{who:?}"));
-        assert!(canary.try_wait().unwrap().is_none(), "host canary was killed");
+        assert!(
+            canary.try_wait().unwrap().is_none(),
+            "host canary was killed"
+        );
         canary.kill().unwrap();
         canary.wait().unwrap();
     }
@@ -140,9 +155,18 @@ except OSError as e:
     if n > 400: print("BREACH cap too high", n)
 "#;
         let t = Instant::now();
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({"rlimits": {"processes": 64}}), Some(60_000));
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(script)], "deny"),
+            json!({"rlimits": {"processes": 64}}),
+            Some(60_000),
+        );
         r.assert_contained(&format!("{who:?}"));
-        assert!(t.elapsed() < Duration::from_secs(30), "bomb not cleaned up promptly");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bomb not cleaned up promptly"
+        );
     }
 }
 
@@ -164,7 +188,13 @@ except MemoryError:
     if len(chunks) * 64 > 1024: print("BREACH over cap")
 "#;
         let config = json!({"rlimits": {"address_space_bytes": 1u64 << 30}});
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), config, Some(60_000));
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(script)], "deny"),
+            config,
+            Some(60_000),
+        );
         r.assert_contained(&format!("{who:?}"));
     }
 }
@@ -177,7 +207,10 @@ fn one_gib_of_output_is_streamed() {
         }
         let fx = Fixture::new();
         let file = fx.run_file(
-            fx.spec(vec![sh("head -c 1073741824 /dev/zero"), vec!["/bin/cat".into()]], "deny"),
+            fx.spec(
+                vec![sh("head -c 1073741824 /dev/zero"), vec!["/bin/cat".into()]],
+                "deny",
+            ),
             json!({}),
         );
         let mut csc = command(who)

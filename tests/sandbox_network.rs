@@ -25,8 +25,15 @@ impl HostListeners {
         tcp.set_nonblocking(true).unwrap();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         udp.set_nonblocking(true).unwrap();
-        let abstract_name = format!("csc-test-{}-{}", std::process::id(), tcp.local_addr().unwrap().port());
-        let unix = UnixListener::bind_addr(&SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap()).unwrap();
+        let abstract_name = format!(
+            "csc-test-{}-{}",
+            std::process::id(),
+            tcp.local_addr().unwrap().port()
+        );
+        let unix = UnixListener::bind_addr(
+            &SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap(),
+        )
+        .unwrap();
         unix.set_nonblocking(true).unwrap();
         HostListeners {
             tcp,
@@ -90,7 +97,13 @@ denied("udp external", lambda: udp_send("10.0.0.1", 53))
 "#,
             vars = host.script_vars()
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "deny"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
         assert!(!host.tcp_accepted(), "host TCP listener was reached");
         assert!(!host.udp_received(), "host UDP socket received a datagram");
@@ -113,10 +126,22 @@ denied("abstract unix connect", lambda: unix_connect(ABSTRACT), {{errno.EPERM}})
 "#,
             vars = host.script_vars()
         );
-        let r = run(who, &fx, fx.spec(vec![py(&script)], "full"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], "full"),
+            json!({}),
+            None,
+        );
         r.assert_contained(&format!("{who:?}"));
-        assert!(host.tcp_accepted(), "network: full should reach the host listener");
-        assert!(!host.unix_accepted(), "abstract socket reached despite Landlock scoping");
+        assert!(
+            host.tcp_accepted(),
+            "network: full should reach the host listener"
+        );
+        assert!(
+            !host.unix_accepted(),
+            "abstract socket reached despite Landlock scoping"
+        );
     }
 }
 
@@ -127,9 +152,18 @@ fn allowlisted_network_is_refused() {
             continue;
         }
         let fx = Fixture::new();
-        let r = run(who, &fx, fx.spec(vec![py("")], "allowlisted"), json!({}), None);
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py("")], "allowlisted"),
+            json!({}),
+            None,
+        );
         assert_eq!(r.code, 1, "{r:?}");
-        assert!(r.stderr.contains("allowlisted") && r.stderr.contains("refusing"), "{r:?}");
+        assert!(
+            r.stderr.contains("allowlisted") && r.stderr.contains("refusing"),
+            "{r:?}"
+        );
         assert!(!r.stdout.contains("DONE"));
     }
 }

@@ -76,7 +76,12 @@ pub fn doctor(a: DoctorArgs) -> CliResult {
         );
         println!("\nchecks:");
         for c in &r.checks {
-            println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+            println!(
+                "  [{}] {}: {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
             if let Some(f) = &c.fix {
                 println!("         fix: {f}");
             }
@@ -94,7 +99,11 @@ pub fn doctor(a: DoctorArgs) -> CliResult {
             println!("  - {e}");
         }
     }
-    Ok(if r.hardened_available { EXIT_OK } else { EXIT_DENY })
+    Ok(if r.hardened_available {
+        EXIT_OK
+    } else {
+        EXIT_DENY
+    })
 }
 
 pub fn profile(a: ProfileArgs) -> CliResult {
@@ -114,8 +123,10 @@ pub fn init(a: InitArgs) -> CliResult {
 }
 
 pub fn run(a: RunArgs) -> CliResult {
-    let text = std::fs::read_to_string(&a.spec).map_err(|e| CliError(format!("failed to read {}: {e}", a.spec.display())))?;
-    let file: RunFile = serde_json::from_str(&text).map_err(|e| CliError(format!("invalid spec file: {e}")))?;
+    let text = std::fs::read_to_string(&a.spec)
+        .map_err(|e| CliError(format!("failed to read {}: {e}", a.spec.display())))?;
+    let file: RunFile =
+        serde_json::from_str(&text).map_err(|e| CliError(format!("invalid spec file: {e}")))?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
     let mut child = sandbox::spawn(&file.config, &file.spec, stdout, stderr)?;

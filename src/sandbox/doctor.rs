@@ -68,7 +68,9 @@ const SYSCTLS: [&str; 4] = [
 ];
 
 fn read_sysctl(p: &str) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn userns_fix(sysctls: &[(String, Option<String>)]) -> String {
@@ -204,7 +206,11 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
         );
         enforced.push(format!(
             "Landlock ABI {used}: file-system rights mirroring the view{}{}",
-            if used >= 4 { "; TCP bind/connect denied when network=deny" } else { "" },
+            if used >= 4 {
+                "; TCP bind/connect denied when network=deny"
+            } else {
+                ""
+            },
             if used >= 6 {
                 "; signals and abstract Unix sockets scoped"
             } else {

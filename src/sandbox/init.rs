@@ -27,7 +27,10 @@ use nix::unistd::Pid;
 
 use super::plan::SandboxPlan;
 use super::sys::{self, Forked};
-use super::{EXEC_FAILED_EXIT, SETUP_FAILED_EXIT, StatusMsg, caps, landlock, mounts, namespaces, rlimits, seccomp};
+use super::{
+    EXEC_FAILED_EXIT, SETUP_FAILED_EXIT, StatusMsg, caps, landlock, mounts, namespaces, rlimits,
+    seccomp,
+};
 
 /// Largest plan accepted over the pipe.
 const MAX_PLAN_BYTES: u64 = 64 << 20;
@@ -59,7 +62,11 @@ impl Status {
 /// Entry point of `csc __sandbox-init`: returns the process exit code.
 /// Never panics on input; every failure is reported on the status fd.
 pub fn helper_main(plan_fd: RawFd, status_fd: RawFd) -> i32 {
-    let status = Status(sys::take_inherited_fd(status_fd).ok().map(std::fs::File::from));
+    let status = Status(
+        sys::take_inherited_fd(status_fd)
+            .ok()
+            .map(std::fs::File::from),
+    );
     if status.0.is_none() {
         return SETUP_FAILED_EXIT;
     }
@@ -107,7 +114,12 @@ fn ensure_single_threaded() -> Result<(), String> {
     Ok(())
 }
 
-const FORWARDED: [Signal; 4] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT];
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 fn forwarded_set() -> SigSet {
     let mut s = SigSet::empty();
@@ -124,9 +136,15 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         sys::close_fds_except(&[status.raw()]).map_err(|e| format!("close inherited fds: {e}")),
     )?;
     // Check Landlock before doing anything: fail early and clearly.
-    stage("landlock", landlock::check_requirements(&plan.landlock, plan.network).map(drop))?;
+    stage(
+        "landlock",
+        landlock::check_requirements(&plan.landlock, plan.network).map(drop),
+    )?;
     stage("namespaces", namespaces::enter(plan.network))?;
-    stage("namespaces", namespaces::configure(plan.network, &plan.hostname))?;
+    stage(
+        "namespaces",
+        namespaces::configure(plan.network, &plan.hostname),
+    )?;
     if plan.probe {
         status.send(&StatusMsg::StageOk {
             stage: "namespaces".into(),
@@ -139,7 +157,8 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     let mask = forwarded_set();
     stage(
         "helper",
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| format!("sigprocmask: {e}")),
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(|e| format!("sigprocmask: {e}")),
     )?;
     let (life_r, life_w) = stage(
         "helper",
@@ -205,10 +224,16 @@ fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
     }
 }
 
-fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccompiler::sock_filter]) -> StageResult<i32> {
+fn init_main(
+    plan: &SandboxPlan,
+    status: &Status,
+    life: OwnedFd,
+    prog: &[seccompiler::sock_filter],
+) -> StageResult<i32> {
     stage(
         "init",
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("PR_SET_PDEATHSIG: {e}")),
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(|e| format!("PR_SET_PDEATHSIG: {e}")),
     )?;
     // If the helper died before PDEATHSIG was armed, the life pipe is
     // already closed.
@@ -219,7 +244,8 @@ fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccomp
     drop(life);
     stage(
         "init",
-        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(|e| format!("sigprocmask: {e}")),
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            .map_err(|e| format!("sigprocmask: {e}")),
     )?;
     stage(
         "init",
@@ -228,14 +254,24 @@ fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccomp
     stage("rlimits", limit_pids(plan.rlimits.processes))?;
     stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
     if plan.probe {
-        status.send(&StatusMsg::StageOk { stage: "mounts".into() });
+        status.send(&StatusMsg::StageOk {
+            stage: "mounts".into(),
+        });
     }
-    stage("init", nix::unistd::setsid().map(drop).map_err(|e| format!("setsid: {e}")))?;
+    stage(
+        "init",
+        nix::unistd::setsid()
+            .map(drop)
+            .map_err(|e| format!("setsid: {e}")),
+    )?;
     stage(
         "privileges",
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}")),
     )?;
-    stage("landlock", landlock::restrict(&plan.landlock, plan.network).map(drop))?;
+    stage(
+        "landlock",
+        landlock::restrict(&plan.landlock, plan.network).map(drop),
+    )?;
     if plan.probe {
         status.send(&StatusMsg::StageOk {
             stage: "landlock".into(),
@@ -246,7 +282,9 @@ fn init_main(plan: &SandboxPlan, status: &Status, life: OwnedFd, prog: &[seccomp
     if plan.probe {
         // Verify the filter installs (in init itself: nothing runs after).
         stage("seccomp", seccomp::install(prog))?;
-        status.send(&StatusMsg::StageOk { stage: "seccomp".into() });
+        status.send(&StatusMsg::StageOk {
+            stage: "seccomp".into(),
+        });
         return Ok(0);
     }
     stage("init", run_pipeline(plan, status, prog))
@@ -263,10 +301,8 @@ fn limit_pids(processes: u64) -> Result<(), String> {
     let max = processes.saturating_add(1).max(PID_MAX_MIN);
     match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
         Ok(()) => Ok(()),
-        Err(e) if !nix::unistd::Uid::effective().is_root() => {
-            let _ = e;
-            Ok(())
-        }
+        // Non-root: RLIMIT_NPROC binds, the pid_max cap is extra.
+        Err(_) if !nix::unistd::Uid::effective().is_root() => Ok(()),
         Err(e) => Err(format!(
             "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
         )),
@@ -282,7 +318,11 @@ fn cstr(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| "string contains a NUL byte".to_string())
 }
 
-fn run_pipeline(plan: &SandboxPlan, status: &Status, prog: &[seccompiler::sock_filter]) -> Result<i32, String> {
+fn run_pipeline(
+    plan: &SandboxPlan,
+    status: &Status,
+    prog: &[seccompiler::sock_filter],
+) -> Result<i32, String> {
     let env: Vec<CString> = plan
         .env
         .iter()
@@ -306,7 +346,8 @@ fn run_pipeline(plan: &SandboxPlan, status: &Status, prog: &[seccompiler::sock_f
     let n = prepared.len();
     for (i, seg) in prepared.iter().enumerate() {
         let (read_end, write_end) = if i + 1 < n {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| format!("pipe2: {e}"))?;
             (Some(r), Some(w))
         } else {
             (None, None)
@@ -332,13 +373,20 @@ fn run_pipeline(plan: &SandboxPlan, status: &Status, prog: &[seccompiler::sock_f
     while codes.iter().any(Option::is_none) {
         match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => record(&pids, &mut codes, pid, 128 + sig as i32),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                record(&pids, &mut codes, pid, 128 + sig as i32)
+            }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(format!("waitpid: {e}")),
         }
     }
-    Ok(pipeline_status(&codes.into_iter().map(|c| c.unwrap_or(0)).collect::<Vec<_>>()))
+    Ok(pipeline_status(
+        &codes
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn record(pids: &[libc::pid_t], codes: &mut [Option<i32>], pid: Pid, code: i32) {
@@ -374,6 +422,9 @@ fn exec_segment(
     {
         fail("exec", format!("dup2 stdout: {e}"), SETUP_FAILED_EXIT);
     }
+    if let Err(e) = sys::reset_signal_dispositions() {
+        fail("exec", format!("reset signals: {e}"), SETUP_FAILED_EXIT);
+    }
     // The status fd stays open (close-on-exec) to report an exec failure.
     if let Err(e) = sys::close_fds_except(&[status.raw()]) {
         fail("exec", format!("close fds: {e}"), SETUP_FAILED_EXIT);
@@ -385,7 +436,9 @@ fn exec_segment(
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let path = Path::new(seg.path.to_str().unwrap_or("?")).display().to_string();
+    let path = Path::new(seg.path.to_str().unwrap_or("?"))
+        .display()
+        .to_string();
     fail("exec", format!("execve {path}: {err}"), EXEC_FAILED_EXIT)
 }
 

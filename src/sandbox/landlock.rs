@@ -5,8 +5,8 @@
 //! minimum ABI is enforced (fail closed).
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use super::plan::{LandlockPlan, RuleClass};
@@ -41,7 +41,10 @@ pub fn access_for(class: RuleClass, abi: u32, is_dir: bool) -> BitFlags<AccessFs
         RuleClass::Write => write_all,
         RuleClass::WriteNoExec => write_all & !BitFlags::from(AccessFs::Execute),
         RuleClass::Device => {
-            all & (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev)
+            all & (AccessFs::ReadFile
+                | AccessFs::WriteFile
+                | AccessFs::Truncate
+                | AccessFs::IoctlDev)
         }
         RuleClass::ListDir => all & AccessFs::ReadDir,
     };
@@ -76,7 +79,10 @@ pub struct Enforced {
 pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
     let kernel = kernel_abi();
     if kernel == 0 {
-        return Err("Landlock is not available (kernel built without it or not in the `lsm=` boot list)".into());
+        return Err(
+            "Landlock is not available (kernel built without it or not in the `lsm=` boot list)"
+                .into(),
+        );
     }
     let abi = effective_abi(kernel);
     if abi < plan.min_abi {
@@ -119,13 +125,16 @@ pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enfo
     }
     let mut created = ruleset.create().map_err(|e| err("create ruleset", &e))?;
     for rule in &plan.rules {
-        let fd = PathFd::new(&rule.path).map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
+        let fd = PathFd::new(&rule.path)
+            .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
         let access = access_for(rule.class, enforced.abi, rule.is_dir);
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
     }
-    let status = created.restrict_self().map_err(|e| err("restrict_self", &e))?;
+    let status = created
+        .restrict_self()
+        .map_err(|e| err("restrict_self", &e))?;
     if status.ruleset != RulesetStatus::FullyEnforced {
         return Err(format!("ruleset only {:?}", status.ruleset));
     }
@@ -167,7 +176,10 @@ mod tests {
         assert!(a.contains(AccessFs::WriteFile));
         let d = access_for(RuleClass::Device, 7, false);
         assert!(d.contains(AccessFs::IoctlDev) && d.contains(AccessFs::Truncate));
-        assert_eq!(access_for(RuleClass::Device, 2, false) & AccessFs::Truncate, BitFlags::EMPTY);
+        assert_eq!(
+            access_for(RuleClass::Device, 2, false) & AccessFs::Truncate,
+            BitFlags::EMPTY
+        );
     }
 
     #[test]

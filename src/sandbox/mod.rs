@@ -75,10 +75,12 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            system_ro_dirs: ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            system_ro_dirs: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             tmp_size_bytes: 256 * 1024 * 1024,
             rlimits: RlimitConfig::default(),
             min_landlock_abi: 4,

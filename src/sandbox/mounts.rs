@@ -73,8 +73,11 @@ fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<(), String> {
     if recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(Some(src), dst, None::<&str>, flags, None::<&str>)
-        .map_err(e(format!("bind {} on {}", src.display(), dst.display())))
+    mount(Some(src), dst, None::<&str>, flags, None::<&str>).map_err(e(format!(
+        "bind {} on {}",
+        src.display(),
+        dst.display()
+    )))
 }
 
 fn setattr(p: &Path, set: u64, recursive: bool) -> Result<(), String> {
@@ -103,12 +106,17 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
             if let Some(parent) = link.parent() {
                 mkdir_p(parent)?;
             }
-            std::os::unix::fs::symlink(target, &link).map_err(e(format!("symlink {}", link.display())))
+            std::os::unix::fs::symlink(target, &link)
+                .map_err(e(format!("symlink {}", link.display())))
         }
         MountOp::Tmpfs { dst, size_bytes } => {
             let target = under(NEW, dst);
             mkdir_p(&target)?;
-            tmpfs(&target, &format!("mode=1777,size={size_bytes}"), MsFlags::empty())
+            tmpfs(
+                &target,
+                &format!("mode=1777,size={size_bytes}"),
+                MsFlags::empty(),
+            )
         }
         MountOp::Dev { dst } => {
             let target = under(NEW, dst);
@@ -127,9 +135,14 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
                 ("stdout", "/proc/self/fd/1"),
                 ("stderr", "/proc/self/fd/2"),
             ] {
-                std::os::unix::fs::symlink(to, target.join(name)).map_err(e(format!("symlink /dev/{name}")))?;
+                std::os::unix::fs::symlink(to, target.join(name))
+                    .map_err(e(format!("symlink /dev/{name}")))?;
             }
-            setattr(&target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false)
+            setattr(
+                &target,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                false,
+            )
         }
         MountOp::Proc { dst } => {
             let target = under(NEW, dst);
@@ -146,7 +159,11 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
         MountOp::Hide { dst } | MountOp::Mask { dst, is_dir: true } => {
             let target = under(NEW, dst);
             mkdir_p(&target)?;
-            tmpfs(&target, "mode=0555,size=4096", MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY)
+            tmpfs(
+                &target,
+                "mode=0555,size=4096",
+                MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+            )
         }
         MountOp::Mask { dst, is_dir: false } => {
             let target = under(NEW, dst);
@@ -163,8 +180,14 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
 /// Build the view and enter it; `cwd` becomes the working directory.
 /// Must run inside the new mount and pid namespaces (for /proc).
 pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(e("make / rprivate"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(e("make / rprivate"))?;
     // Scratch root on /tmp, pivot into it; the host root ends at /oldroot.
     tmpfs(Path::new(SCRATCH), "mode=0755,size=65536", MsFlags::empty())?;
     let scratch = Path::new(SCRATCH);
@@ -181,8 +204,14 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
     }
 
     // Detach the host root, then make /newroot the root.
-    mount(None::<&str>, OLD, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(e("make oldroot rprivate"))?;
+    mount(
+        None::<&str>,
+        OLD,
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(e("make oldroot rprivate"))?;
     umount2(OLD, MntFlags::MNT_DETACH).map_err(e("detach old root"))?;
     let scratch_root = std::fs::File::open("/").map_err(e("open scratch root"))?;
     nix::unistd::chdir(NEW).map_err(e("chdir newroot"))?;
@@ -191,7 +220,11 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
     umount2(".", MntFlags::MNT_DETACH).map_err(e("detach scratch root"))?;
     drop(scratch_root);
     nix::unistd::chdir("/").map_err(e("chdir /"))?;
-    setattr(Path::new("/"), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false)?;
+    setattr(
+        Path::new("/"),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        false,
+    )?;
     nix::unistd::chdir(cwd).map_err(e(format!("chdir {}", cwd.display())))?;
     Ok(())
 }

@@ -37,8 +37,10 @@ pub(crate) fn enter(network: NetworkMode) -> Result<(), String> {
     let gid = Gid::effective();
     unshare(flags(network)).map_err(|e| format!("unshare: {e}"))?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("write setgroups: {e}"))?;
-    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).map_err(|e| format!("write uid_map: {e}"))?;
-    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).map_err(|e| format!("write gid_map: {e}"))?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))
+        .map_err(|e| format!("write uid_map: {e}"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))
+        .map_err(|e| format!("write gid_map: {e}"))?;
     Ok(())
 }
 

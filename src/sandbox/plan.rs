@@ -106,7 +106,10 @@ impl MountOp {
                 access: BindAccess::System,
                 ..
             } => 0,
-            MountOp::Tmpfs { .. } | MountOp::Dev { .. } | MountOp::Proc { .. } | MountOp::Hide { .. } => 1,
+            MountOp::Tmpfs { .. }
+            | MountOp::Dev { .. }
+            | MountOp::Proc { .. }
+            | MountOp::Hide { .. } => 1,
             MountOp::Bind {
                 access: BindAccess::Read,
                 ..
@@ -235,7 +238,10 @@ impl HostFs for RealFs {
 /// relative paths.
 pub fn normalize(path: &Path) -> Result<PathBuf, SandboxError> {
     if !path.is_absolute() {
-        return Err(SandboxError::InvalidSpec(format!("path {} is not absolute", path.display())));
+        return Err(SandboxError::InvalidSpec(format!(
+            "path {} is not absolute",
+            path.display()
+        )));
     }
     let mut out = PathBuf::from("/");
     for c in path.components() {
@@ -254,7 +260,9 @@ pub fn normalize(path: &Path) -> Result<PathBuf, SandboxError> {
 }
 
 fn depth(p: &Path) -> usize {
-    p.components().filter(|c| matches!(c, Component::Normal(_))).count()
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count()
 }
 
 fn is_kernel_fs(p: &Path) -> bool {
@@ -263,7 +271,9 @@ fn is_kernel_fs(p: &Path) -> bool {
 
 fn check_str(what: &str, s: &str) -> Result<(), SandboxError> {
     if s.contains('\0') {
-        return Err(SandboxError::InvalidSpec(format!("{what} contains a NUL byte")));
+        return Err(SandboxError::InvalidSpec(format!(
+            "{what} contains a NUL byte"
+        )));
     }
     Ok(())
 }
@@ -302,7 +312,9 @@ pub fn validate_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') {
-            return Err(SandboxError::InvalidSpec(format!("invalid environment name {k:?}")));
+            return Err(SandboxError::InvalidSpec(format!(
+                "invalid environment name {k:?}"
+            )));
         }
         check_str("environment name", k)?;
         check_str("environment value", v)?;
@@ -322,7 +334,11 @@ pub fn validate_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
 
 /// Build the plan. Scopes that do not exist on the host are not exposed
 /// (fail closed: less access, never more).
-pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result<SandboxPlan, SandboxError> {
+pub fn build(
+    cfg: &SandboxConfig,
+    spec: &SandboxSpec,
+    fs: &dyn HostFs,
+) -> Result<SandboxPlan, SandboxError> {
     validate_spec(spec)?;
     let mut mounts: Vec<MountOp> = Vec::new();
     // (dst, access, is_dir) of every bind, for coverage checks.
@@ -380,9 +396,9 @@ pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result
         }
     }
     let covered_by = |p: &Path, set: &[(PathBuf, bool)], skip: Option<usize>| {
-        set.iter()
-            .enumerate()
-            .any(|(i, (q, _))| Some(i) != skip && p.starts_with(q) && (p != q || skip.is_none_or(|s| i < s)))
+        set.iter().enumerate().any(|(i, (q, _))| {
+            Some(i) != skip && p.starts_with(q) && (p != q || skip.is_none_or(|s| i < s))
+        })
     };
     let system_covers = |p: &Path, binds: &[(PathBuf, BindAccess, bool)]| {
         binds.iter().any(|(q, _, _)| p.starts_with(q))
@@ -400,16 +416,21 @@ pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result
         .iter()
         .enumerate()
         .filter(|(i, (p, _))| {
-            !covered_by(p, &reads, Some(*i)) && !covered_by(p, &write_keep, None) && !system_covers(p, &binds)
+            !covered_by(p, &reads, Some(*i))
+                && !covered_by(p, &write_keep, None)
+                && !system_covers(p, &binds)
         })
         .map(|(_, r)| r.clone())
         .collect();
 
-    let cwd = fs
-        .canonicalize(&normalize(&spec.cwd)?)
-        .ok_or_else(|| SandboxError::InvalidSpec(format!("cwd {} does not exist", spec.cwd.display())))?;
+    let cwd = fs.canonicalize(&normalize(&spec.cwd)?).ok_or_else(|| {
+        SandboxError::InvalidSpec(format!("cwd {} does not exist", spec.cwd.display()))
+    })?;
     if fs.kind(&cwd) != Some(HostKind::Dir) {
-        return Err(SandboxError::InvalidSpec(format!("cwd {} is not a directory", cwd.display())));
+        return Err(SandboxError::InvalidSpec(format!(
+            "cwd {} is not a directory",
+            cwd.display()
+        )));
     }
     if is_kernel_fs(&cwd) {
         return Err(SandboxError::InvalidSpec(format!(
@@ -418,14 +439,23 @@ pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result
         )));
     }
     let mut read_keep = read_keep;
-    if !covered_by(&cwd, &write_keep, None) && !covered_by(&cwd, &read_keep, None) && !system_covers(&cwd, &binds) {
+    if !covered_by(&cwd, &write_keep, None)
+        && !covered_by(&cwd, &read_keep, None)
+        && !system_covers(&cwd, &binds)
+    {
         read_keep.push((cwd.clone(), true));
     }
 
     binds.extend(read_keep.into_iter().map(|(p, d)| (p, BindAccess::Read, d)));
-    binds.extend(write_keep.into_iter().map(|(p, d)| (p, BindAccess::Write, d)));
+    binds.extend(
+        write_keep
+            .into_iter()
+            .map(|(p, d)| (p, BindAccess::Write, d)),
+    );
 
-    let covers_sys = binds.iter().any(|(p, _, _)| Path::new("/sys").starts_with(p));
+    let covers_sys = binds
+        .iter()
+        .any(|(p, _, _)| Path::new("/sys").starts_with(p));
     for (p, access, is_dir) in &binds {
         mounts.push(MountOp::Bind {
             src: p.clone(),
@@ -448,8 +478,14 @@ pub fn build(cfg: &SandboxConfig, spec: &SandboxSpec, fs: &dyn HostFs) -> Result
         let m = normalize(m)?;
         let covered = binds.iter().any(|(p, _, _)| m.starts_with(p));
         match fs.kind(&m) {
-            Some(HostKind::Dir) if covered => mounts.push(MountOp::Mask { dst: m, is_dir: true }),
-            Some(HostKind::File) if covered => mounts.push(MountOp::Mask { dst: m, is_dir: false }),
+            Some(HostKind::Dir) if covered => mounts.push(MountOp::Mask {
+                dst: m,
+                is_dir: true,
+            }),
+            Some(HostKind::File) if covered => mounts.push(MountOp::Mask {
+                dst: m,
+                is_dir: false,
+            }),
             _ => {}
         }
     }
@@ -495,7 +531,10 @@ pub fn landlock_rules(cfg: &SandboxConfig, mounts: &[MountOp]) -> Vec<LandlockRu
     for m in mounts {
         match m {
             MountOp::Bind {
-                dst, access, is_dir, ..
+                dst,
+                access,
+                is_dir,
+                ..
             } => rules.push(LandlockRule {
                 path: dst.clone(),
                 class: match access {
@@ -552,7 +591,17 @@ mod tests {
                 kinds: HashMap::new(),
                 links: HashMap::new(),
             };
-            for d in ["/", "/usr", "/etc", "/work", "/work/repo", "/work/repo/out", "/tmp", "/tmp/job", "/data"] {
+            for d in [
+                "/",
+                "/usr",
+                "/etc",
+                "/work",
+                "/work/repo",
+                "/work/repo/out",
+                "/tmp",
+                "/tmp/job",
+                "/data",
+            ] {
                 f.kinds.insert(d.into(), HostKind::Dir);
             }
             f.kinds.insert("/work/repo/file.txt".into(), HostKind::File);
@@ -624,8 +673,14 @@ mod tests {
         s.write_paths = vec!["/work/repo/out".into()];
         let plan = build(&SandboxConfig::default(), &s, &FakeFs::new()).unwrap();
         let b = binds(&plan);
-        let r = b.iter().position(|x| x == &("/work/repo".into(), BindAccess::Read)).unwrap();
-        let w = b.iter().position(|x| x == &("/work/repo/out".into(), BindAccess::Write)).unwrap();
+        let r = b
+            .iter()
+            .position(|x| x == &("/work/repo".into(), BindAccess::Read))
+            .unwrap();
+        let w = b
+            .iter()
+            .position(|x| x == &("/work/repo/out".into(), BindAccess::Write))
+            .unwrap();
         assert!(r < w);
     }
 
@@ -654,8 +709,16 @@ mod tests {
         s.cwd = "/tmp/job".into();
         s.read_paths = vec![];
         let plan = build(&SandboxConfig::default(), &s, &FakeFs::new()).unwrap();
-        let tmp = plan.mounts.iter().position(|m| matches!(m, MountOp::Tmpfs { .. })).unwrap();
-        let job = plan.mounts.iter().position(|m| m.dst() == Path::new("/tmp/job")).unwrap();
+        let tmp = plan
+            .mounts
+            .iter()
+            .position(|m| matches!(m, MountOp::Tmpfs { .. }))
+            .unwrap();
+        let job = plan
+            .mounts
+            .iter()
+            .position(|m| m.dst() == Path::new("/tmp/job"))
+            .unwrap();
         assert!(tmp < job);
     }
 
@@ -680,7 +743,10 @@ mod tests {
         for p in ["/proc/1", "/sys", "/dev/sda", "/proc"] {
             let mut s = spec();
             s.read_paths = vec![p.into()];
-            assert!(build(&SandboxConfig::default(), &s, &FakeFs::new()).is_err(), "{p}");
+            assert!(
+                build(&SandboxConfig::default(), &s, &FakeFs::new()).is_err(),
+                "{p}"
+            );
         }
     }
 
@@ -690,9 +756,17 @@ mod tests {
         s.read_paths = vec!["/".into()];
         let plan = build(&SandboxConfig::default(), &s, &FakeFs::new()).unwrap();
         assert_eq!(plan.mounts[0].dst(), Path::new("/"));
-        assert!(plan.mounts.iter().any(|m| matches!(m, MountOp::Hide { dst } if dst == Path::new("/sys"))));
+        assert!(
+            plan.mounts
+                .iter()
+                .any(|m| matches!(m, MountOp::Hide { dst } if dst == Path::new("/sys")))
+        );
         let root = 0;
-        let proc_ = plan.mounts.iter().position(|m| matches!(m, MountOp::Proc { .. })).unwrap();
+        let proc_ = plan
+            .mounts
+            .iter()
+            .position(|m| matches!(m, MountOp::Proc { .. }))
+            .unwrap();
         assert!(root < proc_);
     }
 
@@ -702,14 +776,22 @@ mod tests {
         fs.kinds.insert("/etc/shadow".into(), HostKind::File);
         fs.kinds.insert("/etc/ssh".into(), HostKind::Dir);
         let plan = build(&SandboxConfig::default(), &spec(), &fs).unwrap();
-        let etc = plan.mounts.iter().position(|m| m.dst() == Path::new("/etc")).unwrap();
+        let etc = plan
+            .mounts
+            .iter()
+            .position(|m| m.dst() == Path::new("/etc"))
+            .unwrap();
         let shadow = plan
             .mounts
             .iter()
             .position(|m| matches!(m, MountOp::Mask { dst, is_dir: false } if dst == Path::new("/etc/shadow")))
             .unwrap();
         assert!(etc < shadow);
-        assert!(plan.mounts.iter().any(|m| matches!(m, MountOp::Mask { is_dir: true, .. })));
+        assert!(
+            plan.mounts
+                .iter()
+                .any(|m| matches!(m, MountOp::Mask { is_dir: true, .. }))
+        );
     }
 
     #[test]
@@ -769,7 +851,12 @@ mod tests {
             ..SandboxConfig::default()
         };
         let plan = build(&cfg, &s, &FakeFs::new()).unwrap();
-        assert!(plan.landlock.rules.iter().any(|r| r.class == RuleClass::WriteNoExec));
+        assert!(
+            plan.landlock
+                .rules
+                .iter()
+                .any(|r| r.class == RuleClass::WriteNoExec)
+        );
     }
 
     #[test]

@@ -120,7 +120,10 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
         "hostname": cfg.hostname,
         "exec_in_scopes": cfg.exec_in_scopes,
     });
-    let id = format!("{PROFILE_ID_PREFIX}{}", &sha256_hex_of(&body, Nulls::Keep)[..16]);
+    let id = format!(
+        "{PROFILE_ID_PREFIX}{}",
+        &sha256_hex_of(&body, Nulls::Keep)[..16]
+    );
     SandboxProfile {
         sandbox_profile_id: id,
         profile: body,
@@ -147,7 +150,14 @@ mod tests {
     fn lists_denied_syscalls() {
         let p = profile(&SandboxConfig::default());
         let denied = p.profile["seccomp"]["denied"].as_array().unwrap();
-        for name in ["mount", "ptrace", "bpf", "unshare", "clone3", "io_uring_setup"] {
+        for name in [
+            "mount",
+            "ptrace",
+            "bpf",
+            "unshare",
+            "clone3",
+            "io_uring_setup",
+        ] {
             assert!(denied.iter().any(|d| d["syscall"] == name), "{name}");
         }
     }

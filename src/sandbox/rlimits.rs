@@ -42,7 +42,11 @@ impl RlimitConfig {
     pub fn entries(&self) -> [(&'static str, Resource, u64); 6] {
         [
             ("cpu_seconds", Resource::CPU, self.cpu_seconds),
-            ("address_space_bytes", Resource::AS, self.address_space_bytes),
+            (
+                "address_space_bytes",
+                Resource::AS,
+                self.address_space_bytes,
+            ),
             ("processes", Resource::NPROC, self.processes),
             ("file_size_bytes", Resource::FSIZE, self.file_size_bytes),
             ("open_files", Resource::NOFILE, self.open_files),

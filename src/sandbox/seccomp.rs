@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch, sock_filter,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch, sock_filter,
 };
 
 /// Condition under which a listed syscall is denied.
@@ -43,6 +43,10 @@ impl DenyWhen {
 /// `open_tree_attr` (Linux 6.15; same number on every architecture using
 /// the unified table) — not yet in the libc crate.
 const SYS_OPEN_TREE_ATTR: i64 = 467;
+/// `TIOCSTI` (asm-generic value, shared by x86_64, aarch64 and riscv64).
+pub const TIOCSTI: u64 = 0x5412;
+/// `TIOCLINUX` (asm-generic value).
+pub const TIOCLINUX: u64 = 0x541C;
 /// `__X32_SYSCALL_BIT`.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// Namespace-creating clone flags (CLONE_NEWTIME shares a bit with the
@@ -115,7 +119,11 @@ pub fn rule_table() -> Vec<(&'static str, i64, DenyWhen)> {
     t.push(("open_tree_attr", SYS_OPEN_TREE_ATTR, DenyWhen::Always));
     t.push(("clone", libc::SYS_clone, DenyWhen::CloneNewNamespace));
     t.push(("ioctl", libc::SYS_ioctl, DenyWhen::TerminalInjection));
-    t.push(("personality", libc::SYS_personality, DenyWhen::NonDefaultPersonality));
+    t.push((
+        "personality",
+        libc::SYS_personality,
+        DenyWhen::NonDefaultPersonality,
+    ));
     for e in &mut t {
         e.0 = e.0.strip_prefix("SYS_").unwrap_or(e.0);
     }
@@ -151,7 +159,12 @@ pub fn arch_name() -> &'static str {
     }
 }
 
-fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, v: u64) -> Result<SeccompCondition, String> {
+fn cond(
+    arg: u8,
+    len: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    v: u64,
+) -> Result<SeccompCondition, String> {
     SeccompCondition::new(arg, len, op, v).map_err(|e| e.to_string())
 }
 
@@ -161,11 +174,25 @@ fn rules_for(when: DenyWhen) -> Result<Vec<SeccompRule>, String> {
         DenyWhen::Always => Vec::new(),
         DenyWhen::CloneNewNamespace => CLONE_NEW_FLAGS
             .iter()
-            .map(|&(_, bit)| rule(vec![cond(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(bit), bit)?]))
+            .map(|&(_, bit)| {
+                rule(vec![cond(
+                    0,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(bit),
+                    bit,
+                )?])
+            })
             .collect::<Result<_, _>>()?,
-        DenyWhen::TerminalInjection => [libc::TIOCSTI, libc::TIOCLINUX]
+        DenyWhen::TerminalInjection => [TIOCSTI, TIOCLINUX]
             .iter()
-            .map(|&req| rule(vec![cond(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req as u64)?]))
+            .map(|&req| {
+                rule(vec![cond(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    req,
+                )?])
+            })
             .collect::<Result<_, _>>()?,
         DenyWhen::NonDefaultPersonality => vec![rule(vec![
             cond(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)?,
@@ -175,7 +202,8 @@ fn rules_for(when: DenyWhen) -> Result<Vec<SeccompRule>, String> {
 }
 
 // Classic BPF opcodes.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;
@@ -201,7 +229,12 @@ fn prefix() -> Vec<sock_filter> {
         p.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32));
     }
     p.push(ins(BPF_JMP_JEQ_K, 0, 1, libc::SYS_clone3 as u32));
-    p.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    p.push(ins(
+        BPF_RET_K,
+        0,
+        0,
+        SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+    ));
     p
 }
 
@@ -218,11 +251,16 @@ pub fn compile() -> Result<BpfProgram, String> {
         ARCH.0,
     )
     .map_err(|e| e.to_string())?;
-    let body: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let body: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
     let mut prog = prefix();
     prog.extend(body);
     if prog.len() > 4096 {
-        return Err(format!("BPF program too long ({} instructions)", prog.len()));
+        return Err(format!(
+            "BPF program too long ({} instructions)",
+            prog.len()
+        ));
     }
     Ok(prog)
 }
@@ -317,7 +355,13 @@ mod tests {
     #[test]
     fn allows_ordinary_syscalls() {
         let prog = compile().unwrap();
-        for nr in [libc::SYS_read, libc::SYS_write, libc::SYS_openat, libc::SYS_execve, libc::SYS_exit_group] {
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_exit_group,
+        ] {
             assert_eq!(run(&prog, ARCH.1, nr as u32, [0; 6]), ALLOW);
         }
     }
@@ -326,10 +370,23 @@ mod tests {
     fn clone_is_filtered_by_namespace_flags() {
         let prog = compile().unwrap();
         let plain = (libc::CLONE_VM | libc::CLONE_FS | libc::SIGCHLD) as u64;
-        assert_eq!(run(&prog, ARCH.1, libc::SYS_clone as u32, [plain, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(
+                &prog,
+                ARCH.1,
+                libc::SYS_clone as u32,
+                [plain, 0, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
         for (name, bit) in CLONE_NEW_FLAGS {
             assert_eq!(
-                run(&prog, ARCH.1, libc::SYS_clone as u32, [plain | bit, 0, 0, 0, 0, 0]),
+                run(
+                    &prog,
+                    ARCH.1,
+                    libc::SYS_clone as u32,
+                    [plain | bit, 0, 0, 0, 0, 0]
+                ),
                 EPERM,
                 "{name}"
             );
@@ -344,17 +401,20 @@ mod tests {
     fn ioctl_and_personality_conditions() {
         let prog = compile().unwrap();
         let io = libc::SYS_ioctl as u32;
-        assert_eq!(run(&prog, ARCH.1, io, [1, libc::TIOCSTI as u64, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&prog, ARCH.1, io, [1, libc::TIOCLINUX as u64, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&prog, ARCH.1, io, [1, TIOCSTI, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&prog, ARCH.1, io, [1, TIOCLINUX, 0, 0, 0, 0]), EPERM);
         // Upper 32 bits of the request are ignored by the kernel: still denied.
         assert_eq!(
-            run(&prog, ARCH.1, io, [1, (1u64 << 32) | libc::TIOCSTI as u64, 0, 0, 0, 0]),
+            run(&prog, ARCH.1, io, [1, (1u64 << 32) | TIOCSTI, 0, 0, 0, 0]),
             EPERM
         );
-        assert_eq!(run(&prog, ARCH.1, io, [1, libc::TCGETS as u64, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&prog, ARCH.1, io, [1, 0x5401, 0, 0, 0, 0]), ALLOW);
         let pers = libc::SYS_personality as u32;
         assert_eq!(run(&prog, ARCH.1, pers, [0; 6]), ALLOW);
-        assert_eq!(run(&prog, ARCH.1, pers, [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(&prog, ARCH.1, pers, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
         assert_eq!(run(&prog, ARCH.1, pers, [0x0040000, 0, 0, 0, 0, 0]), EPERM);
     }
 
@@ -365,7 +425,12 @@ mod tests {
         if ARCH.0 == TargetArch::x86_64 {
             assert_eq!(run(&prog, ARCH.1, X32_SYSCALL_BIT | 1, [0; 6]), EPERM);
             assert_eq!(
-                run(&prog, ARCH.1, X32_SYSCALL_BIT | libc::SYS_execve as u32, [0; 6]),
+                run(
+                    &prog,
+                    ARCH.1,
+                    X32_SYSCALL_BIT | libc::SYS_execve as u32,
+                    [0; 6]
+                ),
                 EPERM
             );
         }

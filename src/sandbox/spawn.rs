@@ -46,7 +46,8 @@ pub(crate) fn spawn_plan(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<SandboxChild, SandboxError> {
-    let json = serde_json::to_vec(plan).map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
     let (plan_r, plan_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let exe = cfg
@@ -64,10 +65,11 @@ pub(crate) fn spawn_plan(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    sys::configure_helper_command(&mut cmd, std::process::id() as libc::pid_t, [
-        plan_r.as_raw_fd(),
-        status_w.as_raw_fd(),
-    ]);
+    sys::configure_helper_command(
+        &mut cmd,
+        std::process::id() as libc::pid_t,
+        [plan_r.as_raw_fd(), status_w.as_raw_fd()],
+    );
     let child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("spawn sandbox helper {}", exe.display()), e))?;
@@ -130,7 +132,10 @@ impl SandboxChild {
         if let Some(e) = &self.exit {
             return Ok(e.clone());
         }
-        let st = self.child.wait().map_err(|e| SandboxError::io("wait for sandbox", e))?;
+        let st = self
+            .child
+            .wait()
+            .map_err(|e| SandboxError::io("wait for sandbox", e))?;
         Ok(self.finish(st))
     }
 

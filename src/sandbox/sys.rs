@@ -73,7 +73,8 @@ pub fn mount_setattr(path: &Path, set: u64, recursive: bool) -> io::Result<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    let flags = libc::AT_SYMLINK_NOFOLLOW as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    let flags =
+        libc::AT_SYMLINK_NOFOLLOW as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `c` is a valid NUL-terminated string and `attr` a properly
     // sized, initialized `struct mount_attr`; both outlive the call.
     let ret = unsafe {
@@ -101,7 +102,11 @@ pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
 
 /// Close every file descriptor `>= 3` except those listed in `keep`.
 pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
-    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f >= 3).map(|&f| f as u32).collect();
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&f| f >= 3)
+        .map(|&f| f as u32)
+        .collect();
     keep.sort_unstable();
     keep.dedup();
     let mut first: u32 = 3;
@@ -148,7 +153,10 @@ pub fn fork() -> io::Result<Forked> {
 /// open. The caller must not use `fd` in any other way afterwards.
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 3 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to take a stdio descriptor"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to take a stdio descriptor",
+        ));
     }
     // SAFETY: F_GETFD only queries the descriptor table.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
@@ -269,13 +277,18 @@ pub fn interface_up(name: &str) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: the kernel just returned this descriptor; we own it.
-        Ok(std::net::UdpSocket::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(std::net::UdpSocket::from(unsafe {
+            OwnedFd::from_raw_fd(fd)
+        }))
     })?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
@@ -302,6 +315,29 @@ pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
     cvt(ret as libc::c_long).map(drop)
 }
 
+/// Reset every signal disposition to `SIG_DFL`. Ignored dispositions
+/// survive `execve` (the Rust runtime ignores `SIGPIPE`), so this runs in
+/// each segment right before exec.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL (no handler code, no pointers kept);
+        // a zeroed sigaction with sa_sigaction = SIG_DFL is valid.
+        let ret = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        // glibc reserves a few real-time signals (EINVAL): skip those.
+        if ret != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Terminate immediately without running atexit handlers.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is always safe to call.
@@ -314,12 +350,23 @@ pub fn exit_now(code: i32) -> ! {
 ///
 /// The hook runs between fork and exec, so it uses only async-signal-safe
 /// calls (`prctl`, `getppid`, `fcntl`, `_exit`).
-pub fn configure_helper_command(cmd: &mut std::process::Command, parent_pid: libc::pid_t, inherit: [RawFd; 2]) {
+pub fn configure_helper_command(
+    cmd: &mut std::process::Command,
+    parent_pid: libc::pid_t,
+    inherit: [RawFd; 2],
+) {
     // SAFETY: the closure performs only async-signal-safe system calls and
     // touches no heap memory or locks.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before PDEATHSIG was armed.

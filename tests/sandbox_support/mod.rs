@@ -59,7 +59,10 @@ fn doctor(who: Who) -> Option<String> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(format!("hardened sandbox unavailable as {who:?}: {}", failing.join("; ")))
+    Some(format!(
+        "hardened sandbox unavailable as {who:?}: {}",
+        failing.join("; ")
+    ))
 }
 
 /// `Some(reason)` when the sandbox cannot run as `who` on this host.
@@ -100,7 +103,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("csc-sbx-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("csc-sbx-")
+            .tempdir_in("/tmp")
+            .unwrap();
         chmod(dir.path(), 0o755);
         let data = dir.path().join("data");
         let out = dir.path().join("out");
@@ -115,7 +121,12 @@ impl Fixture {
         chmod(&data.join("file.txt"), 0o666);
         std::fs::write(secret.join("key.txt"), "TOPSECRET\n").unwrap();
         chmod(&secret.join("key.txt"), 0o644);
-        Fixture { dir, data, out, secret }
+        Fixture {
+            dir,
+            data,
+            out,
+            secret,
+        }
     }
 
     /// A spec with `data` readable, `out` writable, cwd = `data`.
@@ -143,7 +154,11 @@ impl Fixture {
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Outcome of one sandboxed run.
@@ -162,7 +177,12 @@ impl Run {
             .lines()
             .filter(|l| l.starts_with("BREACH") || l.starts_with("FAIL"))
             .collect();
-        assert!(bad.is_empty(), "{what}: {bad:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            bad.is_empty(),
+            "{what}: {bad:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         assert!(
             self.stdout.lines().any(|l| l == "DONE"),
             "{what}: script did not finish (code {})\n--- stdout\n{}\n--- stderr\n{}",
@@ -191,7 +211,11 @@ pub fn run(who: Who, fx: &Fixture, spec: Value, config: Value, timeout_ms: Optio
 
 /// argv for `python3 -c PRELUDE + script`.
 pub fn py(script: &str) -> Vec<String> {
-    vec!["/usr/bin/python3".into(), "-c".into(), format!("{PRELUDE}\n{script}\nprint('DONE')\n")]
+    vec![
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        format!("{PRELUDE}\n{script}\nprint('DONE')\n"),
+    ]
 }
 
 /// argv for `sh -c script`.
