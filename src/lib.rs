@@ -6,7 +6,8 @@
 //!
 //! Layout: [`protocol`] (objects, schemas, loaders), [`canonical`] (hashes),
 //! [`engine`] (pure policy evaluation), [`conformance`] (fixture suites),
-//! [`cli`] (the command-line front end).
+//! [`sandbox`] (native kernel sandbox for hardened mode), [`cli`] (the
+//! command-line front end).
 #![deny(unsafe_code)]
 
 pub mod canonical;
@@ -15,6 +16,7 @@ pub mod conformance;
 pub mod engine;
 pub mod evidence;
 pub mod protocol;
+pub mod sandbox;
 pub mod time;
 
 /// Version string recorded as `runner_version` in receipts.

@@ -7,6 +7,7 @@ mod conformance;
 mod explain;
 mod hash;
 mod keygen;
+mod sandbox;
 mod validate;
 mod verify_receipt;
 
@@ -97,6 +98,23 @@ pub enum Verb {
         after_help = "Examples:\n  csc keygen --out signing.pem --public-out signing.pub.pem\n  csc keygen --out signing.pem --raw-public-out signing.pub --force\n\nPrints the fingerprint (sha256 of the raw public key), a suggested key id and a keyring entry."
     )]
     Keygen(keygen::Args),
+    /// Probe the host: what hardened mode will and will not enforce here.
+    #[command(
+        after_help = "Examples:\n  csc doctor\n  csc doctor --json\n\nExit code 0 if hardened mode can run here, 1 otherwise."
+    )]
+    Doctor(sandbox::DoctorArgs),
+    /// Print the hardened sandbox profile and its sandbox_profile_id.
+    #[command(
+        name = "sandbox-profile",
+        after_help = "Examples:\n  csc sandbox-profile\n  csc sandbox-profile --json"
+    )]
+    SandboxProfile(sandbox::ProfileArgs),
+    /// Internal: sandbox setup helper (re-executed by csc itself).
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit(sandbox::InitArgs),
+    /// Internal: run a sandbox spec file with the current stdout/stderr.
+    #[command(name = "__sandbox-run", hide = true)]
+    SandboxRun(sandbox::RunArgs),
 }
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
@@ -129,6 +147,10 @@ pub fn main() -> ExitCode {
         Verb::Man => completions::man(),
         Verb::VerifyReceipt(a) => verify_receipt::run(a),
         Verb::Keygen(a) => keygen::run(a),
+        Verb::Doctor(a) => sandbox::doctor(a),
+        Verb::SandboxProfile(a) => sandbox::profile(a),
+        Verb::SandboxInit(a) => sandbox::init(a),
+        Verb::SandboxRun(a) => sandbox::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,455 @@
+//! The re-executed setup helper (`csc __sandbox-init`) and the sandbox's
+//! init process.
+//!
+//! Process tree:
+//! ```text
+//! csc (parent, any number of threads)
+//!  └─ helper  (single-threaded; unshares the namespaces, supervises)
+//!      └─ init (pid 1 of the new pid namespace; mounts, Landlock, caps,
+//!          │    rlimits, then forks the segments and reaps)
+//!          ├─ segment 0  (stdin /dev/null)  ──pipe──┐
+//!          └─ segment 1  ...  ◄─────────────────────┘
+//! ```
+//! The helper dies with csc (PDEATHSIG set before exec), init dies with
+//! the helper (PDEATHSIG), and when init dies the kernel kills every
+//! process left in the pid namespace.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::plan::SandboxPlan;
+use super::sys::{self, Forked};
+use super::{
+    EXEC_FAILED_EXIT, SETUP_FAILED_EXIT, StatusMsg, caps, landlock, mounts, namespaces, rlimits,
+    seccomp,
+};
+
+/// Largest plan accepted over the pipe.
+const MAX_PLAN_BYTES: u64 = 64 << 20;
+
+/// Writer for status lines (shared by helper, init and segments; each
+/// line is written with a single `write` so lines never interleave).
+struct Status(Option<std::fs::File>);
+
+impl Status {
+    fn send(&self, msg: &StatusMsg) {
+        if let Some(f) = &self.0
+            && let Ok(mut line) = serde_json::to_vec(msg)
+        {
+            line.push(b'\n');
+            let _ = (&*f).write_all(&line);
+        }
+    }
+    fn error(&self, stage: &str, message: impl Into<String>) {
+        self.send(&StatusMsg::Error {
+            stage: stage.to_string(),
+            message: message.into(),
+        });
+    }
+    fn raw(&self) -> RawFd {
+        self.0.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)
+    }
+}
+
+/// Entry point of `csc __sandbox-init`: returns the process exit code.
+/// Never panics on input; every failure is reported on the status fd.
+pub fn helper_main(plan_fd: RawFd, status_fd: RawFd) -> i32 {
+    let status = Status(
+        sys::take_inherited_fd(status_fd)
+            .ok()
+            .map(std::fs::File::from),
+    );
+    if status.0.is_none() {
+        return SETUP_FAILED_EXIT;
+    }
+    let plan = match read_plan(plan_fd) {
+        Ok(p) => p,
+        Err(m) => {
+            status.error("plan", m);
+            return SETUP_FAILED_EXIT;
+        }
+    };
+    match run_helper(&plan, &status) {
+        Ok(code) => code,
+        Err((stage, m)) => {
+            status.error(stage, m);
+            SETUP_FAILED_EXIT
+        }
+    }
+}
+
+fn read_plan(fd: RawFd) -> Result<SandboxPlan, String> {
+    let f = std::fs::File::from(sys::take_inherited_fd(fd).map_err(|e| format!("plan fd: {e}"))?);
+    let mut buf = Vec::new();
+    f.take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("read plan: {e}"))?;
+    if buf.len() as u64 > MAX_PLAN_BYTES {
+        return Err("plan too large".into());
+    }
+    serde_json::from_slice(&buf).map_err(|e| format!("parse plan: {e}"))
+}
+
+type StageResult<T> = Result<T, (&'static str, String)>;
+
+fn stage<T>(name: &'static str, r: Result<T, String>) -> StageResult<T> {
+    r.map_err(|m| (name, m))
+}
+
+fn ensure_single_threaded() -> Result<(), String> {
+    let n = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| format!("read /proc/self/task: {e}"))?
+        .count();
+    if n != 1 {
+        return Err(format!("helper has {n} threads; refusing to fork"));
+    }
+    Ok(())
+}
+
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+fn forwarded_set() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in FORWARDED {
+        s.add(sig);
+    }
+    s
+}
+
+fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
+    stage("helper", ensure_single_threaded())?;
+    stage(
+        "helper",
+        sys::close_fds_except(&[status.raw()]).map_err(|e| format!("close inherited fds: {e}")),
+    )?;
+    // Check Landlock before doing anything: fail early and clearly.
+    stage(
+        "landlock",
+        landlock::check_requirements(&plan.landlock, plan.network).map(drop),
+    )?;
+    stage("namespaces", namespaces::enter(plan.network))?;
+    stage(
+        "namespaces",
+        namespaces::configure(plan.network, &plan.hostname),
+    )?;
+    if plan.probe {
+        status.send(&StatusMsg::StageOk {
+            stage: "namespaces".into(),
+        });
+    }
+    let seccomp_prog = stage("seccomp", seccomp::compile())?;
+
+    // Termination requests are taken synchronously through a signalfd; the
+    // mask is restored in init before anything else runs.
+    let mask = forwarded_set();
+    stage(
+        "helper",
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(|e| format!("sigprocmask: {e}")),
+    )?;
+    let (life_r, life_w) = stage(
+        "helper",
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}")),
+    )?;
+    match stage("helper", sys::fork().map_err(|e| format!("fork init: {e}")))? {
+        Forked::Child => {
+            drop(life_w);
+            let code = match init_main(plan, status, life_r, &seccomp_prog) {
+                Ok(code) => code,
+                Err((st, m)) => {
+                    status.error(st, m);
+                    SETUP_FAILED_EXIT
+                }
+            };
+            sys::exit_now(code)
+        }
+        Forked::Parent(pid) => {
+            drop(life_r);
+            let r = supervise(pid, &mask);
+            drop(life_w);
+            stage("helper", r)
+        }
+    }
+}
+
+/// Wait for init; a termination signal kills init (and with it the whole
+/// pid namespace) through a pidfd, which cannot hit a recycled pid.
+fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
+    let pidfd = sys::pidfd_open(init).map_err(|e| format!("pidfd_open: {e}"))?;
+    let sfd = SignalFd::new(mask).map_err(|e| format!("signalfd: {e}"))?;
+    loop {
+        let mut fds = [
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                return Err(format!("poll: {e}"));
+            }
+        }
+        let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let init_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if sig_ready {
+            let _ = sfd.read_signal();
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        }
+        if init_ready {
+            break;
+        }
+    }
+    loop {
+        match waitpid(Pid::from_raw(init), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waitpid init: {e}")),
+        }
+    }
+}
+
+fn init_main(
+    plan: &SandboxPlan,
+    status: &Status,
+    life: OwnedFd,
+    prog: &[seccompiler::sock_filter],
+) -> StageResult<i32> {
+    stage(
+        "init",
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(|e| format!("PR_SET_PDEATHSIG: {e}")),
+    )?;
+    // If the helper died before PDEATHSIG was armed, the life pipe is
+    // already closed.
+    let mut pfd = [PollFd::new(life.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut pfd, PollTimeout::ZERO).map_err(|e| ("init", format!("poll: {e}")))? > 0 {
+        return Err(("init", "helper exited during setup".into()));
+    }
+    drop(life);
+    stage(
+        "init",
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            .map_err(|e| format!("sigprocmask: {e}")),
+    )?;
+    stage(
+        "init",
+        nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}")),
+    )?;
+    stage("rlimits", limit_pids(plan.rlimits.processes))?;
+    stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
+    if plan.probe {
+        status.send(&StatusMsg::StageOk {
+            stage: "mounts".into(),
+        });
+    }
+    stage(
+        "init",
+        nix::unistd::setsid()
+            .map(drop)
+            .map_err(|e| format!("setsid: {e}")),
+    )?;
+    stage(
+        "privileges",
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}")),
+    )?;
+    stage(
+        "landlock",
+        landlock::restrict(&plan.landlock, plan.network).map(drop),
+    )?;
+    if plan.probe {
+        status.send(&StatusMsg::StageOk {
+            stage: "landlock".into(),
+        });
+    }
+    stage("privileges", caps::drop_all())?;
+    stage("rlimits", rlimits::apply(&plan.rlimits))?;
+    if plan.probe {
+        // Verify the filter installs (in init itself: nothing runs after).
+        stage("seccomp", seccomp::install(prog))?;
+        status.send(&StatusMsg::StageOk {
+            stage: "seccomp".into(),
+        });
+        return Ok(0);
+    }
+    stage("init", run_pipeline(plan, status, prog))
+}
+
+/// Smallest `pid_max` the kernel accepts.
+pub const PID_MAX_MIN: u64 = 301;
+
+/// Cap the number of tasks in the sandbox's pid namespace (Linux ≥ 6.14
+/// namespaces `kernel.pid_max`). Unlike `RLIMIT_NPROC`, this also binds a
+/// sandbox started by root (the kernel exempts global root from NPROC);
+/// so it is mandatory for uid 0 and best effort otherwise.
+fn limit_pids(processes: u64) -> Result<(), String> {
+    let max = processes.saturating_add(1).max(PID_MAX_MIN);
+    match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
+        Ok(()) => Ok(()),
+        // Non-root: RLIMIT_NPROC binds, the pid_max cap is extra.
+        Err(_) if !nix::unistd::Uid::effective().is_root() => Ok(()),
+        Err(e) => Err(format!(
+            "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
+        )),
+    }
+}
+
+struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+}
+
+fn cstr(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| "string contains a NUL byte".to_string())
+}
+
+fn run_pipeline(
+    plan: &SandboxPlan,
+    status: &Status,
+    prog: &[seccompiler::sock_filter],
+) -> Result<i32, String> {
+    let env: Vec<CString> = plan
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    let prepared: Vec<Prepared> = plan
+        .segments
+        .iter()
+        .map(|argv| {
+            Ok(Prepared {
+                path: cstr(argv.first().ok_or("empty argv")?)?,
+                argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    // stdin of the first segment: /dev/null inside the new root.
+    let mut next_stdin: OwnedFd = std::fs::File::open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?
+        .into();
+    let mut pids: Vec<libc::pid_t> = Vec::with_capacity(prepared.len());
+    let n = prepared.len();
+    for (i, seg) in prepared.iter().enumerate() {
+        let (read_end, write_end) = if i + 1 < n {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| format!("pipe2: {e}"))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        match sys::fork().map_err(|e| format!("fork segment {i}: {e}"))? {
+            Forked::Child => {
+                let stdout = write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1);
+                exec_segment(seg, &env, next_stdin.as_raw_fd(), stdout, status, prog)
+            }
+            Forked::Parent(pid) => {
+                pids.push(pid);
+                drop(write_end);
+                if let Some(r) = read_end {
+                    next_stdin = r;
+                }
+            }
+        }
+    }
+    drop(next_stdin);
+    // Reap everything (orphans are reparented to us) until every segment
+    // has been collected; whatever is left dies with us.
+    let mut codes: Vec<Option<i32>> = vec![None; n];
+    while codes.iter().any(Option::is_none) {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                record(&pids, &mut codes, pid, 128 + sig as i32)
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+    }
+    Ok(pipeline_status(
+        &codes
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn record(pids: &[libc::pid_t], codes: &mut [Option<i32>], pid: Pid, code: i32) {
+    if let Some(i) = pids.iter().position(|&p| p == pid.as_raw()) {
+        codes[i] = Some(code);
+    }
+}
+
+/// First non-zero status in segment order, else 0.
+pub fn pipeline_status(codes: &[i32]) -> i32 {
+    codes.iter().copied().find(|&c| c != 0).unwrap_or(0)
+}
+
+/// In a forked segment child: wire stdio, close every other descriptor,
+/// install seccomp, exec. Never returns.
+fn exec_segment(
+    seg: &Prepared,
+    env: &[CString],
+    stdin: RawFd,
+    stdout: RawFd,
+    status: &Status,
+    prog: &[seccompiler::sock_filter],
+) -> ! {
+    let fail = |stage: &str, m: String, code: i32| -> ! {
+        status.error(stage, m);
+        sys::exit_now(code)
+    };
+    if let Err(e) = sys::dup2(stdin, 0) {
+        fail("exec", format!("dup2 stdin: {e}"), SETUP_FAILED_EXIT);
+    }
+    if stdout != 1
+        && let Err(e) = sys::dup2(stdout, 1)
+    {
+        fail("exec", format!("dup2 stdout: {e}"), SETUP_FAILED_EXIT);
+    }
+    if let Err(e) = sys::reset_signal_dispositions() {
+        fail("exec", format!("reset signals: {e}"), SETUP_FAILED_EXIT);
+    }
+    // The status fd stays open (close-on-exec) to report an exec failure.
+    if let Err(e) = sys::close_fds_except(&[status.raw()]) {
+        fail("exec", format!("close fds: {e}"), SETUP_FAILED_EXIT);
+    }
+    if let Err(m) = seccomp::install(prog) {
+        fail("seccomp", m, SETUP_FAILED_EXIT);
+    }
+    let err = match nix::unistd::execve(&seg.path, &seg.argv, env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let path = Path::new(seg.path.to_str().unwrap_or("?"))
+        .display()
+        .to_string();
+    fail("exec", format!("execve {path}: {err}"), EXEC_FAILED_EXIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pipeline_status;
+
+    #[test]
+    fn pipeline_status_is_first_nonzero() {
+        assert_eq!(pipeline_status(&[0, 0]), 0);
+        assert_eq!(pipeline_status(&[0, 3, 1]), 3);
+        assert_eq!(pipeline_status(&[141, 0]), 141);
+    }
+}

@@ -1,0 +1,191 @@
+//! Landlock: a ruleset mirroring the mount view, TCP bind/connect denial
+//! when the network is denied (ABI ≥ 4) and scoping of signals and
+//! abstract Unix sockets (ABI ≥ 6). The highest ABI the kernel offers is
+//! used, every requested right is a hard requirement, and a configurable
+//! minimum ABI is enforced (fail closed).
+
+use ::landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+
+use super::plan::{LandlockPlan, RuleClass};
+use super::sys;
+use crate::protocol::contract::NetworkMode;
+
+/// Landlock ABI offered by the running kernel (0 = unavailable).
+pub fn kernel_abi() -> u32 {
+    sys::landlock_abi_version().max(0) as u32
+}
+
+/// The ABI csc will use on a kernel offering `kernel`: the kernel's, capped
+/// at the newest ABI the `landlock` crate knows.
+pub fn effective_abi(kernel: u32) -> u32 {
+    (ABI::from(kernel.min(i32::MAX as u32) as i32)) as u32
+}
+
+fn abi_of(v: u32) -> ABI {
+    ABI::from(v.min(i32::MAX as u32) as i32)
+}
+
+/// Concrete file-system rights for a rule class at an ABI.
+pub fn access_for(class: RuleClass, abi: u32, is_dir: bool) -> BitFlags<AccessFs> {
+    let abi = abi_of(abi);
+    let all = AccessFs::from_all(abi);
+    let read_exec = AccessFs::from_read(abi);
+    let read = read_exec & !BitFlags::from(AccessFs::Execute);
+    let write_all = all & !(AccessFs::MakeChar | AccessFs::MakeBlock);
+    let access = match class {
+        RuleClass::ReadExec => read_exec,
+        RuleClass::Read => read,
+        RuleClass::Write => write_all,
+        RuleClass::WriteNoExec => write_all & !BitFlags::from(AccessFs::Execute),
+        RuleClass::Device => {
+            all & (AccessFs::ReadFile
+                | AccessFs::WriteFile
+                | AccessFs::Truncate
+                | AccessFs::IoctlDev)
+        }
+        RuleClass::ListDir => all & AccessFs::ReadDir,
+    };
+    if is_dir {
+        access
+    } else {
+        access & AccessFs::from_file(abi)
+    }
+}
+
+/// Names of the rights in a set (stable, for profiles).
+pub fn names<I>(set: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: std::fmt::Debug,
+{
+    set.into_iter().map(|f| format!("{f:?}")).collect()
+}
+
+/// What the kernel enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforced {
+    /// ABI used.
+    pub abi: u32,
+    /// TCP bind/connect handled (and denied).
+    pub net: bool,
+    /// Signal and abstract-socket scoping active.
+    pub scoped: bool,
+}
+
+/// Check the host against the plan's requirements without restricting.
+pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
+    let kernel = kernel_abi();
+    if kernel == 0 {
+        return Err(
+            "Landlock is not available (kernel built without it or not in the `lsm=` boot list)"
+                .into(),
+        );
+    }
+    let abi = effective_abi(kernel);
+    if abi < plan.min_abi {
+        return Err(format!(
+            "kernel offers Landlock ABI {kernel}, the configured minimum is {}",
+            plan.min_abi
+        ));
+    }
+    if network == NetworkMode::Full && abi < 6 {
+        return Err(format!(
+            "network 'full' needs Landlock ABI 6 (abstract Unix socket scoping); kernel offers {kernel}"
+        ));
+    }
+    Ok(Enforced {
+        abi,
+        net: plan.deny_tcp && abi >= 4,
+        scoped: abi >= 6,
+    })
+}
+
+/// Build the ruleset and restrict the calling process (and its future
+/// children). Requires `no_new_privs` to be set already.
+pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
+    let enforced = check_requirements(plan, network)?;
+    let abi = abi_of(enforced.abi);
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| err("handle fs access", &e))?;
+    if enforced.net {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(|e| err("handle net access", &e))?;
+    }
+    if enforced.scoped {
+        ruleset = ruleset
+            .scope(Scope::from_all(abi))
+            .map_err(|e| err("scope", &e))?;
+    }
+    let mut created = ruleset.create().map_err(|e| err("create ruleset", &e))?;
+    for rule in &plan.rules {
+        let fd = PathFd::new(&rule.path)
+            .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
+        let access = access_for(rule.class, enforced.abi, rule.is_dir);
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
+    }
+    let status = created
+        .restrict_self()
+        .map_err(|e| err("restrict_self", &e))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(format!("ruleset only {:?}", status.ruleset));
+    }
+    Ok(enforced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_classes_never_write() {
+        for abi in 1..=7 {
+            for class in [RuleClass::Read, RuleClass::ReadExec, RuleClass::ListDir] {
+                let a = access_for(class, abi, true);
+                assert!(!a.contains(AccessFs::WriteFile), "{class:?} abi {abi}");
+                assert!(!a.contains(AccessFs::MakeReg));
+                assert!(!a.contains(AccessFs::RemoveFile));
+            }
+            assert!(!access_for(RuleClass::Read, abi, true).contains(AccessFs::Execute));
+            assert!(access_for(RuleClass::ReadExec, abi, true).contains(AccessFs::Execute));
+        }
+    }
+
+    #[test]
+    fn write_class_never_creates_devices() {
+        for abi in 1..=7 {
+            let a = access_for(RuleClass::Write, abi, true);
+            assert!(a.contains(AccessFs::WriteFile) && a.contains(AccessFs::MakeReg));
+            assert!(!a.contains(AccessFs::MakeChar) && !a.contains(AccessFs::MakeBlock));
+            assert!(!access_for(RuleClass::WriteNoExec, abi, true).contains(AccessFs::Execute));
+        }
+    }
+
+    #[test]
+    fn file_rules_only_carry_file_rights() {
+        let a = access_for(RuleClass::Write, 7, false);
+        assert!(!a.contains(AccessFs::MakeDir));
+        assert!(a.contains(AccessFs::WriteFile));
+        let d = access_for(RuleClass::Device, 7, false);
+        assert!(d.contains(AccessFs::IoctlDev) && d.contains(AccessFs::Truncate));
+        assert_eq!(
+            access_for(RuleClass::Device, 2, false) & AccessFs::Truncate,
+            BitFlags::EMPTY
+        );
+    }
+
+    #[test]
+    fn effective_abi_is_capped() {
+        assert_eq!(effective_abi(0), 0);
+        assert_eq!(effective_abi(4), 4);
+        assert!(effective_abi(1000) >= 7);
+    }
+}

@@ -1,0 +1,196 @@
+//! Native kernel sandbox for hardened mode.
+//!
+//! [`spawn`] re-executes csc's own binary as a single-threaded setup helper
+//! (`csc __sandbox-init`), hands it a [`plan::SandboxPlan`] as JSON over an
+//! inherited pipe, and returns a [`SandboxChild`]. The helper enters fresh
+//! user/mount/pid/net/ipc/uts/cgroup namespaces, forks a csc-controlled init
+//! (pid 1) which builds a tmpfs root with read-only binds, pivots into it,
+//! applies Landlock, rlimits and drops every capability, and then forks the
+//! pipeline segments, each of which installs the seccomp filter last and
+//! execs its target. Setup failures travel back as JSON lines over a status
+//! pipe; nothing ever runs unconfined. See `docs/sandbox.md`.
+//!
+//! Layout, one mechanism per file: [`plan`] (pure plan builder),
+//! `namespaces`, `mounts`, [`landlock`], [`seccomp`], `caps`, [`rlimits`],
+//! `init` (helper + pid 1), `spawn` (parent side), [`doctor`],
+//! [`profile`], and `sys` (the only home of `unsafe`).
+
+mod caps;
+pub mod doctor;
+pub mod init;
+pub mod landlock;
+mod mounts;
+mod namespaces;
+pub mod plan;
+pub mod profile;
+pub mod rlimits;
+pub mod seccomp;
+mod spawn;
+mod sys;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::contract::NetworkMode;
+
+pub use doctor::{HostReport, preflight};
+pub use profile::{SandboxProfile, profile};
+pub use rlimits::RlimitConfig;
+pub use spawn::{SandboxChild, spawn};
+
+/// Exit code of the helper when sandbox setup failed (nothing was run).
+pub const SETUP_FAILED_EXIT: i32 = 125;
+/// Exit code of a segment whose target could not be executed.
+pub const EXEC_FAILED_EXIT: i32 = 127;
+
+/// Host-level sandbox configuration (from the runner's configuration, not
+/// from the agent's contract). Every field has a conservative default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// System directories bound read-only (with execute) when they exist
+    /// on the host; symlinks (e.g. `/bin -> usr/bin`) are recreated.
+    pub system_ro_dirs: Vec<PathBuf>,
+    /// Size cap of the private `/tmp` tmpfs, in bytes.
+    pub tmp_size_bytes: u64,
+    /// Resource limits applied to every sandboxed process.
+    pub rlimits: RlimitConfig,
+    /// Minimum Landlock ABI required; below it the sandbox refuses to run.
+    pub min_landlock_abi: u32,
+    /// Allow executing files found in read and write scopes (Landlock
+    /// `EXECUTE` right). System directories are always executable.
+    pub exec_in_scopes: bool,
+    /// Host paths hidden inside the view even when a bind covers them
+    /// (secrets under `/etc` that uid 0 could otherwise read): files are
+    /// replaced by an empty read-only file, directories by an empty
+    /// read-only tmpfs.
+    pub masked_paths: Vec<PathBuf>,
+    /// Hostname inside the sandbox.
+    pub hostname: String,
+    /// Binary to re-execute as the setup helper (default `/proc/self/exe`).
+    pub helper_exe: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            system_ro_dirs: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            tmp_size_bytes: 256 * 1024 * 1024,
+            rlimits: RlimitConfig::default(),
+            min_landlock_abi: 4,
+            exec_in_scopes: true,
+            masked_paths: [
+                "/etc/shadow",
+                "/etc/shadow-",
+                "/etc/gshadow",
+                "/etc/gshadow-",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/ssh",
+                "/etc/ssl/private",
+                "/etc/security/opasswd",
+                "/etc/machine-id",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            hostname: "csc-sandbox".to_string(),
+            helper_exe: None,
+        }
+    }
+}
+
+/// What to run and with which scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// Argv vectors, one per pipeline segment; `argv[0]` is an absolute,
+    /// already resolved path.
+    pub segments: Vec<Vec<String>>,
+    /// Resolved host working directory (must exist).
+    pub cwd: PathBuf,
+    /// Exact environment of the target(s).
+    pub env: Vec<(String, String)>,
+    /// Literal read prefixes (bound read-only).
+    pub read_paths: Vec<PathBuf>,
+    /// Literal write prefixes (bound read-write).
+    pub write_paths: Vec<PathBuf>,
+    /// Network mode of the command.
+    pub network: NetworkMode,
+}
+
+/// How a sandboxed run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxExit {
+    /// Pipeline status: first non-zero segment exit code in order, 128+N
+    /// for a segment killed by signal N, 0 if all succeeded;
+    /// [`SETUP_FAILED_EXIT`] when setup failed.
+    pub exit_code: i32,
+    /// Set when the sandbox could not be set up (or a target could not be
+    /// executed); nothing ran unconfined in that case.
+    pub setup_error: Option<String>,
+}
+
+/// Errors of the sandbox API.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The spec or configuration cannot be enforced as given.
+    #[error("invalid sandbox spec: {0}")]
+    InvalidSpec(String),
+    /// The requested mode is not supported by the native sandbox.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The host lacks a kernel feature hardened mode requires.
+    #[error("hardened mode unavailable on this host: {0}")]
+    HostUnsupported(String),
+    /// A system call on the parent side failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setup inside the helper failed (structured report from the helper).
+    #[error("sandbox setup failed at {stage}: {message}")]
+    Setup {
+        /// Setup stage (`namespaces`, `mounts`, `landlock`, ...).
+        stage: String,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+impl SandboxError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// One line of the helper → parent status protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StatusMsg {
+    /// A setup stage failed; nothing was executed by the reporting process.
+    Error {
+        /// Stage name.
+        stage: String,
+        /// Reason.
+        message: String,
+    },
+    /// A setup stage succeeded (emitted in probe mode only).
+    StageOk {
+        /// Stage name.
+        stage: String,
+    },
+}

@@ -1,0 +1,54 @@
+//! Namespaces: user (invoking uid/gid mapped to itself), mount, pid, ipc,
+//! uts, cgroup, and network when the network is denied.
+
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{Gid, Uid};
+
+use super::sys;
+use crate::protocol::contract::NetworkMode;
+
+/// Namespace flags for a network mode.
+pub(crate) fn flags(network: NetworkMode) -> CloneFlags {
+    let mut f = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    if network == NetworkMode::Deny {
+        f |= CloneFlags::CLONE_NEWNET;
+    }
+    f
+}
+
+/// Names of the namespaces entered for a network mode.
+pub fn names(network: NetworkMode) -> Vec<&'static str> {
+    let mut v = vec!["user", "mount", "pid", "ipc", "uts", "cgroup"];
+    if network == NetworkMode::Deny {
+        v.push("net");
+    }
+    v
+}
+
+/// Unshare all namespaces and map the caller's uid/gid to themselves.
+/// The pid namespace applies to the caller's next child.
+pub(crate) fn enter(network: NetworkMode) -> Result<(), String> {
+    let uid = Uid::effective();
+    let gid = Gid::effective();
+    unshare(flags(network)).map_err(|e| format!("unshare: {e}"))?;
+    std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("write setgroups: {e}"))?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))
+        .map_err(|e| format!("write uid_map: {e}"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))
+        .map_err(|e| format!("write gid_map: {e}"))?;
+    Ok(())
+}
+
+/// Set the hostname and, in a private network namespace, bring `lo` up.
+pub(crate) fn configure(network: NetworkMode, hostname: &str) -> Result<(), String> {
+    nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
+    if network == NetworkMode::Deny {
+        sys::interface_up("lo").map_err(|e| format!("bring lo up: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The sandbox profile: a canonical JSON description of everything hardened
+//! mode enforces on this host, and its id (`csbx1-` + 16 hex of the
+//! SHA-256 of the canonical JSON). Receipts carry the id; auditors map it
+//! back with `csc sandbox-profile`.
+
+use ::landlock::{ABI, Access, AccessFs, AccessNet, Scope};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::plan::{DEV_NODES, RuleClass};
+use super::{SandboxConfig, caps, landlock, namespaces, seccomp};
+use crate::canonical::{Nulls, sha256_hex_of};
+use crate::protocol::contract::NetworkMode;
+
+/// Profile id prefix (bump when the profile format changes).
+pub const PROFILE_ID_PREFIX: &str = "csbx1-";
+
+/// A sandbox profile and its id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxProfile {
+    /// `csbx1-` + first 16 hex digits of SHA-256(canonical JSON of `profile`).
+    pub sandbox_profile_id: String,
+    /// The profile document.
+    pub profile: Value,
+}
+
+fn rights(class: RuleClass, abi: u32, is_dir: bool) -> Vec<String> {
+    landlock::names(landlock::access_for(class, abi, is_dir))
+}
+
+/// Compute the profile for `cfg` on the running kernel (the Landlock ABI
+/// achieved is part of it, so the id differs between hosts that enforce
+/// different things).
+pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
+    let kernel_abi = landlock::kernel_abi();
+    let abi = landlock::effective_abi(kernel_abi);
+    let abi_t = ABI::from(abi as i32);
+    let scope_read = if cfg.exec_in_scopes {
+        RuleClass::ReadExec
+    } else {
+        RuleClass::Read
+    };
+    let scope_write = if cfg.exec_in_scopes {
+        RuleClass::Write
+    } else {
+        RuleClass::WriteNoExec
+    };
+    let (digest, instructions) = match seccomp::compile() {
+        Ok(p) => (Value::String(seccomp::digest(&p)), json!(p.len())),
+        Err(e) => (Value::String(format!("unavailable: {e}")), Value::Null),
+    };
+    let denied: Vec<Value> = seccomp::denied_list()
+        .into_iter()
+        .map(|(n, w)| json!({"syscall": n, "when": w}))
+        .collect();
+    let body = json!({
+        "format": "csc.sandbox_profile.v1",
+        "arch": seccomp::arch_name(),
+        "namespaces": {
+            "network_deny": namespaces::names(NetworkMode::Deny),
+            "network_full": namespaces::names(NetworkMode::Full),
+            "uid_gid": "invoking uid/gid mapped to itself; setgroups denied",
+            "pid_init": "csc init as pid 1: reaps, exits with the pipeline status; its death kills the namespace",
+        },
+        "network": {
+            "deny": "private network namespace with only lo up; Landlock denies TCP bind/connect",
+            "full": "host network namespace; every other confinement unchanged",
+            "allowlisted": "refused",
+        },
+        "landlock": {
+            "abi": abi,
+            "kernel_abi": kernel_abi,
+            "min_abi": cfg.min_landlock_abi,
+            "compat": "hard requirement (fail closed)",
+            "handled_fs": landlock::names(AccessFs::from_all(abi_t)),
+            "handled_net_when_network_deny": landlock::names(AccessNet::from_all(abi_t)),
+            "scopes": landlock::names(Scope::from_all(abi_t)),
+            "rights": {
+                "system_dirs": rights(RuleClass::ReadExec, abi, true),
+                "read_scopes_and_cwd": rights(scope_read, abi, true),
+                "write_scopes_and_tmp": rights(scope_write, abi, true),
+                "dev_nodes": rights(RuleClass::Device, abi, false),
+                "dev_dir": rights(RuleClass::ListDir, abi, true),
+                "proc": rights(RuleClass::Read, abi, true),
+            },
+        },
+        "seccomp": {
+            "program_sha256": digest,
+            "instructions": instructions,
+            "default_action": "allow",
+            "deny_action": "errno EPERM",
+            "bad_arch_action": "kill_process",
+            "x32_guard": seccomp::arch_name() == "x86_64",
+            "clone3": "errno ENOSYS",
+            "denied": denied,
+        },
+        "privileges": {
+            "no_new_privs": true,
+            "capabilities": "bounding, permitted, effective, inheritable, ambient all empty",
+            "securebits": format!("{:#x}", caps::SECUREBITS),
+            "setsid": true,
+            "inherited_fds": "0, 1, 2 only",
+            "environment": "exactly the contract's",
+        },
+        "rlimits": cfg.rlimits,
+        "mounts": {
+            "root": "fresh tmpfs, read-only, pivot_root, old root detached",
+            "system_ro_dirs": cfg.system_ro_dirs,
+            "read_scopes": "recursive read-only binds of literal prefixes that exist",
+            "write_scopes": "recursive read-write binds of literal prefixes that exist",
+            "cwd": "read-only bind unless inside a scope",
+            "tmp": {"type": "tmpfs", "size_bytes": cfg.tmp_size_bytes},
+            "dev": {"type": "tmpfs, read-only", "nodes": DEV_NODES},
+            "proc": "fresh procfs of the sandbox pid namespace, read-only",
+            "sys": "absent",
+            "flags": "nosuid,nodev on every mount (device node binds: nosuid,noexec)",
+            "setattr": "mount_setattr, recursive",
+        },
+        "lifetime": "PR_SET_PDEATHSIG on helper and init; killing init tears down the pid namespace",
+        "hostname": cfg.hostname,
+        "exec_in_scopes": cfg.exec_in_scopes,
+    });
+    let id = format!(
+        "{PROFILE_ID_PREFIX}{}",
+        &sha256_hex_of(&body, Nulls::Keep)[..16]
+    );
+    SandboxProfile {
+        sandbox_profile_id: id,
+        profile: body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_stable_and_config_sensitive() {
+        let a = profile(&SandboxConfig::default());
+        let b = profile(&SandboxConfig::default());
+        assert_eq!(a, b);
+        assert!(a.sandbox_profile_id.starts_with(PROFILE_ID_PREFIX));
+        assert_eq!(a.sandbox_profile_id.len(), PROFILE_ID_PREFIX.len() + 16);
+        let mut cfg = SandboxConfig::default();
+        cfg.rlimits.processes = 3;
+        assert_ne!(profile(&cfg).sandbox_profile_id, a.sandbox_profile_id);
+    }
+
+    #[test]
+    fn lists_denied_syscalls() {
+        let p = profile(&SandboxConfig::default());
+        let denied = p.profile["seccomp"]["denied"].as_array().unwrap();
+        for name in [
+            "mount",
+            "ptrace",
+            "bpf",
+            "unshare",
+            "clone3",
+            "io_uring_setup",
+        ] {
+            assert!(denied.iter().any(|d| d["syscall"] == name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! seccomp-BPF filter, installed last before exec.
+//!
+//! The body is compiled by `seccompiler` from [`rule_table`] (allow by
+//! default, `EPERM` on match). In front of it csc prepends its own
+//! instructions: an architecture check (kill on mismatch), the x32-ABI
+//! guard (syscall numbers with `__X32_SYSCALL_BIT` set → `EPERM`;
+//! seccompiler has none) and `clone3` → `ENOSYS` (its flags live in memory
+//! and cannot be inspected, so libc falls back to `clone`, whose flags
+//! argument *is* filtered for `CLONE_NEW*` bits).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch, sock_filter,
+};
+
+/// Condition under which a listed syscall is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyWhen {
+    /// Always.
+    Always,
+    /// `clone` with any `CLONE_NEW*` flag in its flags argument.
+    CloneNewNamespace,
+    /// `ioctl` with request `TIOCSTI` or `TIOCLINUX`.
+    TerminalInjection,
+    /// `personality` with anything but `PER_LINUX` (0) or the query value.
+    NonDefaultPersonality,
+}
+
+impl DenyWhen {
+    /// Stable name for profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyWhen::Always => "always",
+            DenyWhen::CloneNewNamespace => "clone_flags_has_CLONE_NEW*",
+            DenyWhen::TerminalInjection => "ioctl_TIOCSTI_or_TIOCLINUX",
+            DenyWhen::NonDefaultPersonality => "personality_not_PER_LINUX",
+        }
+    }
+}
+
+/// `open_tree_attr` (Linux 6.15; same number on every architecture using
+/// the unified table) — not yet in the libc crate.
+const SYS_OPEN_TREE_ATTR: i64 = 467;
+/// `TIOCSTI` (asm-generic value, shared by x86_64, aarch64 and riscv64).
+pub const TIOCSTI: u64 = 0x5412;
+/// `TIOCLINUX` (asm-generic value).
+pub const TIOCLINUX: u64 = 0x541C;
+/// `__X32_SYSCALL_BIT`.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Namespace-creating clone flags (CLONE_NEWTIME shares a bit with the
+/// exit signal for clone(2) and can only be requested through clone3 /
+/// unshare, both of which are refused).
+pub const CLONE_NEW_FLAGS: [(&str, u64); 7] = [
+    ("CLONE_NEWNS", libc::CLONE_NEWNS as u64),
+    ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP as u64),
+    ("CLONE_NEWUTS", libc::CLONE_NEWUTS as u64),
+    ("CLONE_NEWIPC", libc::CLONE_NEWIPC as u64),
+    ("CLONE_NEWUSER", libc::CLONE_NEWUSER as u64),
+    ("CLONE_NEWPID", libc::CLONE_NEWPID as u64),
+    ("CLONE_NEWNET", libc::CLONE_NEWNET as u64),
+];
+
+macro_rules! always {
+    ($($name:ident),* $(,)?) => {
+        [$((stringify!($name), libc::$name as i64, DenyWhen::Always)),*]
+    };
+}
+
+/// Every denied syscall: `(name, number, condition)`. Names drop the
+/// `SYS_` prefix.
+pub fn rule_table() -> Vec<(&'static str, i64, DenyWhen)> {
+    let mut t: Vec<(&'static str, i64, DenyWhen)> = always![
+        SYS_mount,
+        SYS_umount2,
+        SYS_pivot_root,
+        SYS_chroot,
+        SYS_move_mount,
+        SYS_open_tree,
+        SYS_fsopen,
+        SYS_fsconfig,
+        SYS_fsmount,
+        SYS_fspick,
+        SYS_mount_setattr,
+        SYS_unshare,
+        SYS_setns,
+        SYS_ptrace,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_pidfd_getfd,
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_io_uring_register,
+        SYS_bpf,
+        SYS_perf_event_open,
+        SYS_keyctl,
+        SYS_add_key,
+        SYS_request_key,
+        SYS_userfaultfd,
+        SYS_open_by_handle_at,
+        SYS_name_to_handle_at,
+        SYS_kexec_load,
+        SYS_kexec_file_load,
+        SYS_init_module,
+        SYS_finit_module,
+        SYS_delete_module,
+        SYS_acct,
+        SYS_swapon,
+        SYS_swapoff,
+        SYS_reboot,
+        SYS_syslog,
+        SYS_quotactl,
+        SYS_quotactl_fd,
+    ]
+    .to_vec();
+    #[cfg(target_arch = "x86_64")]
+    t.extend(always![SYS_uselib, SYS_lookup_dcookie]);
+    t.push(("open_tree_attr", SYS_OPEN_TREE_ATTR, DenyWhen::Always));
+    t.push(("clone", libc::SYS_clone, DenyWhen::CloneNewNamespace));
+    t.push(("ioctl", libc::SYS_ioctl, DenyWhen::TerminalInjection));
+    t.push((
+        "personality",
+        libc::SYS_personality,
+        DenyWhen::NonDefaultPersonality,
+    ));
+    for e in &mut t {
+        e.0 = e.0.strip_prefix("SYS_").unwrap_or(e.0);
+    }
+    t
+}
+
+/// Names of denied syscalls, sorted, with their condition.
+pub fn denied_list() -> Vec<(String, &'static str)> {
+    let mut v: Vec<(String, &'static str)> = rule_table()
+        .into_iter()
+        .map(|(n, _, w)| (n.to_string(), w.as_str()))
+        .collect();
+    v.push(("clone3".into(), "always (ENOSYS)"));
+    #[cfg(target_arch = "x86_64")]
+    v.push(("<x32 ABI: nr & 0x40000000>".into(), "always"));
+    v.sort();
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: (TargetArch, u32) = (TargetArch::x86_64, 0xC000_003E); // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const ARCH: (TargetArch, u32) = (TargetArch::aarch64, 0xC000_00B7); // AUDIT_ARCH_AARCH64
+#[cfg(target_arch = "riscv64")]
+const ARCH: (TargetArch, u32) = (TargetArch::riscv64, 0xC000_00F3); // AUDIT_ARCH_RISCV64
+
+/// Architecture name of the filter.
+pub fn arch_name() -> &'static str {
+    match ARCH.0 {
+        TargetArch::x86_64 => "x86_64",
+        TargetArch::aarch64 => "aarch64",
+        TargetArch::riscv64 => "riscv64",
+    }
+}
+
+fn cond(
+    arg: u8,
+    len: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    v: u64,
+) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, len, op, v).map_err(|e| e.to_string())
+}
+
+fn rules_for(when: DenyWhen) -> Result<Vec<SeccompRule>, String> {
+    let rule = |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(|e| e.to_string());
+    Ok(match when {
+        DenyWhen::Always => Vec::new(),
+        DenyWhen::CloneNewNamespace => CLONE_NEW_FLAGS
+            .iter()
+            .map(|&(_, bit)| {
+                rule(vec![cond(
+                    0,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(bit),
+                    bit,
+                )?])
+            })
+            .collect::<Result<_, _>>()?,
+        DenyWhen::TerminalInjection => [TIOCSTI, TIOCLINUX]
+            .iter()
+            .map(|&req| {
+                rule(vec![cond(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    req,
+                )?])
+            })
+            .collect::<Result<_, _>>()?,
+        DenyWhen::NonDefaultPersonality => vec![rule(vec![
+            cond(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)?,
+            cond(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0xffff_ffff)?,
+        ])?],
+    })
+}
+
+// Classic BPF opcodes.
+/// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// csc's own prefix: arch check, x32 guard, clone3 → ENOSYS.
+fn prefix() -> Vec<sock_filter> {
+    let mut p = vec![
+        ins(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+        ins(BPF_JMP_JEQ_K, 1, 0, ARCH.1),
+        ins(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        ins(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+    ];
+    if ARCH.0 == TargetArch::x86_64 {
+        p.push(ins(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT));
+        p.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32));
+    }
+    p.push(ins(BPF_JMP_JEQ_K, 0, 1, libc::SYS_clone3 as u32));
+    p.push(ins(
+        BPF_RET_K,
+        0,
+        0,
+        SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+    ));
+    p
+}
+
+/// Compile the complete filter program.
+pub fn compile() -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (_, nr, when) in rule_table() {
+        rules.insert(nr, rules_for(when)?);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        ARCH.0,
+    )
+    .map_err(|e| e.to_string())?;
+    let body: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let mut prog = prefix();
+    prog.extend(body);
+    if prog.len() > 4096 {
+        return Err(format!(
+            "BPF program too long ({} instructions)",
+            prog.len()
+        ));
+    }
+    Ok(prog)
+}
+
+/// Bytes of the program as the kernel sees them (`struct sock_filter`
+/// array, native endianness).
+pub fn program_bytes(prog: &[sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prog.len() * 8);
+    for i in prog {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
+/// SHA-256 (hex) of [`program_bytes`].
+pub fn digest(prog: &[sock_filter]) -> String {
+    crate::canonical::sha256_hex(&program_bytes(prog))
+}
+
+/// Install the filter on the calling thread (requires `no_new_privs`).
+pub(crate) fn install(prog: &[sock_filter]) -> Result<(), String> {
+    seccompiler::apply_filter(prog).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Minimal classic-BPF interpreter for the subset seccompiler and the
+    /// prefix emit, to test the filter's decisions without a kernel.
+    fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend_from_slice(&nr.to_ne_bytes());
+        data.extend_from_slice(&arch.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for a in args {
+            data.extend_from_slice(&a.to_ne_bytes());
+        }
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            let class = i.code & 0x07;
+            match class {
+                0x00 => {
+                    let off = i.k as usize;
+                    acc = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap());
+                    pc += 1;
+                }
+                0x05 => {
+                    let op = i.code & 0xf0;
+                    if op == 0x00 {
+                        pc += 1 + i.k as usize;
+                        continue;
+                    }
+                    let t = match op {
+                        0x10 => acc == i.k,
+                        0x20 => acc > i.k,
+                        0x30 => acc >= i.k,
+                        0x40 => acc & i.k != 0,
+                        _ => panic!("op {op:#x}"),
+                    };
+                    pc += 1 + if t { i.jt as usize } else { i.jf as usize };
+                }
+                0x04 => {
+                    // ALU: only AND with K is used by seccompiler.
+                    assert_eq!(i.code & 0xf0, 0x50);
+                    acc &= i.k;
+                    pc += 1;
+                }
+                0x06 => return i.k,
+                _ => panic!("class {class:#x}"),
+            }
+        }
+    }
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn denies_every_listed_syscall_unconditionally() {
+        let prog = compile().unwrap();
+        for (name, nr, when) in rule_table() {
+            if when == DenyWhen::Always {
+                assert_eq!(run(&prog, ARCH.1, nr as u32, [0; 6]), EPERM, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn allows_ordinary_syscalls() {
+        let prog = compile().unwrap();
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_exit_group,
+        ] {
+            assert_eq!(run(&prog, ARCH.1, nr as u32, [0; 6]), ALLOW);
+        }
+    }
+
+    #[test]
+    fn clone_is_filtered_by_namespace_flags() {
+        let prog = compile().unwrap();
+        let plain = (libc::CLONE_VM | libc::CLONE_FS | libc::SIGCHLD) as u64;
+        assert_eq!(
+            run(
+                &prog,
+                ARCH.1,
+                libc::SYS_clone as u32,
+                [plain, 0, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        for (name, bit) in CLONE_NEW_FLAGS {
+            assert_eq!(
+                run(
+                    &prog,
+                    ARCH.1,
+                    libc::SYS_clone as u32,
+                    [plain | bit, 0, 0, 0, 0, 0]
+                ),
+                EPERM,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            run(&prog, ARCH.1, libc::SYS_clone3 as u32, [0; 6]),
+            SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+    }
+
+    #[test]
+    fn ioctl_and_personality_conditions() {
+        let prog = compile().unwrap();
+        let io = libc::SYS_ioctl as u32;
+        assert_eq!(run(&prog, ARCH.1, io, [1, TIOCSTI, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&prog, ARCH.1, io, [1, TIOCLINUX, 0, 0, 0, 0]), EPERM);
+        // Upper 32 bits of the request are ignored by the kernel: still denied.
+        assert_eq!(
+            run(&prog, ARCH.1, io, [1, (1u64 << 32) | TIOCSTI, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(run(&prog, ARCH.1, io, [1, 0x5401, 0, 0, 0, 0]), ALLOW);
+        let pers = libc::SYS_personality as u32;
+        assert_eq!(run(&prog, ARCH.1, pers, [0; 6]), ALLOW);
+        assert_eq!(
+            run(&prog, ARCH.1, pers, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(run(&prog, ARCH.1, pers, [0x0040000, 0, 0, 0, 0, 0]), EPERM);
+    }
+
+    #[test]
+    fn wrong_arch_is_killed_and_x32_is_denied() {
+        let prog = compile().unwrap();
+        assert_eq!(run(&prog, 0x4000_0003, 1, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        if ARCH.0 == TargetArch::x86_64 {
+            assert_eq!(run(&prog, ARCH.1, X32_SYSCALL_BIT | 1, [0; 6]), EPERM);
+            assert_eq!(
+                run(
+                    &prog,
+                    ARCH.1,
+                    X32_SYSCALL_BIT | libc::SYS_execve as u32,
+                    [0; 6]
+                ),
+                EPERM
+            );
+        }
+    }
+
+    #[test]
+    fn digest_is_stable() {
+        assert_eq!(digest(&compile().unwrap()), digest(&compile().unwrap()));
+        assert_eq!(digest(&compile().unwrap()).len(), 64);
+    }
+}

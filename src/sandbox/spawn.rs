@@ -1,0 +1,285 @@
+//! Parent side: build the plan, start the helper, hand it the plan, and
+//! collect its exit and any setup error.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::plan::{self, RealFs, SandboxPlan};
+use super::sys;
+use super::{SETUP_FAILED_EXIT, SandboxConfig, SandboxError, SandboxExit, SandboxSpec, StatusMsg};
+
+/// A running sandbox (the helper process and everything below it).
+#[derive(Debug)]
+pub struct SandboxChild {
+    child: Child,
+    status_rx: Option<std::fs::File>,
+    exit: Option<SandboxExit>,
+}
+
+/// Spawn the sandbox for `spec`, with the targets' stdout/stderr connected
+/// to the given descriptors (the executor's capture pipes). stdin of the
+/// first segment is `/dev/null`.
+///
+/// The helper is tied to the *calling thread* through `PR_SET_PDEATHSIG`:
+/// call this from a thread that outlives the sandbox (e.g. the main
+/// thread), or the sandbox is killed when that thread exits.
+pub fn spawn(
+    cfg: &SandboxConfig,
+    spec: &SandboxSpec,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<SandboxChild, SandboxError> {
+    let plan = plan::build(cfg, spec, &RealFs)?;
+    spawn_plan(cfg, &plan, Stdio::from(stdout), Stdio::from(stderr))
+}
+
+/// Start the helper for an already built plan.
+pub(crate) fn spawn_plan(
+    cfg: &SandboxConfig,
+    plan: &SandboxPlan,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<SandboxChild, SandboxError> {
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
+    let (plan_r, plan_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    let exe = cfg
+        .helper_exe
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let mut cmd = Command::new(&exe);
+    cmd.arg("__sandbox-init")
+        .arg("--plan-fd")
+        .arg(plan_r.as_raw_fd().to_string())
+        .arg("--status-fd")
+        .arg(status_w.as_raw_fd().to_string())
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    sys::configure_helper_command(
+        &mut cmd,
+        std::process::id() as libc::pid_t,
+        [plan_r.as_raw_fd(), status_w.as_raw_fd()],
+    );
+    let child = cmd
+        .spawn()
+        .map_err(|e| SandboxError::io(format!("spawn sandbox helper {}", exe.display()), e))?;
+    drop(plan_r);
+    drop(status_w);
+    let mut sc = SandboxChild {
+        child,
+        status_rx: Some(std::fs::File::from(status_r)),
+        exit: None,
+    };
+    let mut w = std::fs::File::from(plan_w);
+    if let Err(e) = w.write_all(&json) {
+        // The helper died before reading the plan; its status says why.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            sc.kill();
+            return Err(SandboxError::io("send plan to helper", e));
+        }
+    }
+    drop(w);
+    Ok(sc)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::io("pipe2", std::io::Error::from(e)))?;
+    // Keep clear of stdio numbers even if the parent closed its stdio.
+    let r = sys::dup_cloexec_above(&r, 10).map_err(|e| SandboxError::io("dup pipe", e))?;
+    let w = sys::dup_cloexec_above(&w, 10).map_err(|e| SandboxError::io("dup pipe", e))?;
+    Ok((r, w))
+}
+
+fn code_of(st: ExitStatus) -> i32 {
+    match (st.code(), st.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => SETUP_FAILED_EXIT,
+    }
+}
+
+impl SandboxChild {
+    /// Host pid of the helper process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Non-blocking: `Some` once the sandbox has exited.
+    pub fn try_wait(&mut self) -> Result<Option<SandboxExit>, SandboxError> {
+        if let Some(e) = &self.exit {
+            return Ok(Some(e.clone()));
+        }
+        match self.child.try_wait() {
+            Ok(Some(st)) => Ok(Some(self.finish(st))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(SandboxError::io("wait for sandbox", e)),
+        }
+    }
+
+    /// Block until the sandbox has exited.
+    pub fn wait(&mut self) -> Result<SandboxExit, SandboxError> {
+        if let Some(e) = &self.exit {
+            return Ok(e.clone());
+        }
+        let st = self
+            .child
+            .wait()
+            .map_err(|e| SandboxError::io("wait for sandbox", e))?;
+        Ok(self.finish(st))
+    }
+
+    /// Block for at most `timeout`; `None` if the sandbox is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<SandboxExit>, SandboxError> {
+        if let Some(e) = self.try_wait()? {
+            return Ok(Some(e));
+        }
+        // The helper is our unreaped child, so its pid is stable.
+        let pidfd = sys::pidfd_open(self.child.id() as libc::pid_t)
+            .map_err(|e| SandboxError::io("pidfd_open", e))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(SandboxError::io("poll", e.into())),
+            }
+            if let Some(e) = self.try_wait()? {
+                return Ok(Some(e));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Wait and return the raw exit code without consuming status lines.
+    pub(crate) fn wait_raw(&mut self) -> Option<i32> {
+        self.child.wait().ok().map(code_of)
+    }
+
+    /// Kill the sandbox and everything in it; idempotent. Asks the helper
+    /// to kill init (which tears down the pid namespace) and waits for it;
+    /// falls back to SIGKILL (init then dies through PDEATHSIG).
+    pub fn kill(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        if let Ok(Some(_)) = self.try_wait() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
+        // The helper is our unreaped child: its pid cannot be recycled.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.child.kill();
+        let _ = self.wait();
+    }
+
+    fn finish(&mut self, st: ExitStatus) -> SandboxExit {
+        let mut exit_code = code_of(st);
+        let errors = self.drain_status();
+        let setup_error = if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("; "))
+        };
+        if setup_error.is_some() && exit_code == 0 {
+            exit_code = SETUP_FAILED_EXIT;
+        }
+        let e = SandboxExit {
+            exit_code,
+            setup_error,
+        };
+        self.exit = Some(e.clone());
+        e
+    }
+
+    /// Read the status pipe until EOF (bounded wait: every writer is gone
+    /// or about to be once the helper exited).
+    fn drain_status(&mut self) -> Vec<String> {
+        let Some(mut f) = self.status_rx.take() else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            let mut chunk = [0u8; 4096];
+            match f.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.len() > 1 << 20 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        parse_status(&buf)
+            .into_iter()
+            .filter_map(|m| match m {
+                StatusMsg::Error { stage, message } => Some(format!("{stage}: {message}")),
+                StatusMsg::StageOk { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Read every status line until EOF (probe mode).
+    pub(crate) fn read_all_status(&mut self) -> Vec<StatusMsg> {
+        let Some(mut f) = self.status_rx.take() else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        let _ = (&mut f).take(1 << 20).read_to_end(&mut buf);
+        parse_status(&buf)
+    }
+}
+
+/// Parse JSON status lines; malformed lines become errors themselves.
+pub(crate) fn parse_status(buf: &[u8]) -> Vec<StatusMsg> {
+    buf.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).unwrap_or_else(|_| StatusMsg::Error {
+                stage: "status".into(),
+                message: format!("malformed status line: {}", String::from_utf8_lossy(l)),
+            })
+        })
+        .collect()
+}
+
+impl Drop for SandboxChild {
+    fn drop(&mut self) {
+        // Nothing may survive a run, even if the caller forgets to wait.
+        self.kill();
+    }
+}

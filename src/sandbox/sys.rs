@@ -1,0 +1,395 @@
+//! Thin wrappers around the raw system calls the sandbox needs and that
+//! neither `nix` nor the dedicated crates expose safely.
+//!
+//! This is the only module of the sandbox that contains `unsafe`; every
+//! block names the invariant it relies on.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`:
+/// the Landlock ABI version the running kernel offers (0 when Landlock is
+/// not available).
+pub fn landlock_abi_version() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a NULL attribute pointer and size 0 the kernel reads no
+    // user memory; the call only returns an integer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 { 0 } else { ret as i32 }
+}
+
+/// `struct mount_attr` from `<linux/mount.h>`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `MOUNT_ATTR_RDONLY`.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+/// `MOUNT_ATTR_NOSUID`.
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+/// `MOUNT_ATTR_NODEV`.
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+/// `MOUNT_ATTR_NOEXEC`.
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+
+/// `mount_setattr(2)`: add `set` flags to the mount at `path` (and, when
+/// `recursive`, to every mount below it). Flags are only ever added, so
+/// locked flags inherited from the host are preserved.
+pub fn mount_setattr(path: &Path, set: u64, recursive: bool) -> io::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let c = cpath(path)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags =
+        libc::AT_SYMLINK_NOFOLLOW as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `c` is a valid NUL-terminated string and `attr` a properly
+    // sized, initialized `struct mount_attr`; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `pivot_root(2)`.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let a = cpath(new_root)?;
+    let b = cpath(put_old)?;
+    // SAFETY: both arguments are valid NUL-terminated strings that outlive
+    // the call.
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) };
+    cvt(ret).map(drop)
+}
+
+/// Close every file descriptor `>= 3` except those listed in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&f| f >= 3)
+        .map(|&f| f as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first: u32 = 3;
+    for k in keep {
+        if k > first {
+            close_range(first, k - 1)?;
+        }
+        first = k + 1;
+    }
+    close_range(first, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors of this process; callers
+    // use it where no Rust object owns the affected descriptors any more
+    // (right after startup of the helper, or right before exec).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    cvt(ret).map(drop)
+}
+
+/// Result of [`fork`].
+pub enum Forked {
+    /// We are the child.
+    Child,
+    /// We are the parent; the child's pid.
+    Parent(libc::pid_t),
+}
+
+/// `fork(2)`. Only called by the sandbox helper, which checks that it is
+/// single-threaded first, so the child may run ordinary (allocating) code.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the helper process is single-threaded (checked by
+    // `ensure_single_threaded` before any fork), so no lock can be held by
+    // another thread at the time of the fork.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        p => Ok(Forked::Parent(p)),
+    }
+}
+
+/// Take ownership of an inherited descriptor number after checking it is
+/// open. The caller must not use `fd` in any other way afterwards.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to take a stdio descriptor",
+        ));
+    }
+    // SAFETY: F_GETFD only queries the descriptor table.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process by its parent for exclusive use; nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: F_SETFD on a descriptor we now own.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// `pidfd_open(2)` for a child we have not reaped yet (so the pid cannot
+/// be recycled underneath us).
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    let fd = cvt(ret)? as RawFd;
+    // SAFETY: the kernel just returned this new descriptor; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid pidfd, NULL siginfo, flags 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `prctl(PR_SET_SECUREBITS, bits)`.
+pub fn set_securebits(bits: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: integer-only prctl.
+    let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`; `Ok(false)` when the kernel does not know
+/// the capability (EINVAL).
+pub fn capbset_drop(cap: u32) -> io::Result<bool> {
+    // SAFETY: integer-only prctl.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`.
+pub fn ambient_clear_all() -> io::Result<()> {
+    // SAFETY: integer-only prctl.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// `capset(2)` with all three sets empty.
+pub fn capset_empty() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and a two-element data array as required by version 3;
+    // both live across the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    cvt(ret).map(drop)
+}
+
+/// Bring a network interface up (`SIOCGIFFLAGS` / `SIOCSIFFLAGS`).
+pub fn interface_up(name: &str) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| {
+        // Inside a fresh network namespace binding works once lo is up; use
+        // a raw AF_INET datagram socket instead.
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor; we own it.
+        Ok(std::net::UdpSocket::from(unsafe {
+            OwnedFd::from_raw_fd(fd)
+        }))
+    })?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: valid socket fd and a properly initialized ifreq that lives
+    // across both calls; SIOCGIFFLAGS/SIOCSIFFLAGS read/write ifr_flags.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `dup2(2)` onto a fixed descriptor number (0, 1 or 2 in practice).
+pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 manipulates only the descriptor table; the caller targets
+    // a stdio slot that no Rust object owns.
+    let ret = unsafe { libc::dup2(old, new) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// Reset every signal disposition to `SIG_DFL`. Ignored dispositions
+/// survive `execve` (the Rust runtime ignores `SIGPIPE`), so this runs in
+/// each segment right before exec.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL (no handler code, no pointers kept);
+        // a zeroed sigaction with sa_sigaction = SIG_DFL is valid.
+        let ret = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        // glibc reserves a few real-time signals (EINVAL): skip those.
+        if ret != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Terminate immediately without running atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Arrange for the spawned helper to die with its parent thread and to
+/// inherit the descriptors in `inherit` (their close-on-exec flag is
+/// cleared in the child only).
+///
+/// The hook runs between fork and exec, so it uses only async-signal-safe
+/// calls (`prctl`, `getppid`, `fcntl`, `_exit`).
+pub fn configure_helper_command(
+    cmd: &mut std::process::Command,
+    parent_pid: libc::pid_t,
+    inherit: [RawFd; 2],
+) {
+    // SAFETY: the closure performs only async-signal-safe system calls and
+    // touches no heap memory or locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before PDEATHSIG was armed.
+            if libc::getppid() != parent_pid {
+                libc::_exit(125);
+            }
+            for fd in inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Duplicate `fd` to a close-on-exec descriptor numbered at least `min`.
+pub fn dup_cloexec_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this new descriptor; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}

@@ -1,0 +1,188 @@
+//! The library API as the executor uses it: `spawn` from a multi-threaded
+//! process, capture through pipes, `wait_timeout`, `kill`, `Drop`.
+
+#[path = "sandbox_support/mod.rs"]
+mod support;
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use csc::protocol::contract::NetworkMode;
+use csc::sandbox::{self, SandboxConfig, SandboxError, SandboxSpec};
+use support::{Fixture, Who, skip};
+
+fn cfg() -> SandboxConfig {
+    SandboxConfig {
+        helper_exe: Some(PathBuf::from(support::csc())),
+        ..SandboxConfig::default()
+    }
+}
+
+fn spec(fx: &Fixture, script: &str) -> SandboxSpec {
+    SandboxSpec {
+        segments: vec![vec!["/bin/sh".into(), "-c".into(), script.into()]],
+        cwd: fx.data.clone(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        read_paths: vec![fx.data.clone()],
+        write_paths: vec![fx.out.clone()],
+        network: NetworkMode::Deny,
+    }
+}
+
+fn pipe() -> (std::fs::File, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (std::fs::File::from(r), w)
+}
+
+#[test]
+fn concurrent_spawns_from_threads_capture_output() {
+    if skip(Who::Root, "api concurrent") {
+        return;
+    }
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let fx = Fixture::new();
+                let (mut out_r, out_w) = pipe();
+                let (mut err_r, err_w) = pipe();
+                let mut child = sandbox::spawn(
+                    &cfg(),
+                    &spec(&fx, &format!("echo out{i}; echo err{i} >&2; exit {i}")),
+                    out_w,
+                    err_w,
+                )
+                .unwrap();
+                let mut out = String::new();
+                let mut err = String::new();
+                out_r.read_to_string(&mut out).unwrap();
+                err_r.read_to_string(&mut err).unwrap();
+                let exit = child.wait().unwrap();
+                assert_eq!((exit.exit_code, exit.setup_error), (i, None));
+                assert_eq!(out, format!("out{i}\n"));
+                assert_eq!(err, format!("err{i}\n"));
+                assert!(child.pid() > 0);
+                // wait() is repeatable and kill() after exit is a no-op.
+                child.kill();
+                assert_eq!(child.try_wait().unwrap().unwrap().exit_code, i);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn wait_timeout_then_kill_tears_everything_down() {
+    if skip(Who::Root, "api kill") {
+        return;
+    }
+    let fx = Fixture::new();
+    let beat = fx.out.join("beat");
+    let script = format!(
+        "( setsid sh -c 'while :; do echo b >> {0}; sleep 0.05; done' & ); sleep 600",
+        beat.display()
+    );
+    let (_out_r, out_w) = pipe();
+    let (_err_r, err_w) = pipe();
+    let mut child = sandbox::spawn(&cfg(), &spec(&fx, &script), out_w, err_w).unwrap();
+    assert!(
+        child
+            .wait_timeout(Duration::from_millis(500))
+            .unwrap()
+            .is_none()
+    );
+    let t = Instant::now();
+    child.kill();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "kill took {:?}",
+        t.elapsed()
+    );
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.exit_code, 128 + 9, "{exit:?}");
+    let n = std::fs::metadata(&beat).unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        std::fs::metadata(&beat).unwrap().len(),
+        n,
+        "survivor after kill()"
+    );
+}
+
+#[test]
+fn dropping_the_child_kills_the_sandbox() {
+    if skip(Who::Root, "api drop") {
+        return;
+    }
+    let fx = Fixture::new();
+    let beat = fx.out.join("beat");
+    let script = format!(
+        "while :; do echo b >> {0}; sleep 0.05; done",
+        beat.display()
+    );
+    let (_out_r, out_w) = pipe();
+    let (_err_r, err_w) = pipe();
+    let child = sandbox::spawn(&cfg(), &spec(&fx, &script), out_w, err_w).unwrap();
+    let t = Instant::now();
+    while !beat.exists() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(child);
+    let n = std::fs::metadata(&beat).unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(std::fs::metadata(&beat).unwrap().len(), n);
+}
+
+#[test]
+fn invalid_specs_fail_before_spawning() {
+    let fx = Fixture::new();
+    let (_r, w1) = pipe();
+    let (_r2, w2) = pipe();
+    let mut s = spec(&fx, "true");
+    s.network = NetworkMode::Allowlisted;
+    assert!(matches!(
+        sandbox::spawn(&cfg(), &s, w1, w2),
+        Err(SandboxError::Unsupported(_))
+    ));
+    let (_r, w1) = pipe();
+    let (_r2, w2) = pipe();
+    let mut s = spec(&fx, "true");
+    s.segments = vec![vec!["sh".into()]];
+    assert!(matches!(
+        sandbox::spawn(&cfg(), &s, w1, w2),
+        Err(SandboxError::InvalidSpec(_))
+    ));
+}
+
+#[test]
+fn preflight_and_profile_agree_with_the_cli() {
+    if skip(Who::Root, "api preflight") {
+        return;
+    }
+    let report = sandbox::preflight(&cfg()).unwrap();
+    assert!(report.hardened_available);
+    assert!(report.landlock_abi_used >= 4);
+    let out = std::process::Command::new(support::csc())
+        .args(["sandbox-profile", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The CLI uses the default config (helper_exe is not part of the profile).
+    assert_eq!(
+        v["sandbox_profile_id"],
+        sandbox::profile(&SandboxConfig::default()).sandbox_profile_id
+    );
+    assert_eq!(
+        v["sandbox_profile_id"],
+        sandbox::profile(&cfg()).sandbox_profile_id
+    );
+    let bad = SandboxConfig {
+        min_landlock_abi: 999,
+        ..cfg()
+    };
+    let e = sandbox::preflight(&bad).unwrap_err();
+    assert!(e.to_string().contains("landlock"), "{e}");
+}
