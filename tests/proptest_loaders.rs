@@ -469,19 +469,19 @@ fn mutation_helpers_do_mutate() {
     let original = serde_json::to_vec(&doc).unwrap();
     assert!(load::approval_from_bytes(&original, "ok").is_ok());
     let duplicated = indices.iter().any(|i| {
-        let bytes = mutate(&doc, &[Edit::DuplicateKey(i.clone())]);
+        let bytes = mutate(&doc, &[Edit::DuplicateKey(*i)]);
         load::approval_from_bytes(&bytes, "dup")
             .is_err_and(|e| e.to_string().contains("duplicate key"))
     });
     assert!(duplicated, "DuplicateKey never produced a duplicate key");
     let deleted = indices.iter().any(|i| {
-        let bytes = mutate(&doc, &[Edit::Delete(i.clone())]);
+        let bytes = mutate(&doc, &[Edit::Delete(*i)]);
         bytes.len() < original.len() && load::approval_from_bytes(&bytes, "del").is_err()
     });
     assert!(deleted, "Delete never removed anything");
     let truncated = indices
         .iter()
-        .any(|i| mutate_bytes(&original, &[ByteEdit::Truncate(i.clone())]).len() < original.len());
+        .any(|i| mutate_bytes(&original, &[ByteEdit::Truncate(*i)]).len() < original.len());
     assert!(truncated, "Truncate never shortened the input");
 }
 
