@@ -134,7 +134,22 @@ pub fn walk(
 
     for command in &contract.commands {
         let id = Some(command.id.clone());
-        for argv in command.argv_vectors() {
+        let vectors = command.argv_vectors();
+        // Loaders never let an argv-less command through; should one reach
+        // the engine anyway, there is nothing the policy could have allowed.
+        if vectors.is_empty() || vectors.iter().any(|argv| argv.is_empty()) {
+            report!(
+                id.clone(),
+                Check::Command,
+                String::new(),
+                Some(Failure {
+                    verdict: Verdict::Deny,
+                    code: ReasonCode::CommandNotAllowed,
+                    reason: "command has no argv to check".to_owned(),
+                })
+            );
+        }
+        for argv in vectors {
             let exe = argv.first().cloned().unwrap_or_default();
             let fail = (!policy.allow_commands.contains(&exe))
                 .then(|| format!("command not allowed: {exe}"));
@@ -345,4 +360,47 @@ pub fn explain(contract: &Contract, policy: &Policy) -> (Vec<Finding>, WalkSumma
         Flow::Continue
     });
     (findings, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (Contract, Policy) {
+        let contract: Contract =
+            serde_json::from_str(include_str!("../../examples/contracts/list-repo.json")).unwrap();
+        let policy: Policy = serde_json::from_value(serde_json::json!({
+            "name": "p", "allow_commands": ["ls", ""], "allowed_effect_types": ["observe"],
+            "allowed_risk_classes": ["low"], "allowed_cwd_prefixes": ["/"],
+            "allowed_read_prefixes": ["/"]
+        }))
+        .unwrap();
+        (contract, policy)
+    }
+
+    #[test]
+    fn baseline_is_allowed() {
+        let (contract, policy) = fixture();
+        assert_eq!(evaluate(&contract, &policy).decision, Verdict::Allow);
+    }
+
+    #[test]
+    fn command_without_argv_is_denied() {
+        let (mut contract, policy) = fixture();
+        contract.commands[0].exec = None;
+        let d = evaluate(&contract, &policy);
+        assert_eq!(d.decision, Verdict::Deny);
+        assert_eq!(d.reason_codes, vec![ReasonCode::CommandNotAllowed]);
+    }
+
+    #[test]
+    fn empty_argv_is_denied_even_if_the_empty_command_is_listed() {
+        let (mut contract, policy) = fixture();
+        if let Some(exec) = contract.commands[0].exec.as_mut() {
+            exec.argv.clear();
+        }
+        let d = evaluate(&contract, &policy);
+        assert_eq!(d.decision, Verdict::Deny);
+        assert_eq!(d.reason_codes, vec![ReasonCode::CommandNotAllowed]);
+    }
 }

@@ -142,6 +142,7 @@ pub struct Command {
     pub network: NetworkMode,
     pub env_allow: Vec<String>,
     pub secret_refs: Vec<String>,
+    #[serde(deserialize_with = "super::integer::u64_lenient")]
     pub timeout_sec: u64,
     pub proposed_effect_type: EffectType,
 }

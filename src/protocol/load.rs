@@ -304,6 +304,15 @@ fn yaml_error(e: serde_saphyr::Error, origin: &str) -> LoadError {
     }
 }
 
+/// YAML parser options for policies: unknown tags (`!!python/object`,
+/// `!custom`) are errors, as they are for the reference's safe loader —
+/// silently dropping a tag would accept a policy the author meant otherwise.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.reject_unsupported_tags = true;
+    options
+}
+
 /// Parse policy text into the mapping it holds (no schema check yet).
 pub fn policy_value_from_bytes(
     bytes: &[u8],
@@ -336,7 +345,8 @@ pub fn policy_value_from_bytes(
                 }
             }
         })?,
-        PolicyFormat::Yaml => serde_saphyr::from_str(text).map_err(|e| yaml_error(e, origin))?,
+        PolicyFormat::Yaml => serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| yaml_error(e, origin))?,
     };
     if !value.is_object() {
         return Err(LoadError::NotMapping {

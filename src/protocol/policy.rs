@@ -35,7 +35,10 @@ pub struct Policy {
     pub manual_approval_for_classified_effect_types: Vec<String>,
     #[serde(default)]
     pub allowed_risk_classes: Vec<RiskClass>,
-    #[serde(default = "default_max_timeout")]
+    #[serde(
+        default = "default_max_timeout",
+        deserialize_with = "super::integer::u64_lenient"
+    )]
     pub max_timeout_sec: u64,
     #[serde(default = "default_network")]
     pub network: NetworkMode,
