@@ -9,11 +9,13 @@
 //! [`cli`] (the command-line front end).
 #![deny(unsafe_code)]
 
+pub mod approval;
 pub mod canonical;
 pub mod cli;
 pub mod conformance;
 pub mod engine;
 pub mod evidence;
+pub mod exec;
 pub mod protocol;
 pub mod time;
 

@@ -4,6 +4,7 @@
 mod check;
 mod conformance;
 mod hash;
+mod run;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -70,6 +71,11 @@ pub enum Verb {
         after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
     )]
     Conformance(conformance::Args),
+    /// Decide, execute (local mode) and write a receipt for every outcome.
+    #[command(
+        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
+    )]
+    Run(run::Args),
 }
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
@@ -80,6 +86,7 @@ pub fn main() -> ExitCode {
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
         Verb::Conformance(a) => conformance::run(a),
+        Verb::Run(a) => run::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
