@@ -18,7 +18,9 @@ pub enum ApprovalProblem {
         approved: String,
         actual: String,
     },
-    #[error("approval rejected: {field} is not a valid RFC 3339 date-time: {value:?} (approval_id={id:?})")]
+    #[error(
+        "approval rejected: {field} is not a valid RFC 3339 date-time: {value:?} (approval_id={id:?})"
+    )]
     BadTime {
         id: String,
         field: &'static str,
@@ -44,7 +46,11 @@ impl ApprovalProblem {
 }
 
 /// Check `approval` against the contract hash at time `now`.
-pub fn check(approval: &Approval, contract_sha256: &str, now: Timestamp) -> Result<(), ApprovalProblem> {
+pub fn check(
+    approval: &Approval,
+    contract_sha256: &str,
+    now: Timestamp,
+) -> Result<(), ApprovalProblem> {
     let id = approval.approval_id.clone();
     if approval.contract_sha256 != contract_sha256 {
         return Err(ApprovalProblem::WrongContract {

@@ -94,7 +94,8 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(db("open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db("busy timeout"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db("busy timeout"))?;
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(db("integrity check"))?;
@@ -128,7 +129,9 @@ impl Store {
                 return Err(StoreError::Db {
                     path: shown,
                     what: "schema version",
-                    message: format!("version {other} is not supported (expected {SCHEMA_VERSION})"),
+                    message: format!(
+                        "version {other} is not supported (expected {SCHEMA_VERSION})"
+                    ),
                 });
             }
         }
@@ -157,7 +160,9 @@ impl Store {
             .conn
             .prepare("SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1")
             .map_err(self.err("query"))?;
-        let mut rows = stmt.query(params![approval_id]).map_err(self.err("query"))?;
+        let mut rows = stmt
+            .query(params![approval_id])
+            .map_err(self.err("query"))?;
         match rows.next().map_err(self.err("query"))? {
             Some(row) => Ok(Some(row.get(0).map_err(self.err("query"))?)),
             None => Ok(None),
@@ -195,7 +200,9 @@ impl Store {
                 tx.commit().map_err(db("commit"))?;
                 Ok(Consumed::Now)
             }
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::ConstraintViolation =>
+            {
                 let at: String = tx
                     .query_row(
                         "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",

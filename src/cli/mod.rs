@@ -75,7 +75,7 @@ pub enum Verb {
     #[command(
         after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
-    Run(run::Args),
+    Run(Box<run::Args>),
 }
 
 /// Parse arguments, run the verb, map the outcome to an exit code.
@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
         Verb::Conformance(a) => conformance::run(a),
-        Verb::Run(a) => run::run(a),
+        Verb::Run(a) => run::run(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

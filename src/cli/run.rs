@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
 use crate::approval::{self, store};
 use crate::engine;
-use crate::evidence::receipt::{
-    self, EffectSummary, Receipt, ReceiptBase, ReceiptStatus, Signer,
-};
+use crate::evidence::receipt::{self, EffectSummary, Receipt, ReceiptBase, ReceiptStatus, Signer};
 use crate::exec::capture::Live;
 use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
 use crate::exec::effects;
@@ -112,9 +110,14 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
             "hardened mode requires --sign --signing-key PATH --key-id ID".to_owned(),
         ));
     }
-    for (name, cap) in [("--stdout-cap", args.stdout_cap), ("--stderr-cap", args.stderr_cap)] {
+    for (name, cap) in [
+        ("--stdout-cap", args.stdout_cap),
+        ("--stderr-cap", args.stderr_cap),
+    ] {
         if cap > MAX_CAP {
-            return Err(CliError(format!("{name} {cap} exceeds the maximum {MAX_CAP}")));
+            return Err(CliError(format!(
+                "{name} {cap} exceeds the maximum {MAX_CAP}"
+            )));
         }
     }
     let search_path = SearchPath::parse(&args.search_path)
@@ -150,10 +153,9 @@ impl Emitter<'_> {
         })?;
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
-            ReceiptStatus::Failed => format!(
-                "FAILED (exit code {})",
-                receipt.exit_code.unwrap_or(1)
-            ),
+            ReceiptStatus::Failed => {
+                format!("FAILED (exit code {})", receipt.exit_code.unwrap_or(1))
+            }
             ReceiptStatus::Blocked if code == EXIT_NEEDS_APPROVAL => "NEEDS APPROVAL".to_owned(),
             ReceiptStatus::Blocked => "BLOCKED".to_owned(),
             ReceiptStatus::Expired => "EXPIRED".to_owned(),
@@ -191,7 +193,11 @@ pub fn run(args: Args) -> CliResult {
         policy_profile: p.name.clone(),
         policy_schema_version: p.policy_schema_version.clone().filter(|v| !v.is_empty()),
         policy_sha256: policy.sha256(),
-        execution_mode: if settings.hardened { "hardened" } else { "local" },
+        execution_mode: if settings.hardened {
+            "hardened"
+        } else {
+            "local"
+        },
         started_at: now_rfc3339(),
     };
     let emitter = Emitter {
@@ -332,7 +338,11 @@ fn receipt_for(emitter: &Emitter<'_>, contract: &Contract, run: ContractRun) -> 
     r.completed_command_ids = run.completed.clone();
     r.failed_command_id = run.failed.clone();
     if run.started {
-        let executed: Vec<_> = run.executed.iter().map(|i| &contract.commands[*i]).collect();
+        let executed: Vec<_> = run
+            .executed
+            .iter()
+            .map(|i| &contract.commands[*i])
+            .collect();
         r.stdout_hash = Some(run.stdout.hash.clone());
         r.stderr_hash = Some(run.stderr.hash.clone());
         r.stdout_truncated = run.stdout.truncated.then_some(true);

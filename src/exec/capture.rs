@@ -256,7 +256,10 @@ pub fn pump(
                 break;
             }
         }
-        std::thread::sleep(nap.min(escalation.next_wake(now)).max(Duration::from_micros(50)));
+        std::thread::sleep(
+            nap.min(escalation.next_wake(now))
+                .max(Duration::from_micros(50)),
+        );
         nap = (nap * 2).min(Duration::from_millis(10));
     }
     let status = child.wait()?;

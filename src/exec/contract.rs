@@ -131,8 +131,12 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         };
         stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
     })?;
-    let env = env::build(&cmd.env_allow, cfg.search_path.as_env_value(), cfg.env_lookup)
-        .map_err(|e| stop(RunStatus::Blocked, None, e.to_string()))?;
+    let env = env::build(
+        &cmd.env_allow,
+        cfg.search_path.as_env_value(),
+        cfg.env_lookup,
+    )
+    .map_err(|e| stop(RunStatus::Blocked, None, e.to_string()))?;
     let mut segments = Vec::new();
     for argv in cmd.argv_vectors() {
         let name = argv.first().map(String::as_str).unwrap_or("");
@@ -249,7 +253,10 @@ pub fn run_contract(
             Err(e) => (
                 1,
                 false,
-                Some(format!("internal runner error while running {:?}: {e}", cmd.id)),
+                Some(format!(
+                    "internal runner error while running {:?}: {e}",
+                    cmd.id
+                )),
             ),
             Ok(CommandRun::NotLaunched(e)) => {
                 (stdout, stderr) = super::empty_captures();
@@ -275,8 +282,8 @@ pub fn run_contract(
                     )
                 } else if p.status.code != 0 {
                     let detail = p.status.detail.unwrap_or_default();
-                    let err_text = String::from_utf8_lossy(stderr.data.as_deref().unwrap_or(&[]))
-                        .into_owned();
+                    let err_text =
+                        String::from_utf8_lossy(stderr.data.as_deref().unwrap_or(&[])).into_owned();
                     let msg = if err_text.trim().is_empty() {
                         format!("command {:?} failed: {detail}", cmd.id)
                     } else {

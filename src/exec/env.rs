@@ -43,9 +43,7 @@ pub const DENIED_PREFIXES: &[&str] = &["LD_", "DYLD_", "BASH_FUNC_"];
 /// Why an `env_allow` name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
-    #[error(
-        "env_allow names {0:?}, a loader/interpreter variable csc never passes to commands"
-    )]
+    #[error("env_allow names {0:?}, a loader/interpreter variable csc never passes to commands")]
     Denied(String),
     #[error("env_allow name {0:?} is not a valid environment variable name")]
     Invalid(String),
@@ -115,7 +113,13 @@ mod tests {
 
     #[test]
     fn dangerous_names_are_refused() {
-        for bad in ["LD_PRELOAD", "LD_FOO", "BASH_ENV", "PYTHONPATH", "NODE_OPTIONS"] {
+        for bad in [
+            "LD_PRELOAD",
+            "LD_FOO",
+            "BASH_ENV",
+            "PYTHONPATH",
+            "NODE_OPTIONS",
+        ] {
             assert_eq!(
                 check_names(&[bad.into()]),
                 Err(EnvError::Denied(bad.into()))

@@ -79,7 +79,11 @@ mod tests {
     fn scopes() {
         let allowed = vec!["/work".to_owned()];
         assert!(check_scope("/work/out/**", &allowed, "w").is_ok());
-        assert!(check_scope("/work/../etc/*", &allowed, "w").unwrap_err().contains(".."));
+        assert!(
+            check_scope("/work/../etc/*", &allowed, "w")
+                .unwrap_err()
+                .contains("..")
+        );
         assert!(check_scope("/etc/passwd", &allowed, "w").is_err());
         assert!(check_scope("*.txt", &allowed, "w").is_err());
         assert!(check_scope("/work/a/*/../../x", &allowed, "w").is_ok());
@@ -97,7 +101,8 @@ mod tests {
         let allowed_canon = vec![canon_inside.to_string_lossy().into_owned()];
         let err = resolve_cwd(link.to_str().unwrap(), &allowed_canon).unwrap_err();
         assert!(err.is_block(), "{err}");
-        let missing = resolve_cwd(&format!("{}/nope", canon_inside.display()), &allowed).unwrap_err();
+        let missing =
+            resolve_cwd(&format!("{}/nope", canon_inside.display()), &allowed).unwrap_err();
         assert!(!missing.is_block());
     }
 }

@@ -43,7 +43,9 @@ pub fn spawn_pipeline(
     let mut input = Input::Null;
     for (i, seg) in spec.segments.iter().enumerate() {
         let (out, next) = if i == last {
-            let fd = stdout.take().ok_or_else(|| internal(io::Error::other("no stdout")))?;
+            let fd = stdout
+                .take()
+                .ok_or_else(|| internal(io::Error::other("no stdout")))?;
             (fd, None)
         } else {
             let (r, w) = sys::pipe().map_err(internal)?;
@@ -57,7 +59,9 @@ pub fn spawn_pipeline(
                     group.pgid = child.id();
                 }
                 group.children.push(child);
-                group.names.push(seg.argv.first().cloned().unwrap_or_default());
+                group
+                    .names
+                    .push(seg.argv.first().cloned().unwrap_or_default());
                 group.ended.push(None);
             }
             Err(e) => {

@@ -10,7 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The default trusted search path.
-pub const DEFAULT_SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_SEARCH_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A validated trusted search path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +132,10 @@ mod tests {
         let sh = resolve("sh", &sp).unwrap();
         assert!(sh.is_absolute() && sh.ends_with("sh"));
         assert_eq!(resolve("/bin/sh", &sp).unwrap(), PathBuf::from("/bin/sh"));
-        assert_eq!(resolve("no-such-tool-xyz", &sp).unwrap_err().exit_code(), 127);
+        assert_eq!(
+            resolve("no-such-tool-xyz", &sp).unwrap_err().exit_code(),
+            127
+        );
         assert!(matches!(
             resolve("./sh", &sp),
             Err(ResolveError::Relative { .. })
@@ -146,6 +150,9 @@ mod tests {
     fn search_path_must_be_absolute() {
         assert!(SearchPath::parse("/bin:relative").is_err());
         assert!(SearchPath::parse("/bin::/usr/bin").is_err());
-        assert_eq!(SearchPath::parse("/opt/x").unwrap().as_env_value(), "/opt/x");
+        assert_eq!(
+            SearchPath::parse("/opt/x").unwrap().as_env_value(),
+            "/opt/x"
+        );
     }
 }
