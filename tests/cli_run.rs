@@ -92,10 +92,7 @@ fn pipelines_use_real_pipes_and_fail_if_any_segment_fails() {
         serde_json::from_slice(&std::fs::read(ws.path("out/up.json")).unwrap()).unwrap();
     assert_eq!(meta["stdout_hash"], sha(b"HELLO\n"));
 
-    let bad = ws.contract(
-        "bad.json",
-        vec![ws.pipe("p", &[&["false"], &["cat"]])],
-    );
+    let bad = ws.contract("bad.json", vec![ws.pipe("p", &[&["false"], &["cat"]])]);
     let r = ws.run(&bad, &[]);
     assert_eq!(r.code, 1);
     assert_eq!(r.receipt()["status"], "failed");
@@ -113,7 +110,11 @@ fn environment_is_only_path_and_allowed_names() {
     let r = ws.run_env(
         &c,
         &["--output-dir", &out],
-        &[("CSC_T_FOO", "bar"), ("CSC_T_SECRET", "x"), ("PATH", "/tmp/evil:/usr/bin")],
+        &[
+            ("CSC_T_FOO", "bar"),
+            ("CSC_T_SECRET", "x"),
+            ("PATH", "/tmp/evil:/usr/bin"),
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let env = std::fs::read_to_string(ws.path("out/env.stdout")).unwrap();
@@ -137,7 +138,12 @@ fn dangerous_env_names_block_before_anything_runs() {
     let r = ws.run(&c, &[]);
     assert_eq!(r.code, 1);
     assert_eq!(r.status(), "blocked");
-    assert!(r.receipt()["error"].as_str().unwrap().contains("LD_PRELOAD"));
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("LD_PRELOAD")
+    );
     assert!(!ws.path("first").exists() && !ws.path("marker").exists());
 }
 
@@ -167,7 +173,10 @@ fn missing_executable_fails_with_127() {
     let ws = ws();
     let c = ws.contract(
         "c.json",
-        vec![ws.cmd("ok", &["true"]), ws.cmd("nf", &["nonexistent-cmd-xyz"])],
+        vec![
+            ws.cmd("ok", &["true"]),
+            ws.cmd("nf", &["nonexistent-cmd-xyz"]),
+        ],
     );
     let r = ws.run(&c, &[]);
     assert_eq!(r.code, 1);
@@ -244,7 +253,10 @@ fn artifacts_and_files_written_are_measured() {
     let ws = ws();
     std::fs::create_dir(ws.path("out")).unwrap();
     std::fs::write(ws.path("out/untouched"), b"x").unwrap();
-    let mut cmd = ws.cmd("w", &["sh", "-c", "echo data > out/a.txt; echo b > out/b.txt"]);
+    let mut cmd = ws.cmd(
+        "w",
+        &["sh", "-c", "echo data > out/a.txt; echo b > out/b.txt"],
+    );
     cmd["write_paths"] = json!([format!("{}/out/**", ws.root.display())]);
     cmd["proposed_effect_type"] = json!("transform_local");
     let a = ws.s("out/a.txt");
@@ -270,7 +282,12 @@ fn deny_and_needs_approval_write_blocked_receipts() {
     let r = ws.run(&c, &[]);
     assert_eq!(r.code, 1);
     assert_eq!(r.status(), "blocked");
-    assert!(r.receipt()["error"].as_str().unwrap().contains("policy denied"));
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("policy denied")
+    );
 
     let c = ws.contract_with("ask.json", vec![ws.cmd("x", &["touch", "marker"])], |c| {
         c["approval_mode"] = json!("human_required");
@@ -286,7 +303,12 @@ fn receipt_parent_directories_are_created() {
     let ws = ws();
     let c = ws.contract("c.json", vec![ws.cmd("t", &["true"])]);
     let out = std::process::Command::new(CSC)
-        .args(["run", c.to_str().unwrap(), ws.s("policy.yaml").as_str(), "--quiet"])
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            ws.s("policy.yaml").as_str(),
+            "--quiet",
+        ])
         .current_dir(&ws.root)
         .output()
         .unwrap();

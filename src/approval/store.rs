@@ -238,6 +238,23 @@ mod tests {
     }
 
     #[test]
+    fn two_handles_race_for_one_id_and_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut s = Store::open(&path).unwrap();
+                    s.consume("shared", "h", &format!("e{i}"), "t").unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<Consumed> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| **r == Consumed::Now).count(), 1);
+    }
+
+    #[test]
     fn corrupt_database_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(DB_FILE), vec![0x5a; 8192]).unwrap();
