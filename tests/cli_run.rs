@@ -315,3 +315,42 @@ fn receipt_parent_directories_are_created() {
     assert_eq!(out.status.code(), Some(0));
     assert!(ws.path("out/receipt.json").is_file());
 }
+
+#[test]
+fn interrupting_csc_terminates_the_command_and_still_writes_a_receipt() {
+    let ws = ws();
+    let c = ws.contract(
+        "c.json",
+        vec![
+            ws.cmd("slow", &["sleep", "30"]),
+            ws.cmd("next", &["touch", "marker"]),
+        ],
+    );
+    let mut child = std::process::Command::new(CSC)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            ws.s("policy.yaml").as_str(),
+            "--quiet",
+        ])
+        .args(["--receipt-out", ws.s("receipt.json").as_str()])
+        .current_dir(&ws.root)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let t = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = child.wait().unwrap().code();
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(code, Some(1));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("receipt.json")).unwrap()).unwrap();
+    assert_eq!(rec["status"], "failed");
+    assert_eq!(rec["exit_code"], 128 + 15);
+    assert_eq!(rec["failed_command_id"], "slow");
+    assert!(rec["error"].as_str().unwrap().contains("interrupted"));
+    assert!(!ws.path("marker").exists());
+}

@@ -305,6 +305,8 @@ pub fn run(args: Args) -> CliResult {
             Err(e) => Err(e.to_string()),
         }
     };
+    crate::exec::sys::catch_interrupts()
+        .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
     let mut live = if args.quiet {
         Live::quiet()
     } else {

@@ -147,6 +147,8 @@ pub struct Pumped {
     pub status: Status,
     /// The deadline passed and the group was terminated.
     pub timed_out: bool,
+    /// csc was interrupted (SIGINT/SIGTERM/SIGHUP) and terminated the group.
+    pub interrupted: bool,
     /// The command exited but processes it left behind kept the output
     /// pipes open; they were killed.
     pub strays_killed: bool,
@@ -186,6 +188,9 @@ pub fn pump(
 
     while streams.iter().any(Option::is_some) {
         let now = Instant::now();
+        if sys::interrupted().is_some() {
+            act(child, escalation.interrupt(now))?;
+        }
         if !exited && now.duration_since(last_check) >= EXIT_CHECK_EVERY {
             exited = child.poll_exit()?.is_some();
             last_check = now;
@@ -247,6 +252,9 @@ pub fn pump(
     let mut nap = Duration::from_micros(50);
     while child.poll_exit()?.is_none() {
         let now = Instant::now();
+        if sys::interrupted().is_some() {
+            act(child, escalation.interrupt(now))?;
+        }
         match escalation.on_tick(now, false) {
             Action::None => {}
             Action::Term => child.signal(Signal::Term)?,
@@ -266,6 +274,7 @@ pub fn pump(
     Ok(Pumped {
         status,
         timed_out: escalation.timed_out(),
+        interrupted: escalation.interrupted(),
         strays_killed: escalation.strays_killed(),
         stdout: out.finish(),
         stderr: err.finish(),

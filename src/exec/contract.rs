@@ -225,6 +225,18 @@ pub fn run_contract(
 
     let mut outcome: Option<Stop> = None;
     for (index, cmd) in contract.commands.iter().enumerate() {
+        if let Some(sig) = super::sys::interrupted() {
+            run.failed = Some(cmd.id.clone());
+            outcome = Some(stop(
+                RunStatus::Failed,
+                Some(128 + sig),
+                format!(
+                    "csc was interrupted by signal {sig} before command {:?} started",
+                    cmd.id
+                ),
+            ));
+            break;
+        }
         let spec = match prepare(cmd, policy, cfg) {
             Ok(s) => s,
             Err(s) => {
@@ -271,7 +283,16 @@ pub fn run_contract(
                 }
                 stdout = p.stdout;
                 stderr = p.stderr;
-                if p.timed_out {
+                if let (true, Some(sig)) = (p.interrupted, super::sys::interrupted()) {
+                    (
+                        128 + sig,
+                        false,
+                        Some(format!(
+                            "csc was interrupted by signal {sig}; command {:?} was terminated",
+                            cmd.id
+                        )),
+                    )
+                } else if p.timed_out {
                     (
                         EXIT_TIMEOUT,
                         true,

@@ -171,3 +171,36 @@ pub fn peek_exit(pid: u32, block: bool) -> io::Result<Option<Ended>> {
         }));
     }
 }
+
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn record_signal(sig: libc::c_int) {
+    INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catch SIGINT, SIGTERM and SIGHUP: instead of dying (and leaving the
+/// command's process group running with no receipt), csc records the
+/// signal; the capture loop then terminates the group and a receipt is
+/// written. Handlers are reset to default in children by exec.
+pub fn catch_interrupts() -> io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction is a valid value; we then set a
+        // handler that only performs an atomic store (async-signal-safe),
+        // an empty mask, and no SA_RESTART so poll(2) returns EINTR.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = record_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            cvt(libc::sigaction(sig, &action, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The signal csc received, if any (see [`catch_interrupts`]).
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}

@@ -62,6 +62,7 @@ pub struct Escalation {
     timing: Timing,
     phase: Phase,
     timed_out: bool,
+    interrupted: bool,
     strays: bool,
 }
 
@@ -73,6 +74,7 @@ impl Escalation {
             timing,
             phase: Phase::Running,
             timed_out: false,
+            interrupted: false,
             strays: false,
         }
     }
@@ -104,6 +106,29 @@ impl Escalation {
             Phase::Abandoned => Action::Abandon,
             _ => Action::None,
         }
+    }
+
+    /// csc itself was told to stop: terminate the group now (SIGKILL after
+    /// the grace period). Only acts once.
+    pub fn interrupt(&mut self, now: Instant) -> Action {
+        if self.interrupted {
+            return Action::None;
+        }
+        self.interrupted = true;
+        match self.phase {
+            Phase::Running | Phase::Exited { .. } => {
+                self.phase = Phase::Terminating {
+                    kill_at: now + self.timing.grace,
+                };
+                Action::Term
+            }
+            _ => Action::None,
+        }
+    }
+
+    /// [`Escalation::interrupt`] was called.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
     }
 
     fn kill(&mut self, now: Instant) -> Action {
@@ -172,6 +197,16 @@ mod tests {
         assert_eq!(e.on_tick(t0 + ms(505), true), Action::Kill);
         assert!(e.strays_killed());
         assert!(!e.timed_out());
+    }
+
+    #[test]
+    fn interrupt_terminates_once() {
+        let t0 = Instant::now();
+        let mut e = Escalation::new(t0, ms(10_000), Timing::default());
+        assert_eq!(e.interrupt(t0), Action::Term);
+        assert_eq!(e.interrupt(t0), Action::None);
+        assert!(e.interrupted() && !e.timed_out());
+        assert_eq!(e.on_tick(t0 + ms(2000), false), Action::Kill);
     }
 
     #[test]
