@@ -15,9 +15,13 @@ use crate::protocol::schema::{self, Kind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptStatus {
+    /// Every command exited 0.
     Success,
+    /// A command failed, timed out or could not start.
     Failed,
+    /// Refused before or between commands (policy, approval, runtime check).
     Blocked,
+    /// The approval had expired.
     Expired,
 }
 
@@ -74,13 +78,21 @@ pub struct Receipt {
 /// Identity fields shared by every receipt of one run.
 #[derive(Debug, Clone)]
 pub struct ReceiptBase {
+    /// The contract's id.
     pub contract_id: String,
+    /// Unique per run (`exec_` + 128 random bits).
     pub execution_id: String,
+    /// Canonical hash of the contract.
     pub contract_sha256: String,
+    /// The policy's `name`.
     pub policy_profile: String,
+    /// The policy's version tag, when present.
     pub policy_schema_version: Option<String>,
+    /// Canonical hash of the policy mapping as parsed.
     pub policy_sha256: String,
+    /// `local` or `hardened`.
     pub execution_mode: &'static str,
+    /// When the run started (RFC 3339).
     pub started_at: String,
 }
 
@@ -130,7 +142,9 @@ pub enum ReceiptError {
 
 /// The operator's signing configuration.
 pub struct Signer<'a> {
+    /// The Ed25519 signing key (validated before anything ran).
     pub key: &'a SigningKey,
+    /// The key id recorded in the signature and `signing_key_id`.
     pub key_id: &'a str,
 }
 

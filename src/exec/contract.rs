@@ -33,13 +33,17 @@ pub enum RunStatus {
 /// Everything the receipt needs from a run.
 #[derive(Debug)]
 pub struct ContractRun {
+    /// How the run ended.
     pub status: RunStatus,
     /// Exit code of the last executed command (or the refusal code).
     pub exit_code: Option<i32>,
-    /// Captures of the last executed command.
+    /// stdout capture of the last executed command.
     pub stdout: Captured,
+    /// stderr capture of the last executed command.
     pub stderr: Captured,
+    /// Ids of the commands that completed successfully, in order.
     pub completed: Vec<String>,
+    /// Id of the command that failed or was refused.
     pub failed: Option<String>,
     /// Empty on success.
     pub error: String,
@@ -53,11 +57,17 @@ pub struct ContractRun {
 
 /// Executor settings chosen by the operator.
 pub struct RunConfig<'a> {
+    /// How commands are started (local process group, or a sandbox).
     pub launcher: &'a dyn Launcher,
+    /// Trusted search path for `argv[0]` and the commands' `PATH`.
     pub search_path: &'a SearchPath,
+    /// Max stdout bytes captured per command.
     pub stdout_cap: u64,
+    /// Max stderr bytes captured per command.
     pub stderr_cap: u64,
+    /// Where each command's captured streams are saved, if anywhere.
     pub output_dir: Option<&'a Path>,
+    /// Live echo of the captured output.
     pub live: &'a mut Live,
     /// Reads the caller's environment (for `env_allow`).
     pub env_lookup: &'a dyn Fn(&str) -> Option<OsString>,
