@@ -287,7 +287,7 @@ pub fn run_contract(
             Ok(CommandRun::Ran(p)) => {
                 if p.strays_killed {
                     cfg.live.note(&format!(
-                        "csc: command {:?} left processes holding its output open; they were killed\n",
+                        "csc: command {:?} exited but left processes holding its output open; its process group was killed and csc stopped waiting for the pipes\n",
                         cmd.id
                     ));
                 }
