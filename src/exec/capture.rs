@@ -199,40 +199,39 @@ pub fn pump(
             break;
         }
         let wait = escalation.next_wake(now).min(EXIT_CHECK_EVERY);
-        let open: Vec<usize> = (0..2).filter(|i| streams[*i].is_some()).collect();
-        let ready = {
-            let fds: Vec<_> = open
-                .iter()
-                .filter_map(|i| streams[*i].as_ref().map(|f| f.as_fd()))
-                .collect();
-            sys::poll_readable(&fds, wait)?
-        };
-        for (slot, r) in open.iter().zip(ready) {
+        let ready = sys::poll_readable(
+            [
+                streams[0].as_ref().map(|f| f.as_fd()),
+                streams[1].as_ref().map(|f| f.as_fd()),
+            ],
+            wait,
+        )?;
+        for (slot, r) in ready.iter().enumerate() {
             if !(r.readable || r.hangup) {
                 continue;
             }
             // Drain what is there now (bounded, so one stream cannot starve
             // the other or the deadline check).
             for _ in 0..16 {
-                let Some(file) = streams[*slot].as_mut() else {
+                let Some(file) = streams[slot].as_mut() else {
                     break;
                 };
                 match file.read(&mut buf) {
                     Ok(0) => {
-                        streams[*slot] = None;
+                        streams[slot] = None;
                         break;
                     }
                     Ok(n) => {
-                        let (cap, live_slot) = if *slot == 0 {
+                        let (cap, live_slot) = if slot == 0 {
                             (&mut out, &mut live.out)
                         } else {
                             (&mut err, &mut live.err)
                         };
                         let kept = cap.feed(&buf[..n]);
                         Live::write(live_slot, kept);
-                        if cap.truncated() && !noted[*slot] {
-                            noted[*slot] = true;
-                            let name = if *slot == 0 { "stdout" } else { "stderr" };
+                        if cap.truncated() && !noted[slot] {
+                            noted[slot] = true;
+                            let name = if slot == 0 { "stdout" } else { "stderr" };
                             live.note(&format!(
                                 "\ncsc: {name} reached its capture cap; the rest is drained and discarded\n"
                             ));

@@ -78,35 +78,41 @@ pub struct Ready {
     pub hangup: bool,
 }
 
-/// poll(2) the given descriptors for input, waiting at most `timeout`.
-/// Returns one [`Ready`] per descriptor; EINTR counts as "nothing ready".
-pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<Ready>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+/// poll(2) up to two descriptors for input (`None` slots are skipped),
+/// waiting at most `timeout`. Allocation-free; EINTR counts as "nothing
+/// ready".
+pub fn poll_readable(
+    fds: [Option<BorrowedFd<'_>>; 2],
+    timeout: Duration,
+) -> io::Result<[Ready; 2]> {
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 2];
+    for (slot, fd) in pfds.iter_mut().zip(fds) {
+        if let Some(fd) = fd {
+            slot.fd = fd.as_raw_fd();
+            slot.events = libc::POLLIN;
+        }
+    }
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs that
-    // outlives the call; the descriptors are borrowed and therefore open.
+    // SAFETY: `pfds` is a valid array of two pollfd structs that outlives
+    // the call; its descriptors are borrowed (open) or -1 (ignored by poll).
     let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    let mut ready = [Ready::default(); 2];
     if ret == -1 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![Ready::default(); fds.len()]);
+            return Ok(ready);
         }
         return Err(err);
     }
-    Ok(pfds
-        .iter()
-        .map(|p| Ready {
-            readable: p.revents & libc::POLLIN != 0,
-            hangup: p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
-        })
-        .collect())
+    for (r, p) in ready.iter_mut().zip(pfds) {
+        r.readable = p.revents & libc::POLLIN != 0;
+        r.hangup = p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+    }
+    Ok(ready)
 }
 
 /// Send `sig` to every process in process group `pgid`. A group that no
