@@ -257,7 +257,7 @@ pub fn run_contract(
         };
         if !run.started {
             if let Err(e) = before_first_spawn() {
-                run.failed = Some(cmd.id.clone());
+                // Nothing ran and no command is at fault.
                 outcome = Some(stop(RunStatus::Blocked, None, e));
                 break;
             }
