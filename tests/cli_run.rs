@@ -338,7 +338,16 @@ fn interrupting_csc_terminates_the_command_and_still_writes_a_receipt() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Signal handlers are installed before the first command runs.
+    let waited = Instant::now();
+    while !ws.path("started").exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "csc never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -351,6 +360,7 @@ fn interrupting_csc_terminates_the_command_and_still_writes_a_receipt() {
     assert_eq!(rec["status"], "failed");
     assert_eq!(rec["exit_code"], 128 + 15);
     assert_eq!(rec["failed_command_id"], "slow");
+    assert_eq!(rec["completed_command_ids"], json!(["start"]));
     assert!(rec["error"].as_str().unwrap().contains("interrupted"));
     assert!(!ws.path("marker").exists());
 }
