@@ -322,6 +322,7 @@ fn interrupting_csc_terminates_the_command_and_still_writes_a_receipt() {
     let c = ws.contract(
         "c.json",
         vec![
+            ws.cmd("start", &["touch", "started"]),
             ws.cmd("slow", &["sleep", "30"]),
             ws.cmd("next", &["touch", "marker"]),
         ],
