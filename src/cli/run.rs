@@ -66,6 +66,10 @@ pub struct Args {
     /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Reference compatibility: print the hardened launcher plan and exit
+    /// (requires --mode hardened, not available in this build).
+    #[arg(long, hide = true)]
+    pub sandbox_debug: bool,
 }
 
 /// Validated operator settings (no I/O besides loading the key).
@@ -105,6 +109,13 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
         }
         None
     };
+    if args.sandbox_debug {
+        return Err(CliError(if hardened {
+            "--sandbox-debug: hardened mode is not available in this build".to_owned()
+        } else {
+            "--sandbox-debug requires --mode hardened".to_owned()
+        }));
+    }
     if hardened && signer.is_none() {
         return Err(CliError(
             "hardened mode requires --sign --signing-key PATH --key-id ID".to_owned(),
