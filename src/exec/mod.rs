@@ -173,3 +173,141 @@ pub fn run_command(
 pub fn empty_captures() -> (Captured, Captured) {
     (Captured::empty(), Captured::empty())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The seam with a launcher shaped like the sandbox's: ONE child whose
+    //! stdout/stderr are the capture pipes and whose exit code is the
+    //! pipeline status, with `try_wait` / `wait` / `kill`.
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    struct OneChild(Child);
+
+    impl Supervised for OneChild {
+        fn poll_exit(&mut self) -> io::Result<Option<Status>> {
+            Ok(self.0.try_wait()?.map(|s| Status {
+                code: s.code().unwrap_or(137),
+                detail: None,
+            }))
+        }
+        fn signal(&mut self, _sig: Signal) -> io::Result<()> {
+            let _ = self.0.kill();
+            Ok(())
+        }
+        fn wait(&mut self) -> io::Result<Status> {
+            let s = self.0.wait()?;
+            Ok(Status {
+                code: s.code().unwrap_or(137),
+                detail: None,
+            })
+        }
+    }
+
+    /// Runs the whole pipeline as one `sh -c` child (test-only stand-in).
+    struct OneChildLauncher;
+
+    impl Launcher for OneChildLauncher {
+        fn launch(
+            &self,
+            spec: &LaunchSpec,
+            stdout: OwnedFd,
+            stderr: OwnedFd,
+        ) -> Result<Box<dyn Supervised>, LaunchError> {
+            let script: Vec<String> = spec.segments.iter().map(|s| s.argv.join(" ")).collect();
+            let child = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!(
+                    "set -o pipefail 2>/dev/null; {}",
+                    script.join(" | ")
+                ))
+                .current_dir(&spec.cwd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::from(stderr))
+                .spawn()
+                .map_err(|e| LaunchError {
+                    code: 1,
+                    message: e.to_string(),
+                })?;
+            Ok(Box::new(OneChild(child)))
+        }
+    }
+
+    fn spec(segments: &[&[&str]]) -> LaunchSpec {
+        LaunchSpec {
+            segments: segments
+                .iter()
+                .map(|a| Segment {
+                    program: PathBuf::from(a[0]),
+                    argv: a.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+            cwd: PathBuf::from("/"),
+            env: Vec::new(),
+            read_paths: Vec::new(),
+            write_paths: Vec::new(),
+            network: NetworkMode::Deny,
+        }
+    }
+
+    const LIMITS: CaptureLimits = CaptureLimits {
+        stdout_cap: 1024,
+        stderr_cap: 1024,
+        keep_stdout: true,
+    };
+
+    #[test]
+    fn a_single_child_launcher_plugs_into_capture_and_deadline() {
+        let run = run_command(
+            &OneChildLauncher,
+            &spec(&[&["echo", "hi"], &["tr", "a-z", "A-Z"]]),
+            Duration::from_secs(10),
+            LIMITS,
+            &mut Live::quiet(),
+        )
+        .unwrap();
+        let CommandRun::Ran(p) = run else {
+            panic!("not launched")
+        };
+        assert_eq!(p.status.code, 0);
+        assert_eq!(p.stdout.data.as_deref(), Some(&b"HI\n"[..]));
+
+        let started = Instant::now();
+        let run = run_command(
+            &OneChildLauncher,
+            &spec(&[&["sleep", "30"]]),
+            Duration::from_millis(200),
+            LIMITS,
+            &mut Live::quiet(),
+        )
+        .unwrap();
+        let CommandRun::Ran(p) = run else {
+            panic!("not launched")
+        };
+        assert!(p.timed_out);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn local_launcher_reports_the_first_failing_segment() {
+        let seg = |argv: &[&str]| Segment {
+            program: resolve::resolve(argv[0], &resolve::SearchPath::default()).unwrap(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut s = spec(&[&["x"]]);
+        s.segments = vec![seg(&["sh", "-c", "exit 3"]), seg(&["cat"]), seg(&["true"])];
+        let CommandRun::Ran(p) = run_command(
+            &spawn::LocalLauncher,
+            &s,
+            Duration::from_secs(10),
+            LIMITS,
+            &mut Live::quiet(),
+        )
+        .unwrap() else {
+            panic!("not launched")
+        };
+        assert_eq!(p.status.code, 3);
+        assert!(p.status.detail.unwrap().contains("segment 0"));
+    }
+}
