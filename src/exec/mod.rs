@@ -217,10 +217,7 @@ mod tests {
             let script: Vec<String> = spec.segments.iter().map(|s| s.argv.join(" ")).collect();
             let child = Command::new("/bin/sh")
                 .arg("-c")
-                .arg(format!(
-                    "set -o pipefail 2>/dev/null; {}",
-                    script.join(" | ")
-                ))
+                .arg(script.join(" | "))
                 .current_dir(&spec.cwd)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(stdout))
