@@ -365,3 +365,19 @@ fn interrupting_csc_terminates_the_command_and_still_writes_a_receipt() {
     assert!(rec["error"].as_str().unwrap().contains("interrupted"));
     assert!(!ws.path("marker").exists());
 }
+
+#[test]
+fn output_dir_never_follows_planted_links() {
+    let ws = ws();
+    std::fs::create_dir(ws.path("out")).unwrap();
+    std::fs::write(ws.path("victim"), b"orig").unwrap();
+    std::os::unix::fs::symlink(ws.path("victim"), ws.path("out/t.stdout")).unwrap();
+    let c = ws.contract("c.json", vec![ws.cmd("t", &["echo", "hi"])]);
+    let out = ws.s("out");
+    let r = ws.run(&c, &["--output-dir", &out]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(ws.path("victim")).unwrap(), b"orig");
+    let meta = std::fs::symlink_metadata(ws.path("out/t.stdout")).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(std::fs::read(ws.path("out/t.stdout")).unwrap(), b"hi\n");
+}

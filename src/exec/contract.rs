@@ -181,8 +181,22 @@ fn save_output(
         p.push(ext);
         std::path::PathBuf::from(p)
     };
-    std::fs::write(with(".stdout"), out.data.as_deref().unwrap_or_default())?;
-    std::fs::write(with(".stderr"), err.data.as_deref().unwrap_or_default())?;
+    // Never follow a link planted in DIR: replace whatever is there with a
+    // freshly created file (O_EXCL does not follow symlinks).
+    let write = |path: std::path::PathBuf, bytes: &[u8]| -> std::io::Result<()> {
+        use std::io::Write;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?
+            .write_all(bytes)
+    };
+    write(with(".stdout"), out.data.as_deref().unwrap_or_default())?;
+    write(with(".stderr"), err.data.as_deref().unwrap_or_default())?;
     let meta = serde_json::json!({
         "command_id": cmd.id,
         "exit_code": code,
@@ -196,7 +210,7 @@ fn save_output(
     });
     let mut text = serde_json::to_string_pretty(&meta).map_err(std::io::Error::other)?;
     text.push('\n');
-    std::fs::write(with(".json"), text)
+    write(with(".json"), text.as_bytes())
 }
 
 /// Run `contract`'s commands in order. `before_first_spawn` runs exactly

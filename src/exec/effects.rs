@@ -100,7 +100,16 @@ pub struct Artifact {
 
 /// Hash a file by streaming it through a fixed buffer.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Check before opening (opening a FIFO for reading could block), open
+    // non-blocking anyway, and re-check what was actually opened.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
@@ -169,5 +178,15 @@ mod tests {
         );
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("missing"));
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (a, p) = collect_artifacts(&[fifo.display().to_string()]);
+        assert!(a.is_empty() && p[0].contains("not a regular file"), "{p:?}");
     }
 }
