@@ -10,11 +10,13 @@
 //! command-line front end).
 #![deny(unsafe_code)]
 
+pub mod approval;
 pub mod canonical;
 pub mod cli;
 pub mod conformance;
 pub mod engine;
 pub mod evidence;
+pub mod exec;
 pub mod protocol;
 pub mod sandbox;
 pub mod time;

@@ -8,6 +8,7 @@ mod explain;
 mod hash;
 mod keygen;
 mod sandbox;
+mod run;
 mod validate;
 mod verify_receipt;
 
@@ -115,6 +116,11 @@ pub enum Verb {
     /// Internal: run a sandbox spec file with the current stdout/stderr.
     #[command(name = "__sandbox-run", hide = true)]
     SandboxRun(sandbox::RunArgs),
+    /// Decide, execute (local mode) and write a receipt for every outcome.
+    #[command(
+        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
+    )]
+    Run(Box<run::Args>),
 }
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
@@ -151,6 +157,7 @@ pub fn main() -> ExitCode {
         Verb::SandboxProfile(a) => sandbox::profile(a),
         Verb::SandboxInit(a) => sandbox::init(a),
         Verb::SandboxRun(a) => sandbox::run(a),
+        Verb::Run(a) => run::run(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,5 +3,6 @@
 pub mod keygen;
 pub mod keyring;
 pub mod keys;
+pub mod receipt;
 pub mod signing;
 pub mod verify;

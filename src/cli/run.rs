@@ -1,0 +1,392 @@
+//! `csc run CONTRACT POLICY`: decide, gate on approvals, execute, and write
+//! a (optionally signed) receipt for every runtime outcome.
+
+use ed25519_dalek::SigningKey;
+use std::path::{Path, PathBuf};
+
+use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use crate::approval::{self, store};
+use crate::engine;
+use crate::evidence::receipt::{self, EffectSummary, Receipt, ReceiptBase, ReceiptStatus, Signer};
+use crate::exec::capture::Live;
+use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
+use crate::exec::effects;
+use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
+use crate::exec::spawn::LocalLauncher;
+use crate::protocol::approval::ApprovalScope;
+use crate::protocol::contract::{Contract, NetworkMode};
+use crate::protocol::decision::Verdict;
+use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
+use crate::protocol::load;
+use crate::time::now_rfc3339;
+
+/// Largest capture cap an operator may configure (memory stays bounded).
+const MAX_CAP: u64 = 256 * 1024 * 1024;
+
+/// Arguments of `csc run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Contract JSON file.
+    pub contract: PathBuf,
+    /// Policy file (YAML, or JSON when it ends in .json).
+    pub policy: PathBuf,
+    /// Where to write the receipt (parent directories are created).
+    #[arg(long, value_name = "PATH", default_value = "./out/receipt.json")]
+    pub receipt_out: PathBuf,
+    /// Execution mode: local or hardened.
+    #[arg(long, value_name = "MODE", default_value = "local")]
+    pub mode: String,
+    /// Approval artifact JSON file.
+    #[arg(long = "approval", value_name = "PATH")]
+    pub approval: Option<PathBuf>,
+    /// Sign the receipt (requires --signing-key and --key-id).
+    #[arg(long)]
+    pub sign: bool,
+    /// Ed25519 private key: raw 32-byte seed, 64-byte seed+public, or PKCS#8 PEM.
+    #[arg(long, value_name = "PATH")]
+    pub signing_key: Option<PathBuf>,
+    /// Key id recorded in the signature.
+    #[arg(long, value_name = "ID")]
+    pub key_id: Option<String>,
+    /// Trusted search path for argv[0] (also the commands' PATH).
+    #[arg(long, value_name = "DIRS", default_value = DEFAULT_SEARCH_PATH)]
+    pub search_path: String,
+    /// Directory of the durable approval store [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Max stdout bytes captured per command.
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_STDOUT_CAPTURE_BYTES)]
+    pub stdout_cap: u64,
+    /// Max stderr bytes captured per command.
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_STDERR_CAPTURE_BYTES)]
+    pub stderr_cap: u64,
+    /// Do not echo command output live.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Reference compatibility: print the hardened launcher plan and exit
+    /// (requires --mode hardened, not available in this build).
+    #[arg(long, hide = true)]
+    pub sandbox_debug: bool,
+}
+
+/// Validated operator settings (no I/O besides loading the key).
+struct Settings {
+    hardened: bool,
+    signer: Option<(SigningKey, String)>,
+    search_path: SearchPath,
+}
+
+fn settings(args: &Args) -> Result<Settings, CliError> {
+    let hardened = match args.mode.as_str() {
+        "local" => false,
+        "hardened" => true,
+        other => {
+            return Err(CliError(format!(
+                "mode must be 'local' or 'hardened', got {other:?}"
+            )));
+        }
+    };
+    let signer = if args.sign {
+        let (Some(path), Some(id)) = (&args.signing_key, &args.key_id) else {
+            return Err(CliError(
+                "--sign requires both --signing-key and --key-id".to_owned(),
+            ));
+        };
+        if id.is_empty() {
+            return Err(CliError("--key-id must not be empty".to_owned()));
+        }
+        let key = crate::evidence::keys::load_signing_key(path)
+            .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+        Some((key, id.clone()))
+    } else {
+        if args.signing_key.is_some() || args.key_id.is_some() {
+            return Err(CliError(
+                "--signing-key and --key-id require the --sign flag".to_owned(),
+            ));
+        }
+        None
+    };
+    if args.sandbox_debug {
+        return Err(CliError(if hardened {
+            "--sandbox-debug: hardened mode is not available in this build".to_owned()
+        } else {
+            "--sandbox-debug requires --mode hardened".to_owned()
+        }));
+    }
+    if hardened && signer.is_none() {
+        return Err(CliError(
+            "hardened mode requires --sign --signing-key PATH --key-id ID".to_owned(),
+        ));
+    }
+    for (name, cap) in [
+        ("--stdout-cap", args.stdout_cap),
+        ("--stderr-cap", args.stderr_cap),
+    ] {
+        if cap > MAX_CAP {
+            return Err(CliError(format!(
+                "{name} {cap} exceeds the maximum {MAX_CAP}"
+            )));
+        }
+    }
+    let search_path = SearchPath::parse(&args.search_path)
+        .map_err(|e| CliError(format!("--search-path: {e}")))?;
+    Ok(Settings {
+        hardened,
+        signer,
+        search_path,
+    })
+}
+
+/// Renders, signs and writes receipts; reports the outcome.
+struct Emitter<'a> {
+    base: ReceiptBase,
+    out: &'a Path,
+    signer: Option<Signer<'a>>,
+}
+
+impl Emitter<'_> {
+    fn receipt(&self, status: ReceiptStatus, error: &str) -> Receipt {
+        Receipt::new(&self.base, status, now_rfc3339(), error)
+    }
+
+    fn emit(&self, receipt: &Receipt, code: u8) -> CliResult {
+        let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
+        receipt::write_atomic(self.out, &bytes).map_err(|e| {
+            let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
+                ""
+            } else {
+                " (commands ran; their receipt is lost)"
+            };
+            CliError(format!("{e}{ran}"))
+        })?;
+        let label = match receipt.status {
+            ReceiptStatus::Success => "SUCCESS".to_owned(),
+            ReceiptStatus::Failed => {
+                format!("FAILED (exit code {})", receipt.exit_code.unwrap_or(1))
+            }
+            ReceiptStatus::Blocked if code == EXIT_NEEDS_APPROVAL => "NEEDS APPROVAL".to_owned(),
+            ReceiptStatus::Blocked => "BLOCKED".to_owned(),
+            ReceiptStatus::Expired => "EXPIRED".to_owned(),
+        };
+        if receipt.error.is_empty() {
+            eprintln!("{label} — receipt written to {}", self.out.display());
+        } else {
+            eprintln!(
+                "{label} — {}; receipt written to {}",
+                receipt.error,
+                self.out.display()
+            );
+        }
+        Ok(code)
+    }
+
+    fn blocked(&self, error: &str, code: u8) -> CliResult {
+        self.emit(&self.receipt(ReceiptStatus::Blocked, error), code)
+    }
+}
+
+/// Run `csc run`.
+pub fn run(args: Args) -> CliResult {
+    let settings = settings(&args)?;
+    let contract = load::load_contract(&args.contract)?;
+    let policy = load::load_policy(&args.policy)?;
+    let c = &contract.contract;
+    let p = &policy.policy;
+
+    let base = ReceiptBase {
+        contract_id: c.contract_id.clone(),
+        execution_id: receipt::new_execution_id()
+            .map_err(|e| CliError(format!("cannot read /dev/urandom: {e}")))?,
+        contract_sha256: c.sha256(),
+        policy_profile: p.name.clone(),
+        policy_schema_version: p.policy_schema_version.clone().filter(|v| !v.is_empty()),
+        policy_sha256: policy.sha256(),
+        execution_mode: if settings.hardened {
+            "hardened"
+        } else {
+            "local"
+        },
+        started_at: now_rfc3339(),
+    };
+    let emitter = Emitter {
+        base,
+        out: &args.receipt_out,
+        signer: settings.signer.as_ref().map(|(key, key_id)| Signer {
+            key,
+            key_id: key_id.as_str(),
+        }),
+    };
+
+    if settings.hardened {
+        return emitter.blocked(
+            "hardened mode is not available in this build (the kernel sandbox has not landed); refusing to run unconfined",
+            EXIT_DENY,
+        );
+    }
+
+    let decision = engine::evaluate(c, p);
+    let reasons = decision.reasons.join("; ");
+    let approval = match decision.decision {
+        Verdict::Deny => return emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY),
+        Verdict::NeedsApproval if args.approval.is_none() => {
+            return emitter.blocked(
+                &format!("approval is required but none was provided: {reasons}"),
+                EXIT_NEEDS_APPROVAL,
+            );
+        }
+        _ => match &args.approval {
+            None => None,
+            Some(path) => match load::load_approval(path) {
+                Ok(a) => Some(a),
+                Err(e) => return emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY),
+            },
+        },
+    };
+
+    let mut store = None;
+    if let Some(a) = &approval {
+        if let Err(problem) =
+            approval::check(a, &emitter.base.contract_sha256, jiff::Timestamp::now())
+        {
+            let status = if problem.is_expiry() {
+                ReceiptStatus::Expired
+            } else {
+                ReceiptStatus::Blocked
+            };
+            return emitter.emit(&emitter.receipt(status, &problem.to_string()), EXIT_DENY);
+        }
+        if a.scope == ApprovalScope::SingleExecution {
+            let Some(dir) = args.state_dir.clone().or_else(store::default_state_dir) else {
+                return emitter.blocked(
+                    "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
+                    EXIT_DENY,
+                );
+            };
+            let s = match store::Store::open(&dir) {
+                Ok(s) => s,
+                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+            };
+            match s.consumed_at(&a.approval_id) {
+                Ok(None) => {}
+                Ok(Some(at)) => {
+                    return emitter.blocked(
+                        &format!(
+                            "approval {:?} has already been consumed (single_execution) at {at}",
+                            a.approval_id
+                        ),
+                        EXIT_DENY,
+                    );
+                }
+                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+            }
+            store = Some(s);
+        }
+    }
+
+    if let Err(e) = executor::precheck(c, p, args.output_dir.is_some()) {
+        return emitter.blocked(&e, EXIT_DENY);
+    }
+    if let Some(dir) = &args.output_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return emitter.blocked(
+            &format!("cannot create --output-dir {}: {e}", dir.display()),
+            EXIT_DENY,
+        );
+    }
+
+    let mut consume = || -> Result<(), String> {
+        let (Some(s), Some(a)) = (store.as_mut(), approval.as_ref()) else {
+            return Ok(());
+        };
+        match s.consume(
+            &a.approval_id,
+            &emitter.base.contract_sha256,
+            &emitter.base.execution_id,
+            &now_rfc3339(),
+        ) {
+            Ok(store::Consumed::Now) => Ok(()),
+            Ok(store::Consumed::Already { at }) => Err(format!(
+                "approval {:?} has already been consumed (single_execution) at {at}",
+                a.approval_id
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    crate::exec::sys::catch_interrupts()
+        .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+    let mut live = if args.quiet {
+        Live::quiet()
+    } else {
+        Live::stdio()
+    };
+    let lookup = |name: &str| std::env::var_os(name);
+    let mut cfg = RunConfig {
+        launcher: &LocalLauncher,
+        search_path: &settings.search_path,
+        stdout_cap: args.stdout_cap,
+        stderr_cap: args.stderr_cap,
+        output_dir: args.output_dir.as_deref(),
+        live: &mut live,
+        env_lookup: &lookup,
+    };
+    let run = executor::run_contract(c, p, &mut cfg, &mut consume);
+    let (receipt, code) = receipt_for(&emitter, c, run);
+    emitter.emit(&receipt, code)
+}
+
+/// Turn a contract run into its receipt and exit code.
+fn receipt_for(emitter: &Emitter<'_>, contract: &Contract, run: ContractRun) -> (Receipt, u8) {
+    let (status, code) = match run.status {
+        RunStatus::Success => (ReceiptStatus::Success, EXIT_OK),
+        RunStatus::Failed => (ReceiptStatus::Failed, EXIT_DENY),
+        RunStatus::Blocked => (ReceiptStatus::Blocked, EXIT_DENY),
+    };
+    let mut error = run.error.clone();
+    let mut r = emitter.receipt(status, "");
+    r.exit_code = run.exit_code;
+    r.completed_command_ids = run.completed.clone();
+    r.failed_command_id = run.failed.clone();
+    if run.started {
+        let executed: Vec<_> = run
+            .executed
+            .iter()
+            .map(|i| &contract.commands[*i])
+            .collect();
+        r.stdout_hash = Some(run.stdout.hash.clone());
+        r.stderr_hash = Some(run.stderr.hash.clone());
+        r.stdout_truncated = run.stdout.truncated.then_some(true);
+        r.stderr_truncated = run.stderr.truncated.then_some(true);
+        let (artifacts, problems) = effects::collect_artifacts(&contract.expected_outputs);
+        r.artifacts = Some(artifacts);
+        if !problems.is_empty() {
+            let joined = problems.join("; ");
+            error = if error.is_empty() {
+                joined
+            } else {
+                format!("{error}; {joined}")
+            };
+        }
+        r.effect_summary = Some(EffectSummary {
+            files_written: run.files_written,
+            network_used: executed.iter().any(|c| c.network != NetworkMode::Deny),
+            secrets_used: executed.iter().map(|c| c.secret_refs.len() as u64).sum(),
+        });
+    } else if status != ReceiptStatus::Blocked {
+        // Failed before anything was launched (e.g. executable not found):
+        // the schema still wants hashes; they are those of empty streams.
+        r.stdout_hash = Some(run.stdout.hash.clone());
+        r.stderr_hash = Some(run.stderr.hash.clone());
+        r.artifacts = Some(Vec::new());
+        r.effect_summary = Some(EffectSummary {
+            files_written: 0,
+            network_used: false,
+            secrets_used: 0,
+        });
+    }
+    r.error = crate::protocol::limits::truncate_error(&error);
+    (r, code)
+}

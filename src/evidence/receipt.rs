@@ -1,0 +1,319 @@
+//! Execution receipts: build, schema-check (without `signature`), sign,
+//! and write atomically.
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::exec::effects::Artifact;
+use crate::protocol::load::RECEIPT_VERSION;
+use crate::protocol::schema::{self, Kind};
+
+/// Receipt `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Every command exited 0.
+    Success,
+    /// A command failed, timed out or could not start.
+    Failed,
+    /// Refused before or between commands (policy, approval, runtime check).
+    Blocked,
+    /// The approval had expired.
+    Expired,
+}
+
+/// `effect_summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EffectSummary {
+    /// Regular files under the declared write scopes created or changed
+    /// during the run (measured; see `exec::effects`).
+    pub files_written: u64,
+    /// Any executed command declared a network mode other than `deny`.
+    pub network_used: bool,
+    /// Secret references declared by the executed commands.
+    pub secrets_used: u64,
+}
+
+/// An ExecutionReceipt v0.1 (unsigned form).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Receipt {
+    pub receipt_version: &'static str,
+    pub contract_id: String,
+    pub execution_id: String,
+    pub contract_sha256: String,
+    pub status: ReceiptStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_truncated: Option<bool>,
+    pub started_at: String,
+    pub ended_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<Artifact>>,
+    pub policy_profile: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_schema_version: Option<String>,
+    pub policy_sha256: String,
+    pub runner_version: String,
+    pub execution_mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_summary: Option<EffectSummary>,
+    pub completed_command_ids: Vec<String>,
+    /// Serialized as `null` when no command failed.
+    pub failed_command_id: Option<String>,
+    pub error: String,
+}
+
+/// Identity fields shared by every receipt of one run.
+#[derive(Debug, Clone)]
+pub struct ReceiptBase {
+    /// The contract's id.
+    pub contract_id: String,
+    /// Unique per run (`exec_` + 128 random bits).
+    pub execution_id: String,
+    /// Canonical hash of the contract.
+    pub contract_sha256: String,
+    /// The policy's `name`.
+    pub policy_profile: String,
+    /// The policy's version tag, when present.
+    pub policy_schema_version: Option<String>,
+    /// Canonical hash of the policy mapping as parsed.
+    pub policy_sha256: String,
+    /// `local` or `hardened`.
+    pub execution_mode: &'static str,
+    /// When the run started (RFC 3339).
+    pub started_at: String,
+}
+
+impl Receipt {
+    /// A receipt with the given status and no execution details yet.
+    pub fn new(base: &ReceiptBase, status: ReceiptStatus, ended_at: String, error: &str) -> Self {
+        Receipt {
+            receipt_version: RECEIPT_VERSION,
+            contract_id: base.contract_id.clone(),
+            execution_id: base.execution_id.clone(),
+            contract_sha256: base.contract_sha256.clone(),
+            status,
+            exit_code: None,
+            stdout_hash: None,
+            stderr_hash: None,
+            stdout_truncated: None,
+            stderr_truncated: None,
+            started_at: base.started_at.clone(),
+            ended_at,
+            artifacts: None,
+            policy_profile: base.policy_profile.clone(),
+            policy_schema_version: base.policy_schema_version.clone(),
+            policy_sha256: base.policy_sha256.clone(),
+            runner_version: crate::RUNNER_VERSION.to_owned(),
+            execution_mode: base.execution_mode,
+            signing_key_id: None,
+            effect_summary: None,
+            completed_command_ids: Vec::new(),
+            failed_command_id: None,
+            error: crate::protocol::limits::truncate_error(error),
+        }
+    }
+}
+
+/// Why a receipt could not be produced or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("receipt does not satisfy the v0.1 receipt schema (runner bug):\n{0}")]
+    Schema(String),
+    #[error("cannot serialize receipt: {0}")]
+    Serialize(String),
+    #[error("cannot sign receipt: {0}")]
+    Sign(String),
+    #[error("cannot write receipt to {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// The operator's signing configuration.
+pub struct Signer<'a> {
+    /// The Ed25519 signing key (validated before anything ran).
+    pub key: &'a SigningKey,
+    /// The key id recorded in the signature and `signing_key_id`.
+    pub key_id: &'a str,
+}
+
+fn sort_all(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_all);
+        }
+        Value::Array(items) => items.iter_mut().for_each(sort_all),
+        _ => {}
+    }
+}
+
+/// Schema-check, optionally sign, and serialize (sorted keys, 2-space
+/// indent, trailing newline — like the reference).
+pub fn render(
+    receipt: &Receipt,
+    signer: Option<&Signer<'_>>,
+    signed_at: &str,
+) -> Result<Vec<u8>, ReceiptError> {
+    let mut receipt = receipt.clone();
+    if let Some(s) = signer {
+        receipt.signing_key_id = Some(s.key_id.to_owned());
+    }
+    let mut value =
+        serde_json::to_value(&receipt).map_err(|e| ReceiptError::Serialize(e.to_string()))?;
+    let violations = schema::validate(Kind::Receipt, &value);
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
+        return Err(ReceiptError::Schema(list.join("\n")));
+    }
+    if let Some(s) = signer {
+        crate::evidence::signing::sign_receipt(&mut value, s.key, s.key_id, signed_at)
+            .map_err(ReceiptError::Sign)?;
+    }
+    sort_all(&mut value);
+    let mut bytes =
+        serde_json::to_vec_pretty(&value).map_err(|e| ReceiptError::Serialize(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// `exec_` + 128 random bits (hex) from the OS.
+pub fn new_execution_id() -> std::io::Result<String> {
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(format!("exec_{}", crate::canonical::hex(&raw)))
+}
+
+fn temp_name(target: &Path) -> PathBuf {
+    let mut raw = [0u8; 8];
+    let suffix = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map(|_| crate::canonical::hex(&raw))
+        .unwrap_or_else(|_| std::process::id().to_string());
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "receipt".to_owned());
+    target.with_file_name(format!(".{name}.{suffix}.tmp"))
+}
+
+/// Write `bytes` to `path` atomically: parent dirs created, temp file in
+/// the same directory, write + fsync, rename, fsync the directory. An
+/// existing non-regular file at `path` (device, directory, socket, FIFO,
+/// symlink) is never replaced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReceiptError> {
+    let fail = |reason: String| ReceiptError::Write {
+        path: path.display().to_string(),
+        reason,
+    };
+    if path.file_name().is_none() {
+        return Err(fail("not a file path".to_owned()));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(fail(
+                "an existing non-regular file is in the way; refusing to replace it".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    let tmp = temp_name(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&parent)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ReceiptBase {
+        ReceiptBase {
+            contract_id: "c-12345678".into(),
+            execution_id: new_execution_id().unwrap(),
+            contract_sha256: "a".repeat(64),
+            policy_profile: "p".into(),
+            policy_schema_version: Some("csc.policy.v0.1".into()),
+            policy_sha256: "b".repeat(64),
+            execution_mode: "local",
+            started_at: "2026-01-01T00:00:00.000000+00:00".into(),
+        }
+    }
+
+    #[test]
+    fn blocked_receipt_is_schema_valid_and_signed_one_verifies() {
+        let r = Receipt::new(
+            &base(),
+            ReceiptStatus::Blocked,
+            "2026-01-01T00:00:01.000000+00:00".into(),
+            "no",
+        );
+        let bytes = render(&r, None, "").unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["failed_command_id"], Value::Null);
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let signer = Signer {
+            key: &key,
+            key_id: "k1",
+        };
+        let bytes = render(&r, Some(&signer), "2026-01-01T00:00:02+00:00").unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["signing_key_id"], "k1");
+        let vk = key.verifying_key();
+        crate::evidence::signing::verify_receipt(&v, |_| Some(vk)).unwrap();
+    }
+
+    #[test]
+    fn failed_receipt_without_hashes_is_rejected() {
+        let r = Receipt::new(&base(), ReceiptStatus::Failed, "x".into(), "");
+        assert!(matches!(render(&r, None, ""), Err(ReceiptError::Schema(_))));
+    }
+
+    #[test]
+    fn execution_ids_are_unique() {
+        let a = new_execution_id().unwrap();
+        assert_eq!(a.len(), 5 + 32);
+        assert_ne!(a, new_execution_id().unwrap());
+    }
+
+    #[test]
+    fn atomic_write_refuses_devices_and_creates_parents() {
+        assert!(write_atomic(Path::new("/dev/null"), b"x").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/r.json");
+        write_atomic(&p, b"{}\n").unwrap();
+        write_atomic(&p, b"{ }\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{ }\n");
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,158 @@
+//! Resolving `argv[0]` against the trusted search path.
+//!
+//! The search path is a fixed system default that only the operator can
+//! change (`csc run --search-path`); neither the contract nor the caller's
+//! environment influences it. An absolute `argv[0]` runs as is; a bare name
+//! is looked up in each directory in order; a relative path containing `/`
+//! is refused (it would depend on the cwd).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The default trusted search path.
+pub const DEFAULT_SEARCH_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A validated trusted search path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPath {
+    dirs: Vec<PathBuf>,
+    joined: String,
+}
+
+impl Default for SearchPath {
+    fn default() -> Self {
+        SearchPath::parse(DEFAULT_SEARCH_PATH).unwrap_or(SearchPath {
+            dirs: Vec::new(),
+            joined: String::new(),
+        })
+    }
+}
+
+impl SearchPath {
+    /// Parse a `:`-separated list of absolute directories.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut dirs = Vec::new();
+        for part in text.split(':') {
+            if part.is_empty() || !part.starts_with('/') || part.contains('\0') {
+                return Err(format!(
+                    "search path entry {part:?} must be a non-empty absolute directory"
+                ));
+            }
+            dirs.push(PathBuf::from(part));
+        }
+        Ok(SearchPath {
+            dirs,
+            joined: text.to_owned(),
+        })
+    }
+
+    /// The value given to commands as `PATH`.
+    pub fn as_env_value(&self) -> &str {
+        &self.joined
+    }
+}
+
+/// Why `argv[0]` cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("executable {name:?} not found in the trusted search path {path}")]
+    NotFound { name: String, path: String },
+    #[error("{path} is not an executable regular file")]
+    NotExecutable { path: String },
+    #[error("executable {path} does not exist")]
+    Missing { path: String },
+    #[error(
+        "argv[0] {name:?} is a relative path; use a bare name (looked up in the trusted search path) or an absolute path"
+    )]
+    Relative { name: String },
+}
+
+impl ResolveError {
+    /// Exit code recorded for this failure (127 not found, 126 not runnable).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ResolveError::NotExecutable { .. } => 126,
+            _ => 127,
+        }
+    }
+}
+
+fn executable(path: &Path) -> Option<bool> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Resolve `argv0` to the file that will be executed.
+pub fn resolve(argv0: &str, search: &SearchPath) -> Result<PathBuf, ResolveError> {
+    if argv0.starts_with('/') {
+        let path = PathBuf::from(argv0);
+        return match executable(&path) {
+            Some(true) => Ok(path),
+            Some(false) => Err(ResolveError::NotExecutable {
+                path: argv0.to_owned(),
+            }),
+            None => Err(ResolveError::Missing {
+                path: argv0.to_owned(),
+            }),
+        };
+    }
+    if argv0.contains('/') || argv0.is_empty() || argv0 == "." || argv0 == ".." {
+        return Err(ResolveError::Relative {
+            name: argv0.to_owned(),
+        });
+    }
+    let mut not_executable = None;
+    for dir in &search.dirs {
+        let candidate = dir.join(argv0);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
+            Some(false) if not_executable.is_none() => not_executable = Some(candidate),
+            _ => {}
+        }
+    }
+    match not_executable {
+        Some(p) => Err(ResolveError::NotExecutable {
+            path: p.display().to_string(),
+        }),
+        None => Err(ResolveError::NotFound {
+            name: argv0.to_owned(),
+            path: search.joined.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_bare_names_and_absolute_paths() {
+        let sp = SearchPath::default();
+        let sh = resolve("sh", &sp).unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(resolve("/bin/sh", &sp).unwrap(), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            resolve("no-such-tool-xyz", &sp).unwrap_err().exit_code(),
+            127
+        );
+        assert!(matches!(
+            resolve("./sh", &sp),
+            Err(ResolveError::Relative { .. })
+        ));
+        assert!(matches!(
+            resolve("/etc/passwd", &sp),
+            Err(ResolveError::NotExecutable { .. })
+        ));
+    }
+
+    #[test]
+    fn search_path_must_be_absolute() {
+        assert!(SearchPath::parse("/bin:relative").is_err());
+        assert!(SearchPath::parse("/bin::/usr/bin").is_err());
+        assert_eq!(
+            SearchPath::parse("/opt/x").unwrap().as_env_value(),
+            "/opt/x"
+        );
+    }
+}

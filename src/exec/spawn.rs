@@ -1,0 +1,84 @@
+//! Local-mode launch of one segment: `std::process::Command` with a clean
+//! environment, the resolved program, the contract's `argv[0]`, and a
+//! process group — no shell, no `pre_exec`.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use super::{LaunchError, LaunchSpec, Launcher, Segment, Supervised};
+
+/// Launches commands directly on the host (local mode, unconfined).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalLauncher;
+
+impl Launcher for LocalLauncher {
+    fn launch(
+        &self,
+        spec: &LaunchSpec,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<Box<dyn Supervised>, LaunchError> {
+        let group = super::pipeline::spawn_pipeline(spec, stdout, stderr)?;
+        Ok(Box::new(group))
+    }
+}
+
+/// Where a segment's stdin comes from.
+pub enum Input {
+    /// `/dev/null` (the first segment).
+    Null,
+    /// The previous segment's pipe.
+    Pipe(OwnedFd),
+}
+
+/// Spawn one segment into process group `pgid` (0 = start a new group led
+/// by this process).
+pub fn spawn_segment(
+    spec: &LaunchSpec,
+    seg: &Segment,
+    stdin: Input,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    pgid: u32,
+) -> io::Result<Child> {
+    let mut cmd = Command::new(&seg.program);
+    if let Some(arg0) = seg.argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(seg.argv.iter().skip(1))
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(match stdin {
+            Input::Null => Stdio::null(),
+            Input::Pipe(fd) => Stdio::from(fd),
+        })
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(i32::try_from(pgid).unwrap_or(0));
+    // `cmd` (holding the parent's copies of the pipe ends) is dropped on
+    // return, so only the child keeps them open.
+    cmd.spawn()
+}
+
+/// Map a spawn error to the recorded exit code and message.
+pub fn launch_error(err: &io::Error, seg_index: usize, seg: &Segment) -> LaunchError {
+    let code = match err.kind() {
+        io::ErrorKind::NotFound => 127,
+        io::ErrorKind::PermissionDenied => 126,
+        _ => match err.raw_os_error() {
+            Some(libc::ENOEXEC) | Some(libc::EACCES) => 126,
+            _ => 1,
+        },
+    };
+    let name = seg.argv.first().map(String::as_str).unwrap_or("");
+    LaunchError {
+        code,
+        message: format!(
+            "cannot start segment {seg_index} ({name:?} -> {}): {err}",
+            seg.program.display()
+        ),
+    }
+}

@@ -1,0 +1,226 @@
+//! `csc run` with approval artifacts: binding, expiry, durable single use.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn approval(ws: &Ws, name: &str, sha: &str, scope: &str, approved: &str, expires: &str) -> PathBuf {
+    let a = json!({
+        "approval_version": "csc.approval.v0.1", "approval_id": format!("appr-{name}"),
+        "contract_sha256": sha, "approver": {"identity": "alice", "method": "cli"},
+        "approved_at": approved, "expires_at": expires, "scope": scope
+    });
+    let p = ws.path(&format!("{name}.approval.json"));
+    std::fs::write(&p, serde_json::to_vec(&a).unwrap()).unwrap();
+    p
+}
+
+fn contract_sha(path: &std::path::Path) -> String {
+    let loaded = csc::protocol::load::load_contract(path).unwrap();
+    loaded.contract.sha256()
+}
+
+fn needs_approval(ws: &Ws, name: &str) -> PathBuf {
+    ws.contract_with(name, vec![ws.cmd("t", &["touch", "marker"])], |c| {
+        c["approval_mode"] = json!("human_required");
+    })
+}
+
+fn now_plus(secs: i64) -> String {
+    csc::time::rfc3339_in(secs)
+}
+
+#[test]
+fn single_execution_is_consumed_once_across_processes() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "one",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let a = a.to_str().unwrap();
+    let r = ws.run(&c, &["--approval", a]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.status(), "success");
+    std::fs::remove_file(ws.path("marker")).unwrap();
+    let again = ws.run(&c, &["--approval", a]);
+    assert_eq!(again.code, 1);
+    assert_eq!(again.status(), "blocked");
+    assert!(
+        again.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("already been consumed")
+    );
+    assert!(!ws.path("marker").exists());
+}
+
+#[test]
+fn approval_is_not_consumed_when_nothing_starts() {
+    let ws = ws();
+    let c = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("nf", &["nonexistent-cmd-xyz"])],
+        |c| {
+            c["approval_mode"] = json!("human_required");
+        },
+    );
+    let a = approval(
+        &ws,
+        "nf",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let a = a.to_str().unwrap();
+    for _ in 0..2 {
+        let r = ws.run(&c, &["--approval", a]);
+        assert_eq!(r.status(), "failed");
+        assert_eq!(r.receipt()["exit_code"], 127);
+    }
+}
+
+#[test]
+fn concurrent_runs_cannot_share_a_single_execution_approval() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "race",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            std::process::Command::new(CSC)
+                .args([
+                    "run",
+                    c.to_str().unwrap(),
+                    ws.s("policy.yaml").as_str(),
+                    "--quiet",
+                ])
+                .args(["--receipt-out", ws.s(&format!("r{i}.json")).as_str()])
+                .args(["--state-dir", ws.s("state").as_str()])
+                .args(["--approval", a.to_str().unwrap()])
+                .current_dir(&ws.root)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code().unwrap())
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 1).count(), 5, "{codes:?}");
+}
+
+#[test]
+fn time_window_approvals_are_reusable_until_expiry() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "tw",
+        &contract_sha(&c),
+        "time_window",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    for _ in 0..2 {
+        let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+}
+
+#[test]
+fn expired_approval_yields_expired_receipt() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "old",
+        &contract_sha(&c),
+        "time_window",
+        &now_plus(-7200),
+        &now_plus(-3600),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status(), "expired");
+    assert!(!ws.path("marker").exists());
+}
+
+#[test]
+fn approval_for_another_contract_is_blocked() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "other",
+        &"0".repeat(64),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status(), "blocked");
+    assert!(r.receipt()["error"].as_str().unwrap().contains("mismatch"));
+    assert!(!ws.path("marker").exists());
+}
+
+#[test]
+fn inverted_window_and_malformed_approval_are_blocked() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "inv",
+        &contract_sha(&c),
+        "time_window",
+        &now_plus(3600),
+        &now_plus(60),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.status(), "blocked");
+    std::fs::write(ws.path("junk.json"), b"{\"approval_version\": 3}").unwrap();
+    let r = ws.run(&c, &["--approval", ws.s("junk.json").as_str()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status(), "blocked");
+    assert!(!ws.path("marker").exists());
+}
+
+#[test]
+fn corrupt_state_database_blocks_the_run() {
+    let ws = ws();
+    std::fs::create_dir(ws.path("state")).unwrap();
+    std::fs::write(ws.path("state/approvals.sqlite3"), vec![0x42u8; 16384]).unwrap();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "one",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status(), "blocked");
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("approvals.sqlite3")
+    );
+    assert!(!ws.path("marker").exists());
+}
