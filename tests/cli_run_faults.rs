@@ -113,7 +113,7 @@ fn bad_signing_configuration_fails_before_anything_runs() {
 }
 
 #[test]
-fn hardened_mode_refuses_and_never_runs_unconfined() {
+fn hardened_mode_never_runs_unconfined() {
     let ws = ws();
     let c = ws.contract("c.json", vec![ws.cmd("t", &["touch", "marker"])]);
     let r = ws.run(&c, &["--mode", "hardened"]);
@@ -133,15 +133,12 @@ fn hardened_mode_refuses_and_never_runs_unconfined() {
             "ops-1",
         ],
     );
-    assert_eq!(r.code, 1);
-    assert_eq!(r.status(), "blocked");
+    // Confined: the cwd is not a declared write scope, so it is read-only
+    // inside the sandbox and `touch` fails (if the host cannot sandbox at
+    // all, the run fails closed instead) — either way nothing is written.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_ne!(r.status(), "success");
     assert_eq!(r.receipt()["execution_mode"], "hardened");
-    assert!(
-        r.receipt()["error"]
-            .as_str()
-            .unwrap()
-            .contains("refusing to run unconfined")
-    );
     verify(r.receipt(), &key);
     assert!(!ws.path("marker").exists());
     let r = ws.run(&c, &["--mode", "sandboxed"]);

@@ -12,12 +12,15 @@ use crate::exec::capture::Live;
 use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
 use crate::exec::effects;
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
+use crate::exec::Launcher;
+use crate::exec::sandboxed::SandboxLauncher;
 use crate::exec::spawn::LocalLauncher;
 use crate::protocol::approval::ApprovalScope;
 use crate::protocol::contract::{Contract, NetworkMode};
 use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
 use crate::protocol::load;
+use crate::sandbox::{self, SandboxConfig};
 use crate::time::now_rfc3339;
 
 /// Largest capture cap an operator may configure (memory stays bounded).
@@ -66,15 +69,60 @@ pub struct Args {
     /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Reference compatibility: print the hardened launcher plan and exit
-    /// (requires --mode hardened, not available in this build).
+    /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
+    /// Hardened mode: minimum Landlock ABI; the run is refused below it.
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub min_landlock_abi: Option<u32>,
+    /// Hardened mode: RLIMIT_CPU in seconds [default: 3600].
+    #[arg(long, value_name = "SECS", help_heading = "Hardened mode")]
+    pub rlimit_cpu: Option<u64>,
+    /// Hardened mode: RLIMIT_AS in bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub rlimit_as: Option<u64>,
+    /// Hardened mode: process cap (RLIMIT_NPROC and pid namespace pid_max) [default: 512].
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub rlimit_nproc: Option<u64>,
+    /// Hardened mode: RLIMIT_FSIZE in bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub rlimit_fsize: Option<u64>,
+    /// Hardened mode: RLIMIT_NOFILE [default: 4096].
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub rlimit_nofile: Option<u64>,
+    /// Hardened mode: size of the private /tmp in bytes [default: 256 MiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub tmp_size: Option<u64>,
+}
+
+/// The sandbox configuration the operator's flags describe.
+fn sandbox_config(args: &Args) -> SandboxConfig {
+    let mut cfg = SandboxConfig::default();
+    if let Some(v) = args.min_landlock_abi {
+        cfg.min_landlock_abi = v;
+    }
+    if let Some(v) = args.tmp_size {
+        cfg.tmp_size_bytes = v;
+    }
+    let r = &mut cfg.rlimits;
+    for (flag, slot) in [
+        (args.rlimit_cpu, &mut r.cpu_seconds),
+        (args.rlimit_as, &mut r.address_space_bytes),
+        (args.rlimit_nproc, &mut r.processes),
+        (args.rlimit_fsize, &mut r.file_size_bytes),
+        (args.rlimit_nofile, &mut r.open_files),
+    ] {
+        if let Some(v) = flag {
+            *slot = v;
+        }
+    }
+    cfg
 }
 
 /// Validated operator settings (no I/O besides loading the key).
 struct Settings {
-    hardened: bool,
+    /// `Some` in hardened mode.
+    sandbox: Option<SandboxConfig>,
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
 }
@@ -110,11 +158,10 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
         None
     };
     if args.sandbox_debug {
-        return Err(CliError(if hardened {
-            "--sandbox-debug: hardened mode is not available in this build".to_owned()
-        } else {
-            "--sandbox-debug requires --mode hardened".to_owned()
-        }));
+        return Err(CliError(
+            "--sandbox-debug is not supported; `csc sandbox-profile --json` shows what hardened mode enforces"
+                .to_owned(),
+        ));
     }
     if hardened && signer.is_none() {
         return Err(CliError(
@@ -134,7 +181,7 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| CliError(format!("--search-path: {e}")))?;
     Ok(Settings {
-        hardened,
+        sandbox: hardened.then(|| sandbox_config(args)),
         signer,
         search_path,
     })
@@ -204,11 +251,15 @@ pub fn run(args: Args) -> CliResult {
         policy_profile: p.name.clone(),
         policy_schema_version: p.policy_schema_version.clone().filter(|v| !v.is_empty()),
         policy_sha256: policy.sha256(),
-        execution_mode: if settings.hardened {
+        execution_mode: if settings.sandbox.is_some() {
             "hardened"
         } else {
             "local"
         },
+        sandbox_profile_id: settings
+            .sandbox
+            .as_ref()
+            .map(|cfg| sandbox::profile(cfg).sandbox_profile_id),
         started_at: now_rfc3339(),
     };
     let emitter = Emitter {
@@ -220,9 +271,17 @@ pub fn run(args: Args) -> CliResult {
         }),
     };
 
-    if settings.hardened {
+    if settings.sandbox.is_some()
+        && let Some(cmd) = c
+            .commands
+            .iter()
+            .find(|cmd| cmd.network == NetworkMode::Allowlisted)
+    {
         return emitter.blocked(
-            "hardened mode is not available in this build (the kernel sandbox has not landed); refusing to run unconfined",
+            &format!(
+                "command {:?} declares network: allowlisted, which hardened mode cannot enforce yet (no egress filtering); refusing rather than opening the network",
+                cmd.id
+            ),
             EXIT_DENY,
         );
     }
@@ -324,8 +383,13 @@ pub fn run(args: Args) -> CliResult {
         Live::stdio()
     };
     let lookup = |name: &str| std::env::var_os(name);
+    let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher { config });
+    let launcher: &dyn Launcher = match &sandbox_launcher {
+        Some(l) => l,
+        None => &LocalLauncher,
+    };
     let mut cfg = RunConfig {
-        launcher: &LocalLauncher,
+        launcher,
         search_path: &settings.search_path,
         stdout_cap: args.stdout_cap,
         stderr_cap: args.stderr_cap,

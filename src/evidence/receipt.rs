@@ -66,6 +66,8 @@ pub struct Receipt {
     pub runner_version: String,
     pub execution_mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_profile_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect_summary: Option<EffectSummary>,
@@ -93,6 +95,8 @@ pub struct ReceiptBase {
     /// `local` or `hardened`.
     pub execution_mode: &'static str,
     /// When the run started (RFC 3339).
+    /// Id of the sandbox profile enforced (hardened mode only).
+    pub sandbox_profile_id: Option<String>,
     pub started_at: String,
 }
 
@@ -118,6 +122,7 @@ impl Receipt {
             policy_sha256: base.policy_sha256.clone(),
             runner_version: crate::RUNNER_VERSION.to_owned(),
             execution_mode: base.execution_mode,
+            sandbox_profile_id: base.sandbox_profile_id.clone(),
             signing_key_id: None,
             effect_summary: None,
             completed_command_ids: Vec::new(),
@@ -266,6 +271,7 @@ mod tests {
             policy_schema_version: Some("csc.policy.v0.1".into()),
             policy_sha256: "b".repeat(64),
             execution_mode: "local",
+            sandbox_profile_id: None,
             started_at: "2026-01-01T00:00:00.000000+00:00".into(),
         }
     }

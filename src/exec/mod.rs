@@ -17,6 +17,7 @@ pub mod env;
 pub mod paths;
 pub mod pipeline;
 pub mod resolve;
+pub mod sandboxed;
 pub mod spawn;
 pub mod sys;
 pub mod timeout;

@@ -26,9 +26,30 @@ pub enum Who {
 /// Both identities, in order.
 pub const BOTH: [Who; 2] = [Who::Root, Who::Nobody];
 
-/// Path of the csc binary under test.
-pub fn csc() -> &'static str {
-    env!("CARGO_BIN_EXE_csc")
+/// Path of the csc binary under test. When the build directory is not
+/// reachable by uid 65534 (e.g. a clone under a 0700 home directory), the
+/// binary is copied once per test process into a world-readable directory
+/// under /tmp, so the unprivileged runs test the same binary.
+pub fn csc() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_csc"));
+        let reachable = built
+            .ancestors()
+            .skip(1)
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+        if reachable {
+            return built;
+        }
+        let dir = std::env::temp_dir().join(format!("csc-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        chmod(&dir, 0o755);
+        let copy = dir.join("csc");
+        std::fs::copy(&built, &copy).unwrap();
+        chmod(&copy, 0o755);
+        eprintln!("note: {} is not reachable by uid {NOBODY}; testing a copy at {}", built.display(), copy.display());
+        copy
+    })
 }
 
 /// A `Command` for csc running as `who`.

@@ -1,0 +1,209 @@
+//! `csc run --mode hardened`: the executor drives the native sandbox; the
+//! receipt is signed and names the enforced sandbox profile.
+
+mod common;
+#[path = "sandbox_support/mod.rs"]
+mod support;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::Command;
+use support::{Who, skip};
+
+const KEY_ID: &str = "hardened-test";
+
+/// Workspace with a signing key, a read-only `data/` and a writable `out/`.
+fn hardened_ws() -> Ws {
+    let ws = ws();
+    std::fs::write(ws.path("key.seed"), [42u8; 32]).unwrap();
+    std::fs::create_dir(ws.path("data")).unwrap();
+    std::fs::create_dir(ws.path("out")).unwrap();
+    std::fs::write(ws.path("data/in.txt"), "payload\n").unwrap();
+    ws
+}
+
+fn scoped(ws: &Ws, id: &str, argv: &[&str]) -> Value {
+    let mut c = ws.cmd(id, argv);
+    c["read_paths"] = json!([ws.s("data")]);
+    c["write_paths"] = json!([ws.s("out")]);
+    c
+}
+
+fn hardened(ws: &Ws, contract: &std::path::Path, extra: &[&str]) -> Run {
+    let key = ws.s("key.seed");
+    let mut args = vec![
+        "--mode",
+        "hardened",
+        "--sign",
+        "--signing-key",
+        key.as_str(),
+        "--key-id",
+        KEY_ID,
+    ];
+    args.extend_from_slice(extra);
+    ws.run(contract, &args)
+}
+
+fn public_key(ws: &Ws) -> std::path::PathBuf {
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let path = ws.path("key.pub");
+    std::fs::write(&path, sk.verifying_key().as_bytes()).unwrap();
+    path
+}
+
+fn verify(ws: &Ws) {
+    let out = Command::new(CSC)
+        .arg("verify-receipt")
+        .arg(ws.path("receipt.json"))
+        .arg("--public-key")
+        .arg(public_key(ws))
+        .args(["--key-id", KEY_ID])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "receipt does not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn success_is_signed_and_names_the_enforced_profile() {
+    if skip(Who::Root, "success_is_signed_and_names_the_enforced_profile") {
+        return;
+    }
+    let ws = hardened_ws();
+    let script = format!(
+        "cat {d}/in.txt && echo written > {o}/result.txt",
+        d = ws.s("data"),
+        o = ws.s("out")
+    );
+    let c = ws.contract("c.json", vec![scoped(&ws, "work", &["sh", "-c", &script])]);
+    let r = hardened(&ws, &c, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rec = r.receipt();
+    assert_eq!(rec["status"], "success");
+    assert_eq!(rec["execution_mode"], "hardened");
+    assert_eq!(rec["stdout_hash"], sha(b"payload\n"));
+    assert_eq!(rec["effect_summary"]["files_written"], 1);
+    assert_eq!(
+        std::fs::read_to_string(ws.path("out/result.txt")).unwrap(),
+        "written\n"
+    );
+    let profile = Command::new(CSC)
+        .args(["sandbox-profile", "--json"])
+        .output()
+        .unwrap();
+    let profile: Value = serde_json::from_slice(&profile.stdout).unwrap();
+    assert_eq!(rec["sandbox_profile_id"], profile["sandbox_profile_id"]);
+    assert!(rec["signature"]["signature"].is_string());
+    verify(&ws);
+}
+
+#[test]
+fn writes_outside_the_write_scope_fail_and_leave_the_host_untouched() {
+    if skip(Who::Root, "writes_outside_the_write_scope_fail") {
+        return;
+    }
+    let ws = hardened_ws();
+    for (id, target) in [
+        ("cwd", ws.s("escape.txt")),
+        ("read-scope", ws.s("data/escape.txt")),
+    ] {
+        let c = ws.contract("c.json", vec![scoped(&ws, id, &["touch", &target])]);
+        let r = hardened(&ws, &c, &[]);
+        assert_eq!(r.code, 1, "{id}: {}", r.stderr);
+        assert_eq!(r.receipt()["status"], "failed", "{id}");
+        assert_eq!(r.receipt()["failed_command_id"], id);
+        assert!(!std::path::Path::new(&target).exists(), "{id}: {target} was created");
+        verify(&ws);
+    }
+}
+
+#[test]
+fn pipelines_run_in_one_sandbox() {
+    if skip(Who::Root, "pipelines_run_in_one_sandbox") {
+        return;
+    }
+    let ws = hardened_ws();
+    let mut p = ws.pipe("shout", &[&["echo", "hello"], &["tr", "a-z", "A-Z"]]);
+    p["read_paths"] = json!([ws.s("data")]);
+    let c = ws.contract("c.json", vec![p]);
+    let r = hardened(&ws, &c, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.receipt()["stdout_hash"], sha(b"HELLO\n"));
+}
+
+#[test]
+fn a_timeout_kills_the_sandbox_and_fails_the_run() {
+    if skip(Who::Root, "a_timeout_kills_the_sandbox") {
+        return;
+    }
+    let ws = hardened_ws();
+    let mut cmd = scoped(&ws, "slow", &["sleep", "30"]);
+    cmd["timeout_sec"] = json!(1);
+    let c = ws.contract("c.json", vec![cmd]);
+    let started = std::time::Instant::now();
+    let r = hardened(&ws, &c, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.receipt()["status"], "failed");
+    assert_eq!(r.receipt()["exit_code"], 124);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    verify(&ws);
+}
+
+#[test]
+fn allowlisted_network_is_refused_before_anything_runs() {
+    let ws = hardened_ws();
+    ws.write_policy("allowed_egress_hosts: [example.com]\n".trim_end());
+    let policy = std::fs::read_to_string(ws.path("policy.yaml"))
+        .unwrap()
+        .replace("network: deny", "network: allowlisted");
+    std::fs::write(ws.path("policy.yaml"), policy).unwrap();
+    let marker = ws.s("out/ran");
+    let mut cmd = scoped(&ws, "net", &["touch", &marker]);
+    cmd["network"] = json!("allowlisted");
+    let c = ws.contract("c.json", vec![cmd]);
+    let r = hardened(&ws, &c, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rec = r.receipt();
+    assert_eq!(rec["status"], "blocked");
+    assert!(
+        rec["error"].as_str().unwrap().contains("allowlisted"),
+        "{rec}"
+    );
+    assert!(!std::path::Path::new(&marker).exists());
+    verify(&ws);
+}
+
+#[test]
+fn hardened_mode_requires_signing() {
+    let ws = hardened_ws();
+    let c = ws.contract("c.json", vec![scoped(&ws, "x", &["true"])]);
+    let r = ws.run(&c, &["--mode", "hardened"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("requires --sign"), "{}", r.stderr);
+    assert!(!ws.path("receipt.json").exists());
+}
+
+#[test]
+fn an_impossible_landlock_minimum_fails_closed_with_a_signed_receipt() {
+    if skip(Who::Root, "impossible_landlock_minimum") {
+        return;
+    }
+    let ws = hardened_ws();
+    let marker = ws.s("out/ran");
+    let c = ws.contract("c.json", vec![scoped(&ws, "x", &["touch", &marker])]);
+    let r = hardened(&ws, &c, &["--min-landlock-abi", "99"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rec = r.receipt();
+    assert_ne!(rec["status"], "success");
+    assert!(
+        rec["error"].as_str().unwrap().contains("nothing was run")
+            || rec["error"].as_str().unwrap().contains("Landlock"),
+        "{rec}"
+    );
+    assert!(!std::path::Path::new(&marker).exists());
+    verify(&ws);
+}
