@@ -1,6 +1,9 @@
 //! `csc keygen` driven as a real binary; its output read back by csc,
 //! OpenSSL and Python `cryptography` (each skipped loudly when absent).
 
+// SKIP lines bypass libtest output capture so skips are always visible.
+use std::io::Write as _;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -151,7 +154,10 @@ fn generated(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
 #[test]
 fn openssl_reads_keygen_output() {
     if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("SKIP: openssl not installed; keygen/OpenSSL check not run");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: openssl not installed; keygen/OpenSSL check not run"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -184,7 +190,10 @@ fn python_cryptography_reads_keygen_output() {
             .is_ok_and(|o| o.status.success())
     });
     let Some(python) = python else {
-        eprintln!("SKIP: no Python with `cryptography`; keygen/cryptography check not run");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: no Python with `cryptography`; keygen/cryptography check not run"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,9 @@
 //! hardened mode. Each gets a clear error, a receipt where a runtime
 //! outcome exists, and never an unsigned or silent success.
 
+// SKIP lines bypass libtest output capture so skips are always visible.
+use std::io::Write as _;
+
 mod common;
 use common::*;
 use serde_json::json;
@@ -228,7 +231,11 @@ fn mount_tmpfs(target: &std::path::Path, opts: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: cannot mount tmpfs ({opts}) at {}", target.display());
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: cannot mount tmpfs ({opts}) at {}",
+            target.display()
+        );
     }
     ok
 }

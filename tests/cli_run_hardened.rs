@@ -70,7 +70,10 @@ fn verify(ws: &Ws) {
 
 #[test]
 fn success_is_signed_and_names_the_enforced_profile() {
-    if skip(Who::Root, "success_is_signed_and_names_the_enforced_profile") {
+    if skip(
+        Who::Root,
+        "success_is_signed_and_names_the_enforced_profile",
+    ) {
         return;
     }
     let ws = hardened_ws();
@@ -116,7 +119,10 @@ fn writes_outside_the_write_scope_fail_and_leave_the_host_untouched() {
         assert_eq!(r.code, 1, "{id}: {}", r.stderr);
         assert_eq!(r.receipt()["status"], "failed", "{id}");
         assert_eq!(r.receipt()["failed_command_id"], id);
-        assert!(!std::path::Path::new(&target).exists(), "{id}: {target} was created");
+        assert!(
+            !std::path::Path::new(&target).exists(),
+            "{id}: {target} was created"
+        );
         verify(&ws);
     }
 }

@@ -2,6 +2,9 @@
 //! committed golden files in `tests/data/interop/` (see its README.md).
 //! Every good case is paired with tampered twins.
 
+// SKIP lines bypass libtest output capture so skips are always visible.
+use std::io::Write as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use csc::evidence::keyring::Keyring;
@@ -328,7 +331,10 @@ fn ours_signed_golden_files_are_reproducible_and_reference_verified() {
 #[test]
 fn live_reference_cross_check() {
     if !Path::new(REFERENCE_PYTHON).exists() {
-        eprintln!("SKIP: {REFERENCE_PYTHON} not found; live reference cross-check not run");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: {REFERENCE_PYTHON} not found; live reference cross-check not run"
+        );
         return;
     }
     let probe = std::process::Command::new(REFERENCE_PYTHON)

@@ -7,8 +7,8 @@ mod conformance;
 mod explain;
 mod hash;
 mod keygen;
-mod sandbox;
 mod run;
+mod sandbox;
 mod validate;
 mod verify_receipt;
 

@@ -8,11 +8,11 @@ use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
 use crate::approval::{self, store};
 use crate::engine;
 use crate::evidence::receipt::{self, EffectSummary, Receipt, ReceiptBase, ReceiptStatus, Signer};
+use crate::exec::Launcher;
 use crate::exec::capture::Live;
 use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
 use crate::exec::effects;
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
-use crate::exec::Launcher;
 use crate::exec::sandboxed::SandboxLauncher;
 use crate::exec::spawn::LocalLauncher;
 use crate::protocol::approval::ApprovalScope;
@@ -383,7 +383,10 @@ pub fn run(args: Args) -> CliResult {
         Live::stdio()
     };
     let lookup = |name: &str| std::env::var_os(name);
-    let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher { config });
+    let sandbox_launcher = settings
+        .sandbox
+        .clone()
+        .map(|config| SandboxLauncher { config });
     let launcher: &dyn Launcher = match &sandbox_launcher {
         Some(l) => l,
         None => &LocalLauncher,

@@ -34,10 +34,13 @@ fn literal_prefixes(scopes: &[String], field: &str) -> Result<Vec<PathBuf>, Laun
 }
 
 fn utf8(value: &std::ffi::OsStr, what: &str) -> Result<String, LaunchError> {
-    value.to_str().map(str::to_owned).ok_or_else(|| LaunchError {
-        code: 1,
-        message: format!("{what} is not valid UTF-8; hardened mode refuses it"),
-    })
+    value
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| LaunchError {
+            code: 1,
+            message: format!("{what} is not valid UTF-8; hardened mode refuses it"),
+        })
 }
 
 /// Translate the executor's launch spec into a sandbox spec.

@@ -3,6 +3,9 @@
 //! hostile programs written in python3 / sh.
 #![allow(dead_code)]
 
+// SKIP lines bypass libtest output capture so skips are always visible.
+use std::io::Write as _;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -47,7 +50,11 @@ pub fn csc() -> &'static Path {
         let copy = dir.join("csc");
         std::fs::copy(&built, &copy).unwrap();
         chmod(&copy, 0o755);
-        eprintln!("note: {} is not reachable by uid {NOBODY}; testing a copy at {}", built.display(), copy.display());
+        eprintln!(
+            "note: {} is not reachable by uid {NOBODY}; testing a copy at {}",
+            built.display(),
+            copy.display()
+        );
         copy
     })
 }
@@ -100,7 +107,7 @@ pub fn skip_reason(who: Who) -> Option<String> {
 pub fn skip(who: Who, test: &str) -> bool {
     match skip_reason(who) {
         Some(r) => {
-            eprintln!("SKIP: {test} as {who:?}: {r}");
+            let _ = writeln!(std::io::stderr(), "SKIP: {test} as {who:?}: {r}");
             true
         }
         None => false,
