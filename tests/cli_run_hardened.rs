@@ -213,3 +213,25 @@ fn an_impossible_landlock_minimum_fails_closed_with_a_signed_receipt() {
     assert!(!std::path::Path::new(&marker).exists());
     verify(&ws);
 }
+
+#[test]
+fn operator_flags_change_the_profile_id_and_sandbox_profile_reproduces_it() {
+    if skip(Who::Root, "operator_flags_change_the_profile_id") {
+        return;
+    }
+    let ws = hardened_ws();
+    let c = ws.contract("c.json", vec![scoped(&ws, "x", &["true"])]);
+    let r = hardened(&ws, &c, &["--rlimit-cpu", "17"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.receipt()["sandbox_profile_id"].clone();
+    let profile_id = |extra: &[&str]| -> Value {
+        let out = Command::new(CSC)
+            .args(["sandbox-profile", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["sandbox_profile_id"].clone()
+    };
+    assert_eq!(id, profile_id(&["--rlimit-cpu", "17"]));
+    assert_ne!(id, profile_id(&[]));
+}

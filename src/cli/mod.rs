@@ -116,9 +116,9 @@ pub enum Verb {
     /// Internal: run a sandbox spec file with the current stdout/stderr.
     #[command(name = "__sandbox-run", hide = true)]
     SandboxRun(sandbox::RunArgs),
-    /// Decide, execute (local mode) and write a receipt for every outcome.
+    /// Decide, execute (local, or hardened in a kernel sandbox) and write a receipt for every outcome.
     #[command(
-        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
+        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
     Run(Box<run::Args>),
 }

@@ -72,51 +72,9 @@ pub struct Args {
     /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
-    /// Hardened mode: minimum Landlock ABI; the run is refused below it.
-    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
-    pub min_landlock_abi: Option<u32>,
-    /// Hardened mode: RLIMIT_CPU in seconds [default: 3600].
-    #[arg(long, value_name = "SECS", help_heading = "Hardened mode")]
-    pub rlimit_cpu: Option<u64>,
-    /// Hardened mode: RLIMIT_AS in bytes [default: 8 GiB].
-    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
-    pub rlimit_as: Option<u64>,
-    /// Hardened mode: process cap (RLIMIT_NPROC and pid namespace pid_max) [default: 512].
-    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
-    pub rlimit_nproc: Option<u64>,
-    /// Hardened mode: RLIMIT_FSIZE in bytes [default: 8 GiB].
-    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
-    pub rlimit_fsize: Option<u64>,
-    /// Hardened mode: RLIMIT_NOFILE [default: 4096].
-    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
-    pub rlimit_nofile: Option<u64>,
-    /// Hardened mode: size of the private /tmp in bytes [default: 256 MiB].
-    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
-    pub tmp_size: Option<u64>,
-}
-
-/// The sandbox configuration the operator's flags describe.
-fn sandbox_config(args: &Args) -> SandboxConfig {
-    let mut cfg = SandboxConfig::default();
-    if let Some(v) = args.min_landlock_abi {
-        cfg.min_landlock_abi = v;
-    }
-    if let Some(v) = args.tmp_size {
-        cfg.tmp_size_bytes = v;
-    }
-    let r = &mut cfg.rlimits;
-    for (flag, slot) in [
-        (args.rlimit_cpu, &mut r.cpu_seconds),
-        (args.rlimit_as, &mut r.address_space_bytes),
-        (args.rlimit_nproc, &mut r.processes),
-        (args.rlimit_fsize, &mut r.file_size_bytes),
-        (args.rlimit_nofile, &mut r.open_files),
-    ] {
-        if let Some(v) = flag {
-            *slot = v;
-        }
-    }
-    cfg
+    /// Hardened-mode sandbox settings.
+    #[command(flatten)]
+    pub hardened: super::sandbox::HardenedArgs,
 }
 
 /// Validated operator settings (no I/O besides loading the key).
@@ -181,7 +139,7 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| CliError(format!("--search-path: {e}")))?;
     Ok(Settings {
-        sandbox: hardened.then(|| sandbox_config(args)),
+        sandbox: hardened.then(|| args.hardened.config()),
         signer,
         search_path,
     })

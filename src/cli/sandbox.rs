@@ -16,6 +16,63 @@ pub struct DoctorArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Sandbox settings to probe with (as for `csc run --mode hardened`).
+    #[command(flatten)]
+    pub hardened: HardenedArgs,
+}
+
+/// Operator flags that shape the hardened sandbox. Shared by `run`,
+/// `doctor` and `sandbox-profile`, so an auditor can recompute the
+/// `sandbox_profile_id` of a run made with non-default settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HardenedArgs {
+    /// minimum Landlock ABI; the run is refused below it.
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub min_landlock_abi: Option<u32>,
+    /// RLIMIT_CPU in seconds [default: 3600].
+    #[arg(long, value_name = "SECS", help_heading = "Hardened mode")]
+    pub rlimit_cpu: Option<u64>,
+    /// RLIMIT_AS in bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub rlimit_as: Option<u64>,
+    /// process cap (RLIMIT_NPROC and pid namespace pid_max) [default: 512].
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub rlimit_nproc: Option<u64>,
+    /// RLIMIT_FSIZE in bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub rlimit_fsize: Option<u64>,
+    /// RLIMIT_NOFILE [default: 4096].
+    #[arg(long, value_name = "N", help_heading = "Hardened mode")]
+    pub rlimit_nofile: Option<u64>,
+    /// size of the private /tmp in bytes [default: 256 MiB].
+    #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
+    pub tmp_size: Option<u64>,
+}
+
+impl HardenedArgs {
+    /// The sandbox configuration these flags describe.
+    pub fn config(&self) -> SandboxConfig {
+        let mut cfg = SandboxConfig::default();
+        if let Some(v) = self.min_landlock_abi {
+            cfg.min_landlock_abi = v;
+        }
+        if let Some(v) = self.tmp_size {
+            cfg.tmp_size_bytes = v;
+        }
+        let r = &mut cfg.rlimits;
+        for (flag, slot) in [
+            (self.rlimit_cpu, &mut r.cpu_seconds),
+            (self.rlimit_as, &mut r.address_space_bytes),
+            (self.rlimit_nproc, &mut r.processes),
+            (self.rlimit_fsize, &mut r.file_size_bytes),
+            (self.rlimit_nofile, &mut r.open_files),
+        ] {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        cfg
+    }
 }
 
 /// `csc sandbox-profile`.
@@ -24,6 +81,9 @@ pub struct ProfileArgs {
     /// Print the profile as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Sandbox settings (as given to `csc run --mode hardened`).
+    #[command(flatten)]
+    pub hardened: HardenedArgs,
 }
 
 /// `csc __sandbox-init` (internal).
@@ -62,7 +122,7 @@ struct RunFile {
 pub const EXIT_TIMEOUT: u8 = 124;
 
 pub fn doctor(a: DoctorArgs) -> CliResult {
-    let r = sandbox::doctor::probe_host(&SandboxConfig::default());
+    let r = sandbox::doctor::probe_host(&a.hardened.config());
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -107,7 +167,7 @@ pub fn doctor(a: DoctorArgs) -> CliResult {
 }
 
 pub fn profile(a: ProfileArgs) -> CliResult {
-    let p = sandbox::profile(&SandboxConfig::default());
+    let p = sandbox::profile(&a.hardened.config());
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
