@@ -9,7 +9,8 @@ POLICY=policies/readonly-dev.yaml
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/csc-quickstart.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+step() { printf '\n%s$ %s%s\n' "$B" "$*" "$N"; "$@"; }
 
 step "$CSC" check "$CONTRACT" "$POLICY"
 step "$CSC" keygen --out "$WORK/key.pem" --public-out "$WORK/key.pub.pem"
@@ -20,3 +21,16 @@ step cat "$WORK/receipt.json"
 step "$CSC" verify-receipt "$WORK/receipt.json" \
   --public-key "$WORK/key.pub.pem" --key-id quickstart \
   --contract "$CONTRACT" --policy "$POLICY"
+
+# Hardened mode: the same contract inside csc's own kernel sandbox.
+if "$CSC" doctor >/dev/null 2>&1; then
+  step "$CSC" run "$CONTRACT" "$POLICY" --mode hardened --quiet \
+    --sign --signing-key "$WORK/key.pem" --key-id quickstart \
+    --receipt-out "$WORK/hardened.json" --state-dir "$WORK/state"
+  step "$CSC" verify-receipt "$WORK/hardened.json" \
+    --public-key "$WORK/key.pub.pem" --key-id quickstart \
+    --contract "$CONTRACT" --policy "$POLICY"
+else
+  printf '\nSKIP: hardened mode is not available on this host; `%s doctor` says why:\n' "$CSC"
+  "$CSC" doctor || true
+fi

@@ -38,9 +38,12 @@ pub type CliResult = Result<u8, CliError>;
 const AFTER_HELP: &str = "\
 Examples:
   csc check examples/contracts/list-repo.json policies/readonly-dev.yaml
-  csc check contract.json policy.yaml --json
-  csc validate contract examples/contracts/*.json
-  csc hash contract contract.json
+  csc explain contract.json policy.yaml
+  csc keygen --out key.pem --public-out key.pub.pem
+  csc run contract.json policy.yaml --sign --signing-key key.pem --key-id ops-1
+  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1
+  csc verify-receipt out/receipt.json --public-key key.pub.pem --key-id ops-1
+  csc doctor
   csc conformance conformance/
 
 Exit codes: 0 allow/success, 2 needs approval, 1 deny or any error.";
@@ -61,34 +64,16 @@ pub enum Verb {
         after_help = "Examples:\n  csc check contract.json policy.yaml\n  csc check contract.json policy.yaml --json\n\nExit codes: 0 allow, 2 needs approval, 1 deny or error."
     )]
     Check(check::Args),
-    /// Validate documents against the v0.1 schemas and runner limits.
-    #[command(
-        after_help = "Examples:\n  csc validate contract a.json b.json\n  csc validate policy policies/*.yaml\n  csc validate receipt out/receipt.json\n\nExit code 1 if any file is invalid."
-    )]
-    Validate(validate::Args),
-    /// Print the canonical SHA-256 of a contract or policy.
-    #[command(
-        after_help = "Examples:\n  csc hash contract contract.json\n  csc hash policy policy.yaml"
-    )]
-    Hash(hash::Args),
-    /// Run a conformance fixture suite (interoperable format).
-    #[command(
-        after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
-    )]
-    Conformance(conformance::Args),
     /// Show every policy check for every command, with what to change.
     #[command(
         after_help = "Examples:\n  csc explain contract.json policy.yaml\n  csc explain contract.json policy.yaml --json\n\nExit codes as for `check`."
     )]
     Explain(explain::Args),
-    /// Print a shell completion script (bash, zsh, fish).
+    /// Decide, execute (local, or hardened in a kernel sandbox) and write a receipt for every outcome.
     #[command(
-        after_help = "Examples:\n  csc completions bash > /etc/bash_completion.d/csc\n  csc completions zsh > \"${fpath[1]}/_csc\"\n  csc completions fish > ~/.config/fish/completions/csc.fish"
+        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
-    Completions(completions::Args),
-    /// Print the csc(1) man page (roff) generated from this CLI.
-    #[command(after_help = "Example:\n  csc man > csc.1 && man ./csc.1")]
-    Man,
+    Run(Box<run::Args>),
     /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
     #[command(
         after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
@@ -110,17 +95,35 @@ pub enum Verb {
         after_help = "Examples:\n  csc sandbox-profile\n  csc sandbox-profile --json"
     )]
     SandboxProfile(sandbox::ProfileArgs),
+    /// Validate documents against the v0.1 schemas and runner limits.
+    #[command(
+        after_help = "Examples:\n  csc validate contract a.json b.json\n  csc validate policy policies/*.yaml\n  csc validate receipt out/receipt.json\n\nExit code 1 if any file is invalid."
+    )]
+    Validate(validate::Args),
+    /// Print the canonical SHA-256 of a contract or policy.
+    #[command(
+        after_help = "Examples:\n  csc hash contract contract.json\n  csc hash policy policy.yaml"
+    )]
+    Hash(hash::Args),
+    /// Run a conformance fixture suite (interoperable format).
+    #[command(
+        after_help = "Examples:\n  csc conformance conformance/\n  csc conformance path/to/suite --json\n\nExit code 1 if any fixture failed or none ran."
+    )]
+    Conformance(conformance::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Examples:\n  csc completions bash > /etc/bash_completion.d/csc\n  csc completions zsh > \"${fpath[1]}/_csc\"\n  csc completions fish > ~/.config/fish/completions/csc.fish"
+    )]
+    Completions(completions::Args),
+    /// Print the csc(1) man page (roff) generated from this CLI.
+    #[command(after_help = "Example:\n  csc man > csc.1 && man ./csc.1")]
+    Man,
     /// Internal: sandbox setup helper (re-executed by csc itself).
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(sandbox::InitArgs),
     /// Internal: run a sandbox spec file with the current stdout/stderr.
     #[command(name = "__sandbox-run", hide = true)]
     SandboxRun(sandbox::RunArgs),
-    /// Decide, execute (local, or hardened in a kernel sandbox) and write a receipt for every outcome.
-    #[command(
-        after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
-    )]
-    Run(Box<run::Args>),
 }
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
