@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod engine;
 pub mod evidence;
 pub mod exec;
+pub mod fsutil;
 pub mod protocol;
 pub mod sandbox;
 pub mod time;

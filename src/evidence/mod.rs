@@ -1,5 +1,6 @@
 //! Evidence: Ed25519 keys, receipt signatures, keyrings and verification.
 
+pub mod digest;
 pub mod keygen;
 pub mod keyring;
 pub mod keys;

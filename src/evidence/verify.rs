@@ -15,13 +15,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::keyring::{KeyRejection, Keyring};
 use super::signing::{self, VerifyError};
-use crate::canonical::hex;
 use crate::protocol::load;
 
 /// `sha256:` digest of zero bytes.
@@ -123,28 +120,13 @@ fn key_problem(e: KeyRejection) -> Problem {
     Problem::new(code, e.to_string())
 }
 
-/// SHA-256 of a regular file as `sha256:<hex>`. Refuses anything that is
-/// not a regular file (devices, FIFOs — opened non-blocking so a FIFO
-/// cannot hang the verifier — and directories).
+/// SHA-256 of a regular file as `sha256:<hex>` (devices, FIFOs and
+/// directories are refused without blocking).
 pub fn stream_hash_of_file(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+    Ok(format!(
+        "sha256:{}",
+        super::digest::sha256_regular_file(path)?
+    ))
 }
 
 /// A command id usable as a file name in the outputs directory.

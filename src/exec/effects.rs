@@ -9,13 +9,9 @@
 //! a glob scope counts its whole literal directory.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::canonical::hex;
 use crate::engine::paths::glob_literal_prefix;
 
 /// Upper bound on directory entries visited per snapshot.
@@ -98,39 +94,12 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-/// Hash a file by streaming it through a fixed buffer.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Check before opening (opening a FIFO for reading could block), open
-    // non-blocking anyway, and re-check what was actually opened.
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
 /// Hash every expected output present; list the problems with the rest.
 pub fn collect_artifacts(expected: &[String]) -> (Vec<Artifact>, Vec<String>) {
     let mut artifacts = Vec::new();
     let mut problems = Vec::new();
     for path in expected {
-        match sha256_file(Path::new(path)) {
+        match crate::evidence::digest::sha256_regular_file(Path::new(path)) {
             Ok(sha256) => artifacts.push(Artifact {
                 path: path.clone(),
                 sha256,

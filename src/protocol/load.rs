@@ -147,11 +147,9 @@ fn read_capped(path: &Path, kind: &'static str, max: usize) -> Result<Vec<u8>, L
         origin: origin.clone(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    // FIFOs, devices and directories are refused without blocking.
+    let file = crate::fsutil::open_regular_file(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(read_err(std::io::Error::other("not a regular file")));
-    }
     // Read at most max+1 bytes so a growing or lying file cannot exhaust memory.
     let mut bytes = Vec::with_capacity((meta.len() as usize).min(max + 1));
     file.take(max as u64 + 1)

@@ -515,18 +515,19 @@ pub fn build(
     })
 }
 
+/// Landlock classes of read scopes and write scopes: with execute rights
+/// only when the configuration allows executing files found in scopes.
+pub fn scope_classes(cfg: &SandboxConfig) -> (RuleClass, RuleClass) {
+    if cfg.exec_in_scopes {
+        (RuleClass::ReadExec, RuleClass::Write)
+    } else {
+        (RuleClass::Read, RuleClass::WriteNoExec)
+    }
+}
+
 /// Landlock rules mirroring the mount view.
 pub fn landlock_rules(cfg: &SandboxConfig, mounts: &[MountOp]) -> Vec<LandlockRule> {
-    let scope_read = if cfg.exec_in_scopes {
-        RuleClass::ReadExec
-    } else {
-        RuleClass::Read
-    };
-    let scope_write = if cfg.exec_in_scopes {
-        RuleClass::Write
-    } else {
-        RuleClass::WriteNoExec
-    };
+    let (scope_read, scope_write) = scope_classes(cfg);
     let mut rules = Vec::new();
     for m in mounts {
         match m {

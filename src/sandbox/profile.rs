@@ -7,7 +7,7 @@ use ::landlock::{ABI, Access, AccessFs, AccessNet, Scope};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan::{DEV_NODES, RuleClass};
+use super::plan::{self, DEV_NODES, RuleClass};
 use super::{SandboxConfig, caps, landlock, namespaces, seccomp};
 use crate::canonical::{Nulls, sha256_hex_of};
 use crate::protocol::contract::NetworkMode;
@@ -35,16 +35,7 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
     let kernel_abi = landlock::kernel_abi();
     let abi = landlock::effective_abi(kernel_abi);
     let abi_t = ABI::from(abi as i32);
-    let scope_read = if cfg.exec_in_scopes {
-        RuleClass::ReadExec
-    } else {
-        RuleClass::Read
-    };
-    let scope_write = if cfg.exec_in_scopes {
-        RuleClass::Write
-    } else {
-        RuleClass::WriteNoExec
-    };
+    let (scope_read, scope_write) = plan::scope_classes(cfg);
     let (digest, instructions) = match seccomp::compile() {
         Ok(p) => (Value::String(seccomp::digest(&p)), json!(p.len())),
         Err(e) => (Value::String(format!("unavailable: {e}")), Value::Null),
