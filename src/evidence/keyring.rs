@@ -167,10 +167,10 @@ fn trusted_key(raw: RawKey) -> Result<TrustedKey, String> {
         .as_deref()
         .map(|t| parse_time(t, "not_after", &id))
         .transpose()?;
-    if let (Some(nb), Some(na)) = (not_before, not_after) {
-        if nb > na {
-            return Err(format!("key {id:?}: not_before is after not_after"));
-        }
+    if let (Some(nb), Some(na)) = (not_before, not_after)
+        && nb > na
+    {
+        return Err(format!("key {id:?}: not_before is after not_after"));
     }
     Ok(TrustedKey {
         key_id: id,
@@ -291,23 +291,23 @@ impl Keyring {
                     key_id: key_id.to_owned(),
                     signed_at: shown.to_owned(),
                 })?;
-        if let Some(nb) = entry.not_before {
-            if at < nb {
-                return Err(KeyRejection::NotYetValid {
-                    key_id: key_id.to_owned(),
-                    not_before: nb.to_string(),
-                    signed_at: shown.to_owned(),
-                });
-            }
+        if let Some(nb) = entry.not_before
+            && at < nb
+        {
+            return Err(KeyRejection::NotYetValid {
+                key_id: key_id.to_owned(),
+                not_before: nb.to_string(),
+                signed_at: shown.to_owned(),
+            });
         }
-        if let Some(na) = entry.not_after {
-            if at > na {
-                return Err(KeyRejection::Expired {
-                    key_id: key_id.to_owned(),
-                    not_after: na.to_string(),
-                    signed_at: shown.to_owned(),
-                });
-            }
+        if let Some(na) = entry.not_after
+            && at > na
+        {
+            return Err(KeyRejection::Expired {
+                key_id: key_id.to_owned(),
+                not_after: na.to_string(),
+                signed_at: shown.to_owned(),
+            });
         }
         Ok(&entry.key)
     }

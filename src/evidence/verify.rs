@@ -318,13 +318,15 @@ impl Verifier {
         if let Err(e) = self.keyring.usable_key(key_id, signed_at) {
             problems.push(key_problem(e));
         }
-        if let Some(declared) = str_field(receipt, "signing_key_id") {
-            if declared != key_id {
-                problems.push(Problem::new(
-                    "signing_key_id_mismatch",
-                    format!("receipt signing_key_id {declared:?} differs from signature.key_id {key_id:?}"),
-                ));
-            }
+        if let Some(declared) = str_field(receipt, "signing_key_id")
+            && declared != key_id
+        {
+            problems.push(Problem::new(
+                "signing_key_id_mismatch",
+                format!(
+                    "receipt signing_key_id {declared:?} differs from signature.key_id {key_id:?}"
+                ),
+            ));
         }
     }
 
@@ -378,14 +380,14 @@ impl Verifier {
             problems: Vec::new(),
         };
         // Refuse FIFOs/devices before opening: opening a FIFO would block.
-        if let Ok(meta) = std::fs::metadata(path) {
-            if !meta.is_file() {
-                report.problems.push(Problem::new(
-                    "unreadable",
-                    format!("receipt {} is not a regular file", path.display()),
-                ));
-                return report;
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            report.problems.push(Problem::new(
+                "unreadable",
+                format!("receipt {} is not a regular file", path.display()),
+            ));
+            return report;
         }
         match load::load_receipt(path) {
             Err(e) => {
