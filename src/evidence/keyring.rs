@@ -230,23 +230,20 @@ impl Keyring {
 
     /// Load a keyring file.
     pub fn load(path: &Path) -> Result<Self, KeyringError> {
+        use crate::fsutil::{CappedReadError, read_regular_file_capped};
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| KeyringError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(KeyringError::NotAFile { path: shown });
-        }
-        if meta.len() > MAX_KEYRING_BYTES {
-            return Err(KeyringError::TooLarge {
-                path: shown,
-                size: meta.len(),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(|source| KeyringError::Read {
-            path: shown.clone(),
-            source,
+        let bytes = read_regular_file_capped(path, MAX_KEYRING_BYTES).map_err(|e| match e {
+            CappedReadError::NotAFile => KeyringError::NotAFile {
+                path: shown.clone(),
+            },
+            CappedReadError::TooLarge { size } => KeyringError::TooLarge {
+                path: shown.clone(),
+                size,
+            },
+            CappedReadError::Io(source) => KeyringError::Read {
+                path: shown.clone(),
+                source,
+            },
         })?;
         Self::from_bytes(&bytes, &shown)
     }

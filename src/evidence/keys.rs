@@ -28,23 +28,18 @@ pub enum KeyError {
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(KeyError::NotAFile { path: shown });
-    }
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::TooLarge {
-            path: shown,
-            size: meta.len(),
-        });
-    }
-    std::fs::read(path).map_err(|source| KeyError::Read {
-        path: shown,
-        source,
+    use crate::fsutil::{CappedReadError, read_regular_file_capped};
+    let path_shown = path.display().to_string();
+    read_regular_file_capped(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        CappedReadError::NotAFile => KeyError::NotAFile { path: path_shown },
+        CappedReadError::TooLarge { size } => KeyError::TooLarge {
+            path: path_shown,
+            size,
+        },
+        CappedReadError::Io(source) => KeyError::Read {
+            path: path_shown,
+            source,
+        },
     })
 }
 

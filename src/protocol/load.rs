@@ -140,31 +140,26 @@ pub struct LoadedContract {
 }
 
 fn read_capped(path: &Path, kind: &'static str, max: usize) -> Result<Vec<u8>, LoadError> {
-    use std::io::Read;
+    use crate::fsutil::{CappedReadError, read_regular_file_capped};
     let origin = path.display().to_string();
-    let read_err = |source| LoadError::Read {
-        kind,
-        origin: origin.clone(),
-        source,
-    };
-    // FIFOs, devices and directories are refused without blocking.
-    let file = crate::fsutil::open_regular_file(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    // Read at most max+1 bytes so a growing or lying file cannot exhaust memory.
-    let mut bytes = Vec::with_capacity((meta.len() as usize).min(max + 1));
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() > max {
-        let size = (meta.len() as usize).max(bytes.len());
-        return Err(LoadError::TooLarge {
+    read_regular_file_capped(path, max as u64).map_err(|e| match e {
+        CappedReadError::TooLarge { size } => LoadError::TooLarge {
             kind,
             origin,
-            size,
+            size: usize::try_from(size).unwrap_or(usize::MAX),
             max,
-        });
-    }
-    Ok(bytes)
+        },
+        CappedReadError::NotAFile => LoadError::Read {
+            kind,
+            origin,
+            source: std::io::Error::other("not a regular file"),
+        },
+        CappedReadError::Io(source) => LoadError::Read {
+            kind,
+            origin,
+            source,
+        },
+    })
 }
 
 fn utf8<'a>(bytes: &'a [u8], kind: &'static str, origin: &str) -> Result<&'a str, LoadError> {
