@@ -353,7 +353,14 @@ fn check_decision(c: &Contract, p: &Policy) {
         assert_allow_is_sound(c, p);
     }
     // explain() walks every check without stopping; it must not panic either.
-    let _ = engine::explain(c, p);
+    let _ = engine::explain(c, p, engine::Semantics::Csc);
+    // csc's extension checks never loosen a decision nor change a v0.1 denial.
+    let ext = engine::decide(c, p, engine::Semantics::Csc);
+    match first.decision {
+        Verdict::Deny => assert_eq!(stable(&ext), stable(&first)),
+        Verdict::NeedsApproval => assert_ne!(ext.decision, Verdict::Allow),
+        Verdict::Allow => {}
+    }
 }
 
 /// Load mutated contract bytes; only loaded contracts reach the engine.

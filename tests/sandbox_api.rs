@@ -28,6 +28,7 @@ fn spec(fx: &Fixture, script: &str) -> SandboxSpec {
         read_paths: vec![fx.data.clone()],
         write_paths: vec![fx.out.clone()],
         network: NetworkMode::Deny,
+        hidden_paths: vec![],
     }
 }
 

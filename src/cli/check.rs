@@ -14,6 +14,10 @@ pub struct Args {
     pub contract: PathBuf,
     /// Policy file (YAML, or JSON when it ends in .json).
     pub policy: PathBuf,
+    /// Apply exactly the CSC v0.1 reference's checks, without csc's
+    /// extension checks (RFC 0005); for comparing with the reference.
+    #[arg(long)]
+    pub reference_semantics: bool,
     /// Print the full PolicyDecision as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -23,7 +27,11 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
-    let decision = engine::evaluate(&contract.contract, &policy.policy);
+    let decision = engine::decide(
+        &contract.contract,
+        &policy.policy,
+        super::semantics(args.reference_semantics),
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&decision)?);
     } else {

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::path::PathBuf;
 
 use super::CliResult;
-use crate::engine::{self, Check, Finding};
+use crate::engine::{self, Check, Finding, ext};
 use crate::protocol::decision::Verdict;
 use crate::protocol::load;
 
@@ -16,6 +16,10 @@ pub struct Args {
     pub contract: PathBuf,
     /// Policy file (YAML, or JSON when it ends in .json).
     pub policy: PathBuf,
+    /// Apply exactly the CSC v0.1 reference's checks, without csc's
+    /// extension checks (RFC 0005); for comparing with the reference.
+    #[arg(long)]
+    pub reference_semantics: bool,
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -59,6 +63,9 @@ fn remedy(f: &Finding) -> String {
             "attach an approval artifact (csc run --approval), or use approval_mode policy_only"
                 .into()
         }
+        Check::CwdReadable => format!(
+            "run from a directory under allowed_read_prefixes (the command can read its cwd), or add a prefix covering `{v}`"
+        ),
     }
 }
 
@@ -74,8 +81,9 @@ fn result_label(f: &Finding) -> &'static str {
 pub fn run(args: Args) -> CliResult {
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
-    let decision = engine::evaluate(&contract.contract, &policy.policy);
-    let (findings, _) = engine::explain(&contract.contract, &policy.policy);
+    let semantics = super::semantics(args.reference_semantics);
+    let decision = engine::decide(&contract.contract, &policy.policy, semantics);
+    let (findings, _) = engine::explain(&contract.contract, &policy.policy, semantics);
 
     if args.json {
         let rows: Vec<_> = findings
@@ -87,6 +95,7 @@ pub fn run(args: Args) -> CliResult {
                     "result": result_label(f),
                     "value": f.value,
                     "reason_code": f.failure.as_ref().map(|x| x.code.as_str()),
+                    "extension_code": f.failure.as_ref().and_then(|x| ext::ext_code_of(&x.reason)),
                     "reason": f.failure.as_ref().map(|x| x.reason.clone()),
                     "remedy": f.failure.as_ref().map(|_| remedy(f)),
                 })
@@ -125,7 +134,10 @@ pub fn run(args: Args) -> CliResult {
                 value = value.chars().take(27).collect::<String>() + "…";
             }
             let fix = match &f.failure {
-                Some(fail) => format!("{} — {}", fail.code.as_str(), remedy(f)),
+                Some(fail) => match ext::ext_code_of(&fail.reason) {
+                    Some(ext) => format!("{} ({ext}) — {}", fail.code.as_str(), remedy(f)),
+                    None => format!("{} — {}", fail.code.as_str(), remedy(f)),
+                },
                 None => String::new(),
             };
             println!(

@@ -170,3 +170,12 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Semantics chosen by a verb's `--reference-semantics` flag.
+pub fn semantics(reference: bool) -> crate::engine::Semantics {
+    if reference {
+        crate::engine::Semantics::Reference
+    } else {
+        crate::engine::Semantics::Csc
+    }
+}

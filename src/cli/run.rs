@@ -244,7 +244,7 @@ pub fn run(args: Args) -> CliResult {
         );
     }
 
-    let decision = engine::evaluate(c, p);
+    let decision = engine::decide(c, p, engine::Semantics::Csc);
     let reasons = decision.reasons.join("; ");
     let approval = match decision.decision {
         Verdict::Deny => return emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY),
@@ -341,10 +341,10 @@ pub fn run(args: Args) -> CliResult {
         Live::stdio()
     };
     let lookup = |name: &str| std::env::var_os(name);
-    let sandbox_launcher = settings
-        .sandbox
-        .clone()
-        .map(|config| SandboxLauncher { config });
+    let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
+        config,
+        hidden_paths: private_paths(&args),
+    });
     let launcher: &dyn Launcher = match &sandbox_launcher {
         Some(l) => l,
         None => &LocalLauncher,
@@ -361,6 +361,25 @@ pub fn run(args: Args) -> CliResult {
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);
     let (receipt, code) = receipt_for(&emitter, c, run);
     emitter.emit(&receipt, code)
+}
+
+/// csc's own files named by this run's flags (signing key, state dir,
+/// approval, receipt, output dir), as the kernel resolves them: hardened
+/// mode masks them wherever a bind would expose them. Paths that do not
+/// exist yet hold nothing to hide.
+fn private_paths(args: &Args) -> Vec<PathBuf> {
+    let state_dir = args.state_dir.clone().or_else(store::default_state_dir);
+    [
+        args.signing_key.as_ref(),
+        state_dir.as_ref(),
+        args.approval.as_ref(),
+        Some(&args.receipt_out),
+        args.output_dir.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .collect()
 }
 
 /// Turn a contract run into its receipt and exit code.

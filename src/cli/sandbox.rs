@@ -47,6 +47,12 @@ pub struct HardenedArgs {
     /// size of the private /tmp in bytes [default: 256 MiB].
     #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
     pub tmp_size: Option<u64>,
+    /// also bind this host path read-only into the view (e.g. /etc/java-17-openjdk); repeatable.
+    #[arg(long, value_name = "PATH", help_heading = "Hardened mode")]
+    pub ro_bind_system: Vec<PathBuf>,
+    /// hide this host path inside the view (empty file or directory); repeatable.
+    #[arg(long, value_name = "PATH", help_heading = "Hardened mode")]
+    pub mask: Vec<PathBuf>,
 }
 
 impl HardenedArgs {
@@ -59,6 +65,8 @@ impl HardenedArgs {
         if let Some(v) = self.tmp_size {
             cfg.tmp_size_bytes = v;
         }
+        cfg.system_paths.extend(self.ro_bind_system.iter().cloned());
+        cfg.masked_paths.extend(self.mask.iter().cloned());
         let r = &mut cfg.rlimits;
         for (flag, slot) in [
             (self.rlimit_cpu, &mut r.cpu_seconds),

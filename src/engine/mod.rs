@@ -5,7 +5,10 @@
 //! reference; `csc explain` keeps walking to show every failure.
 
 pub mod classify;
+pub mod ext;
 pub mod paths;
+
+pub use ext::Semantics;
 
 use crate::protocol::contract::{ApprovalMode, Contract};
 use crate::protocol::decision::{ClassifiedEffect, Decision, ReasonCode, Verdict};
@@ -30,6 +33,8 @@ pub enum Check {
     WritePathsEmpty,
     WritePath,
     ApprovalMode,
+    /// Extension: the cwd lies under `allowed_read_prefixes`.
+    CwdReadable,
 }
 
 impl Check {
@@ -49,6 +54,7 @@ impl Check {
             Check::WritePathsEmpty => "require_write_paths_empty",
             Check::WritePath => "allowed_write_prefixes",
             Check::ApprovalMode => "approval_mode",
+            Check::CwdReadable => "cwd_within_read_prefixes",
         }
     }
 }
@@ -352,13 +358,48 @@ pub fn evaluate(contract: &Contract, policy: &Policy) -> Decision {
     }
 }
 
+/// Decide under `semantics`: the v0.1 decision, and for
+/// [`Semantics::Csc`] the first failing extension check where v0.1 did
+/// not deny (extensions never loosen a decision nor change a v0.1 denial).
+pub fn decide(contract: &Contract, policy: &Policy, semantics: Semantics) -> Decision {
+    let mut decision = evaluate(contract, policy);
+    if semantics == Semantics::Reference || decision.decision == Verdict::Deny {
+        return decision;
+    }
+    let mut first: Option<Failure> = None;
+    ext::walk(contract, policy, &mut |finding| match finding.failure {
+        Some(f) => {
+            first = Some(f);
+            Flow::Stop
+        }
+        None => Flow::Continue,
+    });
+    if let Some(f) = first {
+        decision.decision = f.verdict;
+        decision.reasons = vec![f.reason];
+        decision.reason_codes = vec![f.code];
+    }
+    decision
+}
+
 /// Evaluate every check without stopping: the input of `csc explain`.
-pub fn explain(contract: &Contract, policy: &Policy) -> (Vec<Finding>, WalkSummary) {
+/// Under [`Semantics::Csc`] the extension checks follow the v0.1 ones.
+pub fn explain(
+    contract: &Contract,
+    policy: &Policy,
+    semantics: Semantics,
+) -> (Vec<Finding>, WalkSummary) {
     let mut findings = Vec::new();
     let summary = walk(contract, policy, &mut |finding| {
         findings.push(finding);
         Flow::Continue
     });
+    if semantics == Semantics::Csc {
+        ext::walk(contract, policy, &mut |finding| {
+            findings.push(finding);
+            Flow::Continue
+        });
+    }
     (findings, summary)
 }
 
@@ -402,5 +443,29 @@ mod tests {
         let d = evaluate(&contract, &policy);
         assert_eq!(d.decision, Verdict::Deny);
         assert_eq!(d.reason_codes, vec![ReasonCode::CommandNotAllowed]);
+    }
+
+    #[test]
+    fn cwd_outside_read_prefixes_is_denied_only_by_csc_semantics() {
+        let (contract, mut policy) = fixture();
+        policy.allowed_read_prefixes = vec!["/nowhere".into()];
+        policy.allowed_cwd_prefixes = vec![contract.commands[0].cwd.clone()];
+        let mut c = contract.clone();
+        c.commands[0].read_paths.clear();
+        assert_eq!(
+            decide(&c, &policy, Semantics::Reference).decision,
+            Verdict::Allow
+        );
+        let d = decide(&c, &policy, Semantics::Csc);
+        assert_eq!(d.decision, Verdict::Deny);
+        assert_eq!(d.reason_codes, vec![ReasonCode::ReadScopeDenied]);
+        assert_eq!(
+            ext::ext_code_of(&d.reasons[0]),
+            Some(ext::CWD_OUTSIDE_READ_PREFIXES)
+        );
+        // A v0.1 denial keeps its own code.
+        policy.allowed_risk_classes.clear();
+        let d = decide(&c, &policy, Semantics::Csc);
+        assert_eq!(d.reason_codes, vec![ReasonCode::RiskClassNotAllowed]);
     }
 }

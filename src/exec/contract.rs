@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::capture::{Captured, Live};
 use super::effects::Snapshot;
 use super::resolve::{self, SearchPath};
-use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths};
+use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths, scopes};
 use crate::protocol::contract::{Command, Contract};
 use crate::protocol::limits::truncate_error;
 use crate::protocol::policy::Policy;
@@ -133,7 +133,12 @@ fn stop(status: RunStatus, code: Option<i32>, error: String) -> Stop {
 
 /// Build the launch spec for one command (runtime checks happen here).
 fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<LaunchSpec, Stop> {
-    let cwd = paths::resolve_cwd(&cmd.cwd, &policy.allowed_cwd_prefixes).map_err(|e| {
+    let cwd = paths::resolve_cwd(
+        &cmd.cwd,
+        &policy.allowed_cwd_prefixes,
+        &policy.allowed_read_prefixes,
+    )
+    .map_err(|e| {
         let status = if e.is_block() {
             RunStatus::Blocked
         } else {
@@ -141,6 +146,18 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         };
         stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
     })?;
+    let mut read_paths = Vec::with_capacity(cmd.read_paths.len());
+    for p in &cmd.read_paths {
+        let r = scopes::resolve_scope(p, &policy.allowed_read_prefixes, "read_paths")
+            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+        read_paths.push(r.path);
+    }
+    let mut write_paths = Vec::with_capacity(cmd.write_paths.len());
+    for p in &cmd.write_paths {
+        let r = scopes::resolve_scope(p, &policy.allowed_write_prefixes, "write_paths")
+            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+        write_paths.push(r.path);
+    }
     let env = env::build(
         &cmd.env_allow,
         cfg.search_path.as_env_value(),
@@ -152,6 +169,8 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         let name = argv.first().map(String::as_str).unwrap_or("");
         let program = resolve::resolve(name, cfg.search_path)
             .map_err(|e| stop(RunStatus::Failed, Some(e.exit_code()), e.to_string()))?;
+        resolve::check_program_target(name, &program, cfg.search_path, &policy.allow_commands)
+            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
         segments.push(Segment {
             program,
             argv: argv.to_vec(),
@@ -161,8 +180,8 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         segments,
         cwd,
         env,
-        read_paths: cmd.read_paths.clone(),
-        write_paths: cmd.write_paths.clone(),
+        read_paths,
+        write_paths,
         network: cmd.network,
     })
 }

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod resolve;
 pub mod sandboxed;
+pub mod scopes;
 pub mod spawn;
 pub mod sys;
 pub mod timeout;
@@ -51,10 +52,12 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     /// The complete environment (nothing else is inherited).
     pub env: Vec<(OsString, OsString)>,
-    /// Declared read scopes (for confinement; local mode does not enforce).
-    pub read_paths: Vec<String>,
-    /// Declared write scopes (for confinement; local mode does not enforce).
-    pub write_paths: Vec<String>,
+    /// Read scopes as resolved on the host (literal prefixes, symlinks
+    /// resolved and re-checked against the policy; for confinement, local
+    /// mode does not enforce).
+    pub read_paths: Vec<PathBuf>,
+    /// Write scopes as resolved on the host (as `read_paths`).
+    pub write_paths: Vec<PathBuf>,
     /// Declared network mode (for confinement; local mode does not enforce).
     pub network: NetworkMode,
 }

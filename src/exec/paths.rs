@@ -14,6 +14,11 @@ pub enum CwdError {
     NotAbsolute(String),
     #[error("cwd resolves outside allowed scope: declared={declared:?}, resolved={resolved:?}")]
     Escapes { declared: String, resolved: String },
+    #[error(
+        "cwd is readable by the command but resolves outside allowed_read_prefixes: declared={declared:?}, resolved={resolved:?} [{code}]",
+        code = crate::engine::ext::CWD_OUTSIDE_READ_PREFIXES
+    )]
+    Unreadable { declared: String, resolved: String },
     #[error("cwd does not exist or is not a directory: {declared:?} ({reason})")]
     Missing { declared: String, reason: String },
 }
@@ -25,8 +30,14 @@ impl CwdError {
     }
 }
 
-/// Resolve `declared` (following symlinks) and check it against `allowed`.
-pub fn resolve_cwd(declared: &str, allowed: &[String]) -> Result<PathBuf, CwdError> {
+/// Resolve `declared` (following symlinks) and check the resolved path
+/// against `allowed` (the cwd prefixes) and `readable` (the read prefixes:
+/// the command can read its cwd, RFC 0005).
+pub fn resolve_cwd(
+    declared: &str,
+    allowed: &[String],
+    readable: &[String],
+) -> Result<PathBuf, CwdError> {
     if !declared.starts_with('/') || declared.starts_with("//") {
         return Err(CwdError::NotAbsolute(declared.to_owned()));
     }
@@ -37,6 +48,12 @@ pub fn resolve_cwd(declared: &str, allowed: &[String]) -> Result<PathBuf, CwdErr
     let shown = resolved.to_string_lossy().into_owned();
     if !matches!(within_prefixes(&shown, allowed), Ok(true)) {
         return Err(CwdError::Escapes {
+            declared: declared.to_owned(),
+            resolved: shown,
+        });
+    }
+    if !matches!(within_prefixes(&shown, readable), Ok(true)) {
+        return Err(CwdError::Unreadable {
             declared: declared.to_owned(),
             resolved: shown,
         });
@@ -99,10 +116,20 @@ mod tests {
         let allowed = vec![inside.to_string_lossy().into_owned()];
         let canon_inside = std::fs::canonicalize(&inside).unwrap();
         let allowed_canon = vec![canon_inside.to_string_lossy().into_owned()];
-        let err = resolve_cwd(link.to_str().unwrap(), &allowed_canon).unwrap_err();
+        let err = resolve_cwd(link.to_str().unwrap(), &allowed_canon, &allowed_canon).unwrap_err();
         assert!(err.is_block(), "{err}");
-        let missing =
-            resolve_cwd(&format!("{}/nope", canon_inside.display()), &allowed).unwrap_err();
+        let missing = resolve_cwd(
+            &format!("{}/nope", canon_inside.display()),
+            &allowed,
+            &allowed,
+        )
+        .unwrap_err();
         assert!(!missing.is_block());
+        let unreadable =
+            resolve_cwd(canon_inside.to_str().unwrap(), &allowed_canon, &[]).unwrap_err();
+        assert!(
+            matches!(unreadable, CwdError::Unreadable { .. }),
+            "{unreadable}"
+        );
     }
 }

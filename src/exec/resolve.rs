@@ -122,6 +122,44 @@ pub fn resolve(argv0: &str, search: &SearchPath) -> Result<PathBuf, ResolveError
     }
 }
 
+/// An absolute `argv[0]` names a path, and what runs is whatever the
+/// kernel resolves it to: when that differs (a symlink, possibly planted by
+/// an earlier command), the target must itself be trusted: inside a
+/// trusted search path directory, or listed in `allow_commands`.
+pub fn check_program_target(
+    argv0: &str,
+    program: &Path,
+    search: &SearchPath,
+    allow_commands: &[String],
+) -> Result<(), String> {
+    if !argv0.starts_with('/') {
+        // Found on the operator's search path: trusted as it is.
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(program)
+        .map_err(|e| format!("cannot resolve executable {argv0:?}: {e}"))?;
+    if target == program {
+        return Ok(());
+    }
+    let in_search_path = target.parent().is_some_and(|parent| {
+        search
+            .dirs
+            .iter()
+            .any(|d| std::fs::canonicalize(d).is_ok_and(|d| d == parent))
+    });
+    let listed = allow_commands
+        .iter()
+        .any(|c| Path::new(c) == target.as_path());
+    if in_search_path || listed {
+        return Ok(());
+    }
+    Err(format!(
+        "argv[0] {argv0:?} resolves to {:?}, which is neither in the trusted search path nor in allow_commands [{}]",
+        target.display().to_string(),
+        super::scopes::RESOLVES_OUTSIDE_POLICY
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +182,26 @@ mod tests {
             resolve("/etc/passwd", &sp),
             Err(ResolveError::NotExecutable { .. })
         ));
+    }
+
+    #[test]
+    fn absolute_argv0_links_must_lead_somewhere_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let tool = root.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&tool, &link).unwrap();
+        let sp = SearchPath::default();
+        let l = link.to_str().unwrap();
+        let err = check_program_target(l, &link, &sp, &[l.to_owned()]).unwrap_err();
+        assert!(err.contains("CSC_RESOLVES_OUTSIDE_POLICY"), "{err}");
+        let listed = [l.to_owned(), tool.to_string_lossy().into_owned()];
+        assert!(check_program_target(l, &link, &sp, &listed).is_ok());
+        assert!(check_program_target(tool.to_str().unwrap(), &tool, &sp, &[]).is_ok());
+        // /bin/sh -> dash through /bin -> usr/bin: inside the search path.
+        assert!(check_program_target("/bin/sh", Path::new("/bin/sh"), &sp, &[]).is_ok());
     }
 
     #[test]

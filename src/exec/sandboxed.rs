@@ -8,7 +8,6 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use super::{LaunchError, LaunchSpec, Launcher, Signal, Status, Supervised};
-use crate::engine::paths::glob_literal_prefix;
 use crate::sandbox::{self, SandboxChild, SandboxConfig, SandboxExit, SandboxSpec};
 
 /// Launches every command inside a fresh sandbox built from `config`.
@@ -16,21 +15,9 @@ use crate::sandbox::{self, SandboxChild, SandboxConfig, SandboxExit, SandboxSpec
 pub struct SandboxLauncher {
     /// Host-level sandbox configuration (operator-controlled).
     pub config: SandboxConfig,
-}
-
-/// Literal prefixes (before any glob) of declared scopes, as host paths.
-/// An empty prefix (a scope that is a bare glob) cannot be confined.
-fn literal_prefixes(scopes: &[String], field: &str) -> Result<Vec<PathBuf>, LaunchError> {
-    scopes
-        .iter()
-        .map(|s| match glob_literal_prefix(s) {
-            "" => Err(LaunchError {
-                code: 1,
-                message: format!("{field} entry {s:?} has no literal prefix to confine to"),
-            }),
-            p => Ok(PathBuf::from(p)),
-        })
-        .collect()
+    /// csc's own files for this run (keys, state, evidence paths): never
+    /// visible inside the sandbox.
+    pub hidden_paths: Vec<PathBuf>,
 }
 
 fn utf8(value: &std::ffi::OsStr, what: &str) -> Result<String, LaunchError> {
@@ -44,7 +31,10 @@ fn utf8(value: &std::ffi::OsStr, what: &str) -> Result<String, LaunchError> {
 }
 
 /// Translate the executor's launch spec into a sandbox spec.
-pub fn sandbox_spec(spec: &LaunchSpec) -> Result<SandboxSpec, LaunchError> {
+pub fn sandbox_spec(
+    spec: &LaunchSpec,
+    hidden_paths: &[PathBuf],
+) -> Result<SandboxSpec, LaunchError> {
     let mut segments = Vec::with_capacity(spec.segments.len());
     for seg in &spec.segments {
         let program = utf8(seg.program.as_os_str(), "resolved program path")?;
@@ -61,9 +51,10 @@ pub fn sandbox_spec(spec: &LaunchSpec) -> Result<SandboxSpec, LaunchError> {
         segments,
         cwd: spec.cwd.clone(),
         env,
-        read_paths: literal_prefixes(&spec.read_paths, "read_paths")?,
-        write_paths: literal_prefixes(&spec.write_paths, "write_paths")?,
+        read_paths: spec.read_paths.clone(),
+        write_paths: spec.write_paths.clone(),
         network: spec.network,
+        hidden_paths: hidden_paths.to_vec(),
     })
 }
 
@@ -74,7 +65,7 @@ impl Launcher for SandboxLauncher {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<Box<dyn Supervised>, LaunchError> {
-        let sandbox_spec = sandbox_spec(spec)?;
+        let sandbox_spec = sandbox_spec(spec, &self.hidden_paths)?;
         // `spawn` is called on the executor's long-lived thread, so the
         // helper's parent-death signal stays armed for the whole run.
         let child = sandbox::spawn(&self.config, &sandbox_spec, stdout, stderr).map_err(|e| {
@@ -150,7 +141,7 @@ mod tests {
     use crate::protocol::contract::NetworkMode;
 
     #[test]
-    fn spec_uses_resolved_programs_and_literal_prefixes() {
+    fn spec_uses_resolved_programs_and_scopes() {
         let spec = LaunchSpec {
             segments: vec![Segment {
                 program: "/usr/bin/grep".into(),
@@ -158,27 +149,14 @@ mod tests {
             }],
             cwd: "/work".into(),
             env: vec![("PATH".into(), "/usr/bin".into())],
-            read_paths: vec!["/work/src/**/*.rs".into()],
+            read_paths: vec!["/work/src".into()],
             write_paths: vec!["/work/out".into()],
             network: NetworkMode::Deny,
         };
-        let s = sandbox_spec(&spec).unwrap();
+        let s = sandbox_spec(&spec, &[]).unwrap();
         assert_eq!(s.segments, vec![vec!["/usr/bin/grep", "-r", "x"]]);
         assert_eq!(s.read_paths, vec![PathBuf::from("/work/src")]);
         assert_eq!(s.write_paths, vec![PathBuf::from("/work/out")]);
         assert_eq!(s.env, vec![("PATH".to_owned(), "/usr/bin".to_owned())]);
-    }
-
-    #[test]
-    fn bare_glob_scopes_are_refused() {
-        let spec = LaunchSpec {
-            segments: vec![],
-            cwd: "/".into(),
-            env: vec![],
-            read_paths: vec!["*".into()],
-            write_paths: vec![],
-            network: NetworkMode::Deny,
-        };
-        assert!(sandbox_spec(&spec).is_err());
     }
 }

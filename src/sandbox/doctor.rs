@@ -265,6 +265,7 @@ fn run_probe(cfg: &SandboxConfig) -> ProbeResult {
         read_paths: Vec::new(),
         write_paths: Vec::new(),
         network: NetworkMode::Deny,
+        hidden_paths: vec![],
     };
     let fail = |stage: &str, m: String| ProbeResult {
         ok: Vec::new(),

@@ -252,7 +252,7 @@ fn init_main(
         nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}")),
     )?;
     stage("rlimits", limit_pids(plan.rlimits.processes))?;
-    stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
+    let bound = stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
     if plan.probe {
         status.send(&StatusMsg::StageOk {
             stage: "mounts".into(),
@@ -270,8 +270,9 @@ fn init_main(
     )?;
     stage(
         "landlock",
-        landlock::restrict(&plan.landlock, plan.network).map(drop),
+        landlock::restrict(&plan.landlock, plan.network, &bound).map(drop),
     )?;
+    drop(bound);
     if plan.probe {
         status.send(&StatusMsg::StageOk {
             stage: "landlock".into(),

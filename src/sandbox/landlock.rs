@@ -9,6 +9,8 @@ use ::landlock::{
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
+use std::os::fd::AsFd;
+
 use super::plan::{LandlockPlan, RuleClass};
 use super::sys;
 use crate::protocol::contract::NetworkMode;
@@ -104,8 +106,15 @@ pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<E
 }
 
 /// Build the ruleset and restrict the calling process (and its future
-/// children). Requires `no_new_privs` to be set already.
-pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
+/// children). Requires `no_new_privs` to be set already. A rule whose path
+/// is a bind's destination is added from `bound`, the descriptor of the
+/// host object that was checked and bound, never by opening the path
+/// again.
+pub(crate) fn restrict(
+    plan: &LandlockPlan,
+    network: NetworkMode,
+    bound: &[(std::path::PathBuf, std::os::fd::OwnedFd)],
+) -> Result<Enforced, String> {
     let enforced = check_requirements(plan, network)?;
     let abi = abi_of(enforced.abi);
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
@@ -125,12 +134,16 @@ pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enfo
     }
     let mut created = ruleset.create().map_err(|e| err("create ruleset", &e))?;
     for rule in &plan.rules {
-        let fd = PathFd::new(&rule.path)
-            .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
         let access = access_for(rule.class, enforced.abi, rule.is_dir);
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
+        let added = match bound.iter().find(|(dst, _)| dst == &rule.path) {
+            Some((_, fd)) => created.add_rule(PathBeneath::new(fd.as_fd(), access)),
+            None => {
+                let fd = PathFd::new(&rule.path)
+                    .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
+                created.add_rule(PathBeneath::new(fd, access))
+            }
+        };
+        created = added.map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
     }
     let status = created
         .restrict_self()

@@ -49,9 +49,13 @@ pub const EXEC_FAILED_EXIT: i32 = 127;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// System directories bound read-only (with execute) when they exist
-    /// on the host; symlinks (e.g. `/bin -> usr/bin`) are recreated.
-    pub system_ro_dirs: Vec<PathBuf>,
+    /// System paths (directories or files) bound read-only, with execute,
+    /// when they exist on the host: the loader and libraries, and an
+    /// allowlist of `/etc` entries programs need ([`ETC_ALLOWLIST`]; never
+    /// all of `/etc`). Symlinks whose target is in the view anyway (e.g.
+    /// `/bin -> usr/bin`) are recreated; others are bound from their
+    /// target. Operators add entries with `--ro-bind-system`.
+    pub system_paths: Vec<PathBuf>,
     /// Size cap of the private `/tmp` tmpfs, in bytes.
     pub tmp_size_bytes: u64,
     /// Resource limits applied to every sandboxed process.
@@ -61,10 +65,9 @@ pub struct SandboxConfig {
     /// Allow executing files found in read and write scopes (Landlock
     /// `EXECUTE` right). System directories are always executable.
     pub exec_in_scopes: bool,
-    /// Host paths hidden inside the view even when a bind covers them
-    /// (secrets under `/etc` that uid 0 could otherwise read): files are
-    /// replaced by an empty read-only file, directories by an empty
-    /// read-only tmpfs.
+    /// Host paths hidden inside the view even when a bind covers them:
+    /// files are replaced by an empty read-only file, directories by an
+    /// empty read-only tmpfs. Operators add entries with `--mask`.
     pub masked_paths: Vec<PathBuf>,
     /// Hostname inside the sandbox.
     pub hostname: String,
@@ -72,34 +75,68 @@ pub struct SandboxConfig {
     pub helper_exe: Option<PathBuf>,
 }
 
+/// System directories bound read-only (with execute) when they exist.
+pub const SYSTEM_DIRS: [&str; 7] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// The `/etc` entries programs need, bound read-only when they exist:
+/// dynamic loader, users and name service, name resolution, TLS trust
+/// stores, time zone, locale, alternatives, OS identity, system-wide git
+/// and pip configuration. Nothing else of `/etc` is in the view (no
+/// shadow files, no host keys, no csc keys), whoever runs csc.
+pub const ETC_ALLOWLIST: [&str; 36] = [
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/networks",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust",
+    "/etc/crypto-policies",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/locale.alias",
+    "/etc/locale.conf",
+    "/etc/default/locale",
+    "/etc/alternatives",
+    "/etc/os-release",
+    "/etc/lsb-release",
+    "/etc/debian_version",
+    "/etc/mime.types",
+    "/etc/inputrc",
+    "/etc/terminfo",
+    "/etc/gitconfig",
+    "/etc/pip.conf",
+    "/etc/python3",
+    "/etc/mtab",
+];
+
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            system_ro_dirs: [
-                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
-            ]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
+            system_paths: SYSTEM_DIRS
+                .iter()
+                .chain(ETC_ALLOWLIST.iter())
+                .map(PathBuf::from)
+                .collect(),
             tmp_size_bytes: 256 * 1024 * 1024,
             rlimits: RlimitConfig::default(),
             min_landlock_abi: 4,
             exec_in_scopes: true,
-            masked_paths: [
-                "/etc/shadow",
-                "/etc/shadow-",
-                "/etc/gshadow",
-                "/etc/gshadow-",
-                "/etc/sudoers",
-                "/etc/sudoers.d",
-                "/etc/ssh",
-                "/etc/ssl/private",
-                "/etc/security/opasswd",
-                "/etc/machine-id",
-            ]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
+            masked_paths: Vec::new(),
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
         }
@@ -123,6 +160,11 @@ pub struct SandboxSpec {
     pub write_paths: Vec<PathBuf>,
     /// Network mode of the command.
     pub network: NetworkMode,
+    /// csc's own files (signing key, state dir, approval, receipt and
+    /// output paths): masked wherever a bind would expose them, and no
+    /// scope may lie inside one.
+    #[serde(default)]
+    pub hidden_paths: Vec<PathBuf>,
 }
 
 /// How a sandboxed run ended.

@@ -6,13 +6,19 @@
 //! 1. make every mount private;
 //! 2. mount a scratch tmpfs on `/tmp`, `pivot_root` into it with the host
 //!    root at `/oldroot` (the host `/tmp` is visible again there);
-//! 3. mount the new root tmpfs at `/newroot` and execute the plan, binding
-//!    `/oldroot/<src>` to `/newroot/<dst>`; every bind gets `nosuid,nodev`
-//!    (+`ro` unless writable) recursively via `mount_setattr`;
+//! 3. mount the new root tmpfs at `/newroot` and execute the plan. A bind
+//!    opens `<src>` below `/oldroot` with `openat2(RESOLVE_BENEATH |
+//!    RESOLVE_NO_SYMLINKS)` — the plan holds symlink-free paths, so a link
+//!    appearing there since csc checked them fails the setup — clones
+//!    exactly that object with `open_tree`, sets `nosuid,nodev` (+`ro`
+//!    unless writable) on the detached copy, and attaches it with
+//!    `move_mount` on a mount point opened the same way below `/newroot`.
+//!    The source descriptors are kept for the Landlock rules;
 //! 4. detach `/oldroot`, `pivot_root` into `/newroot`, detach the scratch
 //!    root, remount `/` read-only.
 
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
@@ -24,6 +30,13 @@ const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
 /// Empty file on the scratch root, bound over masked files.
 const EMPTY_FILE: &str = "/empty";
+/// Empty read-only tmpfs on the scratch root, cloned over masked
+/// directories.
+const EMPTY_DIR: &str = "/emptydir";
+
+/// Descriptors of the bound host objects, by their path in the view: the
+/// objects csc checked and bound, for the Landlock rules.
+pub(crate) type Bound = Vec<(PathBuf, OwnedFd)>;
 
 fn under(base: &str, p: &Path) -> PathBuf {
     let rel = p.strip_prefix("/").unwrap_or(p);
@@ -84,7 +97,127 @@ fn setattr(p: &Path, set: u64, recursive: bool) -> Result<(), String> {
     sys::mount_setattr(p, set, recursive).map_err(e(format!("mount_setattr {}", p.display())))
 }
 
-fn apply_op(op: &MountOp) -> Result<(), String> {
+fn components(p: &Path) -> Vec<&std::ffi::OsStr> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `O_PATH` descriptor of one of the scratch root's own entries.
+fn open_scratch(path: &str, is_dir: bool) -> Result<OwnedFd, String> {
+    use nix::fcntl::OFlag;
+    let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if is_dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).map_err(e(format!("open {path}")))
+}
+
+fn open_dir(path: &str) -> Result<OwnedFd, String> {
+    open_scratch(path, true)
+}
+
+fn kind_word(is_dir: bool) -> &'static str {
+    if is_dir { "directory" } else { "file" }
+}
+
+/// Open the host object `src` (below `/oldroot`) without following any
+/// symlink on the way, and check that it still is what the plan says.
+fn open_source(src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
+    let old = open_dir(OLD)?;
+    let rel = src.strip_prefix("/").unwrap_or(src);
+    let fd = sys::open_beneath_nofollow(old.as_raw_fd(), rel, false).map_err(|err| {
+        let why = match err.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EXDEV) => {
+                "a component is now a symbolic link (it changed after csc checked it)".to_owned()
+            }
+            _ => err.to_string(),
+        };
+        format!("open {} for binding: {why}", src.display())
+    })?;
+    let st = nix::sys::stat::fstat(&fd).map_err(e(format!("fstat {}", src.display())))?;
+    let dir = (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+    if dir != is_dir {
+        return Err(format!(
+            "{} is no longer a {} (it changed after csc checked it)",
+            src.display(),
+            kind_word(is_dir)
+        ));
+    }
+    Ok(fd)
+}
+
+/// Open the mount point `dst` below `/newroot` without following any
+/// symlink, creating missing components (directories, and the final file
+/// for a file bind) when `create` is set.
+fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<OwnedFd>, String> {
+    let mut cur = open_dir(NEW)?;
+    let parts = components(dst);
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let want_dir = !last || is_dir;
+        let opened = match sys::open_beneath_nofollow(cur.as_raw_fd(), Path::new(name), want_dir) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
+                let made = if want_dir {
+                    sys::mkdirat(cur.as_raw_fd(), name, 0o755)
+                } else {
+                    sys::create_file_at(cur.as_raw_fd(), name)
+                };
+                made.map_err(e(format!("create mount point {}", dst.display())))?;
+                sys::open_beneath_nofollow(cur.as_raw_fd(), Path::new(name), want_dir)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other,
+        };
+        cur = opened.map_err(e(format!(
+            "open mount point {} (no symbolic links allowed)",
+            dst.display()
+        )))?;
+    }
+    Ok(Some(cur))
+}
+
+/// Attach a detached copy of the object `from` on `target`, with `set`
+/// mount attributes (added on the copy before it becomes visible).
+fn attach(
+    from: &OwnedFd,
+    target: &OwnedFd,
+    set: u64,
+    recursive: bool,
+    what: &Path,
+) -> Result<(), String> {
+    let tree = sys::open_tree_clone(from, recursive)
+        .map_err(e(format!("open_tree {}", what.display())))?;
+    sys::mount_setattr_fd(&tree, set, recursive)
+        .map_err(e(format!("mount_setattr {}", what.display())))?;
+    sys::move_mount_fd(&tree, target).map_err(e(format!("move_mount {}", what.display())))
+}
+
+/// Hide `dst` (if it exists in the view) under an empty read-only file or
+/// directory. The target is opened without following symlinks.
+fn mask(dst: &Path, is_dir: bool) -> Result<(), String> {
+    let Some(target) = open_mountpoint(dst, is_dir, false)? else {
+        return Ok(());
+    };
+    let st = nix::sys::stat::fstat(&target).map_err(e(format!("fstat {}", dst.display())))?;
+    let target_is_dir = (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+    let empty = open_scratch(
+        if target_is_dir { EMPTY_DIR } else { EMPTY_FILE },
+        target_is_dir,
+    )?;
+    attach(
+        &empty,
+        &target,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        false,
+        dst,
+    )
+}
+
+fn apply_op(op: &MountOp, bound: &mut Bound) -> Result<(), String> {
     match op {
         MountOp::Bind {
             src,
@@ -92,14 +225,16 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
             access,
             is_dir,
         } => {
-            let target = under(NEW, dst);
-            ensure_mountpoint(&target, *is_dir)?;
-            bind(&under(OLD, src), &target, true)?;
+            let source = open_source(src, *is_dir)?;
+            let target = open_mountpoint(dst, *is_dir, true)?
+                .ok_or_else(|| format!("mount point {} missing", dst.display()))?;
             let mut set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
             if *access != BindAccess::Write {
                 set |= MOUNT_ATTR_RDONLY;
             }
-            setattr(&target, set, true)
+            attach(&source, &target, set, true, dst)?;
+            bound.push((dst.clone(), source));
+            Ok(())
         }
         MountOp::Symlink { target, dst } => {
             let link = under(NEW, dst);
@@ -156,30 +291,15 @@ fn apply_op(op: &MountOp) -> Result<(), String> {
             )
             .map_err(e("mount proc"))
         }
-        MountOp::Hide { dst } | MountOp::Mask { dst, is_dir: true } => {
-            let target = under(NEW, dst);
-            mkdir_p(&target)?;
-            tmpfs(
-                &target,
-                "mode=0555,size=4096",
-                MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
-            )
-        }
-        MountOp::Mask { dst, is_dir: false } => {
-            let target = under(NEW, dst);
-            bind(Path::new(EMPTY_FILE), &target, false)?;
-            setattr(
-                &target,
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-                false,
-            )
-        }
+        MountOp::Hide { dst } => mask(dst, true),
+        MountOp::Mask { dst, is_dir } => mask(dst, *is_dir),
     }
 }
 
 /// Build the view and enter it; `cwd` becomes the working directory.
-/// Must run inside the new mount and pid namespaces (for /proc).
-pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
+/// Must run inside the new mount and pid namespaces (for /proc). Returns
+/// the descriptors of the bound host objects (for Landlock).
+pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<Bound, String> {
     mount(
         None::<&str>,
         "/",
@@ -199,8 +319,15 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
 
     tmpfs(Path::new(NEW), "mode=0755,size=1048576", MsFlags::empty())?;
     ensure_mountpoint(Path::new(EMPTY_FILE), false)?;
+    mkdir_p(Path::new(EMPTY_DIR))?;
+    tmpfs(
+        Path::new(EMPTY_DIR),
+        "mode=0555,size=4096",
+        MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+    )?;
+    let mut bound = Bound::new();
     for op in ops {
-        apply_op(op)?;
+        apply_op(op, &mut bound)?;
     }
 
     // Detach the host root, then make /newroot the root.
@@ -226,5 +353,5 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<(), String> {
         false,
     )?;
     nix::unistd::chdir(cwd).map_err(e(format!("chdir {}", cwd.display())))?;
-    Ok(())
+    Ok(bound)
 }

@@ -320,6 +320,9 @@ pub fn validate_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
         check_str("environment value", v)?;
     }
     normalize(&spec.cwd)?;
+    for p in &spec.hidden_paths {
+        normalize(p)?;
+    }
     for p in spec.read_paths.iter().chain(&spec.write_paths) {
         let n = normalize(p)?;
         if is_kernel_fs(&n) {
@@ -332,8 +335,93 @@ pub fn validate_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Where a system path appears in the view.
+enum SystemEntry {
+    /// Bind host `src` at `dst`.
+    Bind(PathBuf, PathBuf, bool),
+    /// Recreate the symlink.
+    Link(PathBuf, PathBuf),
+}
+
+/// Decide how each configured system path appears: a path without
+/// symlinks is bound as is; a symlink whose target is in the view anyway
+/// (another system path, `/proc`, `/dev`) is recreated; any other path is
+/// bound from its resolved target (the operator's system configuration,
+/// e.g. `/etc/resolv.conf -> /run/...`). Missing and dangling paths are
+/// skipped.
+fn system_entries(cfg: &SandboxConfig, fs: &dyn HostFs) -> Result<Vec<SystemEntry>, SandboxError> {
+    let mut paths = Vec::new();
+    for p in &cfg.system_paths {
+        let p = normalize(p)?;
+        if is_kernel_fs(&p) || p == Path::new("/") {
+            return Err(SandboxError::InvalidSpec(format!(
+                "system path {} cannot be exposed",
+                p.display()
+            )));
+        }
+        paths.push(p);
+    }
+    let plain: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| fs.canonicalize(p).as_deref() == Some(p.as_path()))
+        .cloned()
+        .collect();
+    let in_view = |c: &Path| {
+        plain.iter().any(|q| c.starts_with(q)) || c.starts_with("/proc") || c.starts_with("/dev")
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        let Some(kind) = fs.kind(&p) else { continue };
+        let Some(c) = fs.canonicalize(&p) else {
+            continue;
+        };
+        let is_dir = fs.kind(&c) == Some(HostKind::Dir);
+        if c == p {
+            out.push(SystemEntry::Bind(c, p, is_dir));
+        } else if kind == HostKind::Symlink && in_view(&c) {
+            let target = fs.read_link(&p).ok_or_else(|| {
+                SandboxError::InvalidSpec(format!("cannot read symlink {}", p.display()))
+            })?;
+            out.push(SystemEntry::Link(target, p));
+        } else if !is_kernel_fs(&c) {
+            out.push(SystemEntry::Bind(c, p, is_dir));
+        }
+    }
+    Ok(out)
+}
+
+/// A declared scope (already resolved by the caller): `None` when it does
+/// not exist; an error when it is not symlink-free, since only the path the
+/// caller checked against the policy may be bound.
+fn scope(p: &Path, what: &str, fs: &dyn HostFs) -> Result<Option<(PathBuf, bool)>, SandboxError> {
+    let n = normalize(p)?;
+    if fs.kind(&n).is_none() {
+        return Ok(None);
+    }
+    let c = fs.canonicalize(&n).ok_or_else(|| {
+        SandboxError::InvalidSpec(format!("{what} {} cannot be resolved", n.display()))
+    })?;
+    if c != n {
+        return Err(SandboxError::InvalidSpec(format!(
+            "{what} {} passes through a symbolic link (it resolves to {}); only the resolved, policy-checked path can be bound",
+            n.display(),
+            c.display()
+        )));
+    }
+    if is_kernel_fs(&c) {
+        return Err(SandboxError::InvalidSpec(format!(
+            "{what} {} lies in a kernel file system",
+            c.display()
+        )));
+    }
+    let is_dir = fs.kind(&c) == Some(HostKind::Dir);
+    Ok(Some((c, is_dir)))
+}
+
 /// Build the plan. Scopes that do not exist on the host are not exposed
-/// (fail closed: less access, never more).
+/// (fail closed: less access, never more); scopes, the cwd and csc's
+/// private paths must be symlink-free (the caller resolved and checked
+/// them).
 pub fn build(
     cfg: &SandboxConfig,
     spec: &SandboxSpec,
@@ -341,57 +429,26 @@ pub fn build(
 ) -> Result<SandboxPlan, SandboxError> {
     validate_spec(spec)?;
     let mut mounts: Vec<MountOp> = Vec::new();
-    // (dst, access, is_dir) of every bind, for coverage checks.
-    let mut binds: Vec<(PathBuf, BindAccess, bool)> = Vec::new();
-
-    for dir in &cfg.system_ro_dirs {
-        let dir = normalize(dir)?;
-        if is_kernel_fs(&dir) || dir == Path::new("/") {
-            return Err(SandboxError::InvalidSpec(format!(
-                "system directory {} cannot be exposed",
-                dir.display()
-            )));
-        }
-        match fs.kind(&dir) {
-            None => {}
-            Some(HostKind::Symlink) => {
-                let target = fs.read_link(&dir).ok_or_else(|| {
-                    SandboxError::InvalidSpec(format!("cannot read symlink {}", dir.display()))
-                })?;
-                mounts.push(MountOp::Symlink { target, dst: dir });
+    // (src, dst, access, is_dir) of every bind, for coverage checks.
+    let mut binds: Vec<(PathBuf, PathBuf, BindAccess, bool)> = Vec::new();
+    for entry in system_entries(cfg, fs)? {
+        match entry {
+            SystemEntry::Bind(src, dst, is_dir) => {
+                binds.push((src, dst, BindAccess::System, is_dir))
             }
-            Some(kind) => {
-                let src = fs.canonicalize(&dir).unwrap_or_else(|| dir.clone());
-                binds.push((src, BindAccess::System, kind == HostKind::Dir));
-            }
+            SystemEntry::Link(target, dst) => mounts.push(MountOp::Symlink { target, dst }),
         }
     }
 
-    let resolve = |p: &Path| -> Result<Option<(PathBuf, bool)>, SandboxError> {
-        let n = normalize(p)?;
-        let Some(c) = fs.canonicalize(&n) else {
-            return Ok(None);
-        };
-        if is_kernel_fs(&c) {
-            return Err(SandboxError::InvalidSpec(format!(
-                "scope {} resolves into a kernel file system ({})",
-                n.display(),
-                c.display()
-            )));
-        }
-        let is_dir = fs.kind(&c) == Some(HostKind::Dir);
-        Ok(Some((c, is_dir)))
-    };
-
     let mut writes: Vec<(PathBuf, bool)> = Vec::new();
     for p in &spec.write_paths {
-        if let Some(r) = resolve(p)? {
+        if let Some(r) = scope(p, "write scope", fs)? {
             writes.push(r);
         }
     }
     let mut reads: Vec<(PathBuf, bool)> = Vec::new();
     for p in &spec.read_paths {
-        if let Some(r) = resolve(p)? {
+        if let Some(r) = scope(p, "read scope", fs)? {
             reads.push(r);
         }
     }
@@ -400,8 +457,10 @@ pub fn build(
             Some(i) != skip && p.starts_with(q) && (p != q || skip.is_none_or(|s| i < s))
         })
     };
-    let system_covers = |p: &Path, binds: &[(PathBuf, BindAccess, bool)]| {
-        binds.iter().any(|(q, _, _)| p.starts_with(q))
+    let system_covers = |p: &Path, binds: &[(PathBuf, PathBuf, BindAccess, bool)]| {
+        binds
+            .iter()
+            .any(|(src, dst, _, _)| src == dst && p.starts_with(src))
     };
     // Write scopes: drop duplicates and nested ones.
     let write_keep: Vec<(PathBuf, bool)> = writes
@@ -423,21 +482,21 @@ pub fn build(
         .map(|(_, r)| r.clone())
         .collect();
 
-    let cwd = fs.canonicalize(&normalize(&spec.cwd)?).ok_or_else(|| {
-        SandboxError::InvalidSpec(format!("cwd {} does not exist", spec.cwd.display()))
-    })?;
-    if fs.kind(&cwd) != Some(HostKind::Dir) {
-        return Err(SandboxError::InvalidSpec(format!(
-            "cwd {} is not a directory",
-            cwd.display()
-        )));
-    }
-    if is_kernel_fs(&cwd) {
-        return Err(SandboxError::InvalidSpec(format!(
-            "cwd {} lies in a kernel file system",
-            cwd.display()
-        )));
-    }
+    let cwd = match scope(&spec.cwd, "cwd", fs)? {
+        Some((c, true)) => c,
+        Some((c, false)) => {
+            return Err(SandboxError::InvalidSpec(format!(
+                "cwd {} is not a directory",
+                c.display()
+            )));
+        }
+        None => {
+            return Err(SandboxError::InvalidSpec(format!(
+                "cwd {} does not exist",
+                spec.cwd.display()
+            )));
+        }
+    };
     let mut read_keep = read_keep;
     if !covered_by(&cwd, &write_keep, None)
         && !covered_by(&cwd, &read_keep, None)
@@ -446,20 +505,59 @@ pub fn build(
         read_keep.push((cwd.clone(), true));
     }
 
-    binds.extend(read_keep.into_iter().map(|(p, d)| (p, BindAccess::Read, d)));
+    binds.extend(
+        read_keep
+            .into_iter()
+            .map(|(p, d)| (p.clone(), p, BindAccess::Read, d)),
+    );
     binds.extend(
         write_keep
             .into_iter()
-            .map(|(p, d)| (p, BindAccess::Write, d)),
+            .map(|(p, d)| (p.clone(), p, BindAccess::Write, d)),
     );
+
+    // csc's private paths: never visible. A scope inside one cannot be
+    // served without exposing it; one covered by a bind is masked.
+    let mut masks: Vec<(PathBuf, bool)> = Vec::new();
+    for (m, private) in cfg
+        .masked_paths
+        .iter()
+        .map(|m| (m, false))
+        .chain(spec.hidden_paths.iter().map(|m| (m, true)))
+    {
+        let m = normalize(m)?;
+        let Some(c) = fs.canonicalize(&m) else {
+            continue;
+        };
+        let is_dir = fs.kind(&c) == Some(HostKind::Dir);
+        if private && let Some((src, ..)) = binds.iter().find(|(src, ..)| src.starts_with(&c)) {
+            return Err(SandboxError::InvalidSpec(format!(
+                "{} lies inside csc's own private path {} (keys, state, evidence); the command cannot be given access to it",
+                src.display(),
+                c.display()
+            )));
+        }
+        for (src, dst, _, _) in &binds {
+            if let Ok(rest) = c.strip_prefix(src) {
+                let at = if rest.as_os_str().is_empty() {
+                    dst.clone()
+                } else {
+                    dst.join(rest)
+                };
+                if !masks.iter().any(|(p, _)| p == &at) {
+                    masks.push((at, is_dir));
+                }
+            }
+        }
+    }
 
     let covers_sys = binds
         .iter()
-        .any(|(p, _, _)| Path::new("/sys").starts_with(p));
-    for (p, access, is_dir) in &binds {
+        .any(|(_, dst, _, _)| Path::new("/sys").starts_with(dst));
+    for (src, dst, access, is_dir) in &binds {
         mounts.push(MountOp::Bind {
-            src: p.clone(),
-            dst: p.clone(),
+            src: src.clone(),
+            dst: dst.clone(),
             access: *access,
             is_dir: *is_dir,
         });
@@ -474,20 +572,8 @@ pub fn build(
     mounts.push(MountOp::Proc {
         dst: PathBuf::from("/proc"),
     });
-    for m in &cfg.masked_paths {
-        let m = normalize(m)?;
-        let covered = binds.iter().any(|(p, _, _)| m.starts_with(p));
-        match fs.kind(&m) {
-            Some(HostKind::Dir) if covered => mounts.push(MountOp::Mask {
-                dst: m,
-                is_dir: true,
-            }),
-            Some(HostKind::File) if covered => mounts.push(MountOp::Mask {
-                dst: m,
-                is_dir: false,
-            }),
-            _ => {}
-        }
+    for (dst, is_dir) in masks {
+        mounts.push(MountOp::Mask { dst, is_dir });
     }
     if covers_sys {
         mounts.push(MountOp::Hide {
@@ -641,6 +727,7 @@ mod tests {
             read_paths: vec!["/work/repo".into()],
             write_paths: vec![],
             network: NetworkMode::Deny,
+            hidden_paths: vec![],
         }
     }
 
@@ -663,7 +750,7 @@ mod tests {
         }));
         let b = binds(&plan);
         assert!(b.contains(&("/usr".into(), BindAccess::System)));
-        assert!(b.contains(&("/etc".into(), BindAccess::System)));
+        assert!(!b.contains(&("/etc".into(), BindAccess::System)));
         // Missing dirs (/sbin, /lib...) are skipped.
         assert!(!b.iter().any(|(p, _)| p == "/sbin"));
     }
@@ -732,11 +819,69 @@ mod tests {
     }
 
     #[test]
-    fn symlinked_scope_is_bound_at_its_target() {
+    fn symlinked_scope_is_refused_not_bound_at_its_target() {
+        for field in ["read", "write", "cwd"] {
+            let mut s = spec();
+            match field {
+                "read" => s.read_paths = vec!["/lnk".into()],
+                "write" => s.write_paths = vec!["/lnk".into()],
+                _ => s.cwd = "/lnk".into(),
+            }
+            let e = build(&SandboxConfig::default(), &s, &FakeFs::new()).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn etc_is_an_allowlist_and_private_paths_are_masked_or_refused() {
+        let mut fs = FakeFs::new();
+        for f in ["/etc/passwd", "/etc/shadow", "/work/repo/key.pem"] {
+            fs.kinds.insert(f.into(), HostKind::File);
+        }
+        fs.kinds.insert("/etc/csc".into(), HostKind::Dir);
+        fs.kinds
+            .insert("/etc/csc/signing.pem".into(), HostKind::File);
+        fs.kinds
+            .insert("/etc/resolv.conf".into(), HostKind::Symlink);
+        fs.links
+            .insert("/etc/resolv.conf".into(), "/run/resolv.conf".into());
+        fs.kinds.insert("/run/resolv.conf".into(), HostKind::File);
         let mut s = spec();
-        s.read_paths = vec!["/lnk".into()];
-        let plan = build(&SandboxConfig::default(), &s, &FakeFs::new()).unwrap();
-        assert!(binds(&plan).contains(&("/data".into(), BindAccess::Read)));
+        s.hidden_paths = vec!["/work/repo/key.pem".into(), "/etc/csc/signing.pem".into()];
+        let plan = build(&SandboxConfig::default(), &s, &fs).unwrap();
+        let b = binds(&plan);
+        assert!(b.contains(&("/etc/passwd".into(), BindAccess::System)));
+        assert!(!b.iter().any(|(p, _)| p == "/etc"
+            || p.starts_with("/etc/shadow")
+            || p.starts_with("/etc/csc")));
+        // A symlink leading out of the view is bound from its target.
+        assert!(plan.mounts.contains(&MountOp::Bind {
+            src: "/run/resolv.conf".into(),
+            dst: "/etc/resolv.conf".into(),
+            access: BindAccess::System,
+            is_dir: false
+        }));
+        assert!(plan.mounts.contains(&MountOp::Mask {
+            dst: "/work/repo/key.pem".into(),
+            is_dir: false
+        }));
+        // A scope inside a private path is refused.
+        let mut s = spec();
+        s.hidden_paths = vec!["/work".into()];
+        let e = build(&SandboxConfig::default(), &s, &fs).unwrap_err();
+        assert!(e.to_string().contains("private"), "{e}");
+        // Operator binds and masks.
+        let cfg = SandboxConfig {
+            system_paths: vec!["/usr".into(), "/data".into()],
+            masked_paths: vec!["/data".into()],
+            ..SandboxConfig::default()
+        };
+        let plan = build(&cfg, &spec(), &fs).unwrap();
+        assert!(binds(&plan).contains(&("/data".into(), BindAccess::System)));
+        assert!(plan.mounts.contains(&MountOp::Mask {
+            dst: "/data".into(),
+            is_dir: true
+        }));
     }
 
     #[test]
@@ -772,22 +917,26 @@ mod tests {
     }
 
     #[test]
-    fn secrets_under_system_dirs_are_masked_after_their_bind() {
+    fn masks_come_after_their_bind() {
         let mut fs = FakeFs::new();
-        fs.kinds.insert("/etc/shadow".into(), HostKind::File);
-        fs.kinds.insert("/etc/ssh".into(), HostKind::Dir);
-        let plan = build(&SandboxConfig::default(), &spec(), &fs).unwrap();
-        let etc = plan
+        fs.kinds.insert("/work/repo/.env".into(), HostKind::File);
+        fs.kinds.insert("/work/repo/keys".into(), HostKind::Dir);
+        let cfg = SandboxConfig {
+            masked_paths: vec!["/work/repo/.env".into(), "/work/repo/keys".into()],
+            ..SandboxConfig::default()
+        };
+        let plan = build(&cfg, &spec(), &fs).unwrap();
+        let repo = plan
             .mounts
             .iter()
-            .position(|m| m.dst() == Path::new("/etc"))
+            .position(|m| m.dst() == Path::new("/work/repo"))
             .unwrap();
-        let shadow = plan
+        let env = plan
             .mounts
             .iter()
-            .position(|m| matches!(m, MountOp::Mask { dst, is_dir: false } if dst == Path::new("/etc/shadow")))
+            .position(|m| matches!(m, MountOp::Mask { dst, is_dir: false } if dst == Path::new("/work/repo/.env")))
             .unwrap();
-        assert!(etc < shadow);
+        assert!(repo < env);
         assert!(
             plan.mounts
                 .iter()

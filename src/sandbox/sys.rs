@@ -65,7 +65,6 @@ pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 /// `recursive`, to every mount below it). Flags are only ever added, so
 /// locked flags inherited from the host are preserved.
 pub fn mount_setattr(path: &Path, set: u64, recursive: bool) -> io::Result<()> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
     let c = cpath(path)?;
     let attr = MountAttr {
         attr_set: set,
@@ -85,6 +84,153 @@ pub fn mount_setattr(path: &Path, set: u64, recursive: bool) -> io::Result<()> {
             flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `struct open_how` from `<linux/openat2.h>`.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `RESOLVE_NO_MAGICLINKS`.
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+/// `RESOLVE_NO_SYMLINKS`.
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+/// `RESOLVE_BENEATH`.
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// `openat2(dirfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW [| O_DIRECTORY])`
+/// with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`:
+/// opens `rel` below `dirfd` only if no component of it (the last one
+/// included) is a symbolic link and nothing escapes `dirfd`. The result
+/// is an `O_PATH` descriptor of exactly the object that was checked.
+pub fn open_beneath_nofollow(dirfd: RawFd, rel: &Path, directory: bool) -> io::Result<OwnedFd> {
+    let c = cpath(if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    })?;
+    let mut flags = (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    if directory {
+        flags |= libc::O_DIRECTORY as u64;
+    }
+    let how = OpenHow {
+        flags,
+        mode: 0,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c` is a valid NUL-terminated string and `how` a properly
+    // sized, initialized `struct open_how`; both outlive the call. The
+    // returned descriptor is new and owned by nobody else.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = cvt(ret)? as RawFd;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `mkdirat(dirfd, name, mode)` of a single path component.
+pub fn mkdirat(dirfd: RawFd, name: &std::ffi::OsStr, mode: libc::mode_t) -> io::Result<()> {
+    let c = cpath(Path::new(name))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::mkdirat(dirfd, c.as_ptr(), mode) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// Create an empty regular file `name` in `dirfd` (never following a
+/// symlink; an existing entry is left alone).
+pub fn create_file_at(dirfd: RawFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    let c = cpath(Path::new(name))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
+    // the returned descriptor is closed right away.
+    let ret = unsafe {
+        libc::openat(
+            dirfd,
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o444 as libc::c_uint,
+        )
+    };
+    let fd = cvt(ret as libc::c_long)? as RawFd;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
+/// [| AT_RECURSIVE])`: a detached copy of the mount tree at the object
+/// `fd` refers to (a bind mount of exactly that object, not of a path).
+pub fn open_tree_clone(fd: &OwnedFd, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: the path is a static empty C string; `fd` is a valid open
+    // descriptor for the duration of the call. The returned descriptor is
+    // new and owned by nobody else.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    let tree = cvt(ret)? as RawFd;
+    // SAFETY: `tree` was just returned by the kernel and is owned by no one.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree) })
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], set)` on a
+/// (possibly detached) mount tree; flags are only ever added.
+pub fn mount_setattr_fd(fd: &OwnedFd, set: u64, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: the path is a static empty C string, `attr` a properly sized,
+    // initialized `struct mount_attr`; `fd` is open for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH |
+/// MOVE_MOUNT_T_EMPTY_PATH)`: attach the detached tree on exactly the
+/// object `target` refers to.
+pub fn move_mount_fd(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both paths are static empty C strings; both descriptors are
+    // open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     cvt(ret).map(drop)
