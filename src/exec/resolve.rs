@@ -125,7 +125,8 @@ pub fn resolve(argv0: &str, search: &SearchPath) -> Result<PathBuf, ResolveError
 /// An absolute `argv[0]` names a path, and what runs is whatever the
 /// kernel resolves it to: when that differs (a symlink, possibly planted by
 /// an earlier command), the target must itself be trusted: inside a
-/// trusted search path directory, or listed in `allow_commands`.
+/// trusted search path directory or a system directory (`/usr`, `/bin`,
+/// ...: operator-installed), or listed in `allow_commands`.
 pub fn check_program_target(
     argv0: &str,
     program: &Path,
@@ -147,14 +148,17 @@ pub fn check_program_target(
             .iter()
             .any(|d| std::fs::canonicalize(d).is_ok_and(|d| d == parent))
     });
+    let in_system_dirs = crate::sandbox::SYSTEM_DIRS
+        .iter()
+        .any(|d| std::fs::canonicalize(d).is_ok_and(|d| target.starts_with(d)));
     let listed = allow_commands
         .iter()
         .any(|c| Path::new(c) == target.as_path());
-    if in_search_path || listed {
+    if in_search_path || in_system_dirs || listed {
         return Ok(());
     }
     Err(format!(
-        "argv[0] {argv0:?} resolves to {:?}, which is neither in the trusted search path nor in allow_commands [{}]",
+        "argv[0] {argv0:?} resolves to {:?}, which is neither in the trusted search path, a system directory, nor allow_commands [{}]",
         target.display().to_string(),
         super::scopes::RESOLVES_OUTSIDE_POLICY
     ))

@@ -37,7 +37,7 @@ use crate::protocol::contract::NetworkMode;
 pub use doctor::{HostReport, preflight};
 pub use profile::{SandboxProfile, profile};
 pub use rlimits::RlimitConfig;
-pub use spawn::{SandboxChild, spawn};
+pub use spawn::{SandboxChild, spawn, spawn_with};
 
 /// Exit code of the helper when sandbox setup failed (nothing was run).
 pub const SETUP_FAILED_EXIT: i32 = 125;

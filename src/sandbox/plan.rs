@@ -215,6 +215,29 @@ pub trait HostFs {
 /// [`HostFs`] backed by the real file system.
 pub struct RealFs;
 
+/// [`HostFs`] that reports every existing path as already resolved: a
+/// plan built with it holds paths exactly as given, as if a symlink had
+/// appeared after csc checked them. Only for tests of the helper's own
+/// refusal to bind through symlinks (`csc __sandbox-run --simulate-swap`).
+pub struct SwappedFs;
+
+impl HostFs for SwappedFs {
+    fn kind(&self, path: &Path) -> Option<HostKind> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(if m.is_dir() {
+            HostKind::Dir
+        } else {
+            HostKind::File
+        })
+    }
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::metadata(path).ok().map(|_| path.to_path_buf())
+    }
+    fn read_link(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::read_link(path).ok()
+    }
+}
+
 impl HostFs for RealFs {
     fn kind(&self, path: &Path) -> Option<HostKind> {
         let m = std::fs::symlink_metadata(path).ok()?;

@@ -35,7 +35,18 @@ pub fn spawn(
     stdout: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<SandboxChild, SandboxError> {
-    let plan = plan::build(cfg, spec, &RealFs)?;
+    spawn_with(cfg, spec, &RealFs, stdout, stderr)
+}
+
+/// [`spawn`] with the host file-system facts taken from `fs`.
+pub fn spawn_with(
+    cfg: &SandboxConfig,
+    spec: &SandboxSpec,
+    fs: &dyn plan::HostFs,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<SandboxChild, SandboxError> {
+    let plan = plan::build(cfg, spec, fs)?;
     spawn_plan(cfg, &plan, Stdio::from(stdout), Stdio::from(stderr))
 }
 
