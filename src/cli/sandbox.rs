@@ -114,10 +114,11 @@ pub struct RunArgs {
     /// Kill the sandbox after this many milliseconds (exit 124).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// Build the plan as if every path were still what csc checked (a
-    /// symlink swapped in after the check): tests the helper's own refusal.
-    #[arg(long)]
-    pub simulate_swap: bool,
+    /// Build the plan as if every path below DIR were still what csc
+    /// checked (a symlink swapped in after the check): tests the helper's
+    /// own refusal.
+    #[arg(long, value_name = "DIR")]
+    pub simulate_swap: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -201,10 +202,12 @@ pub fn run(a: RunArgs) -> CliResult {
         serde_json::from_str(&text).map_err(|e| CliError(format!("invalid spec file: {e}")))?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let fs: &dyn sandbox::plan::HostFs = if a.simulate_swap {
-        &sandbox::plan::SwappedFs
-    } else {
-        &sandbox::plan::RealFs
+    let swapped = a
+        .simulate_swap
+        .map(|under| sandbox::plan::SwappedFs { under });
+    let fs: &dyn sandbox::plan::HostFs = match &swapped {
+        Some(s) => s,
+        None => &sandbox::plan::RealFs,
     };
     let mut child = sandbox::spawn_with(&file.config, &file.spec, fs, stdout, stderr)?;
     let exit = match a.timeout_ms.or(file.timeout_ms) {

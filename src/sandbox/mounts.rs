@@ -134,12 +134,22 @@ fn open_source(src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
             Some(libc::ELOOP) | Some(libc::EXDEV) => {
                 "a component is now a symbolic link (it changed after csc checked it)".to_owned()
             }
+            Some(libc::ENOTDIR) => {
+                "a component is no longer a directory (it changed after csc checked it)".to_owned()
+            }
             _ => err.to_string(),
         };
         format!("open {} for binding: {why}", src.display())
     })?;
     let st = nix::sys::stat::fstat(&fd).map_err(e(format!("fstat {}", src.display())))?;
-    let dir = (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+    let fmt = st.st_mode & libc::S_IFMT;
+    let dir = fmt == libc::S_IFDIR;
+    if fmt == libc::S_IFLNK {
+        return Err(format!(
+            "open {} for binding: it is now a symbolic link (it changed after csc checked it)",
+            src.display()
+        ));
+    }
     if dir != is_dir {
         return Err(format!(
             "{} is no longer a {} (it changed after csc checked it)",

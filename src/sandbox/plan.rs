@@ -215,14 +215,21 @@ pub trait HostFs {
 /// [`HostFs`] backed by the real file system.
 pub struct RealFs;
 
-/// [`HostFs`] that reports every existing path as already resolved: a
-/// plan built with it holds paths exactly as given, as if a symlink had
-/// appeared after csc checked them. Only for tests of the helper's own
-/// refusal to bind through symlinks (`csc __sandbox-run --simulate-swap`).
-pub struct SwappedFs;
+/// [`HostFs`] that reports every existing path below `under` as already
+/// resolved: a plan built with it holds those paths exactly as given, as if
+/// a symlink had appeared after csc checked them. Only for tests of the
+/// helper's own refusal to bind through symlinks (`csc __sandbox-run
+/// --simulate-swap DIR`).
+pub struct SwappedFs {
+    /// Paths below this one are taken as given.
+    pub under: PathBuf,
+}
 
 impl HostFs for SwappedFs {
     fn kind(&self, path: &Path) -> Option<HostKind> {
+        if !path.starts_with(&self.under) {
+            return RealFs.kind(path);
+        }
         let m = std::fs::metadata(path).ok()?;
         Some(if m.is_dir() {
             HostKind::Dir
@@ -231,10 +238,13 @@ impl HostFs for SwappedFs {
         })
     }
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
+        if !path.starts_with(&self.under) {
+            return RealFs.canonicalize(path);
+        }
         std::fs::metadata(path).ok().map(|_| path.to_path_buf())
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
-        std::fs::read_link(path).ok()
+        RealFs.read_link(path)
     }
 }
 

@@ -104,18 +104,18 @@ const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 /// `RESOLVE_BENEATH`.
 const RESOLVE_BENEATH: u64 = 0x08;
 
-/// `openat2(dirfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW [| O_DIRECTORY])`
-/// with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`:
-/// opens `rel` below `dirfd` only if no component of it (the last one
-/// included) is a symbolic link and nothing escapes `dirfd`. The result
-/// is an `O_PATH` descriptor of exactly the object that was checked.
+/// `openat2(dirfd, rel, O_PATH | O_CLOEXEC [| O_DIRECTORY])` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: opens
+/// `rel` below `dirfd` only if no component of it (the last one included:
+/// `ELOOP`) is a symbolic link and nothing escapes `dirfd`. The result is
+/// an `O_PATH` descriptor of exactly the object that was checked.
 pub fn open_beneath_nofollow(dirfd: RawFd, rel: &Path, directory: bool) -> io::Result<OwnedFd> {
     let c = cpath(if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     })?;
-    let mut flags = (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    let mut flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
     if directory {
         flags |= libc::O_DIRECTORY as u64;
     }
