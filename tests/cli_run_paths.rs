@@ -184,7 +184,12 @@ fn a_planted_link_cannot_become_a_write_scope() {
             let write = format!("echo pwned > {lnk}/pwned.txt");
             let c = w.contract(vec![
                 w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
-                w.cmd("write", &["sh", "-c", &write], &[], &[lnk.clone()]),
+                w.cmd(
+                    "write",
+                    &["sh", "-c", &write],
+                    &[],
+                    std::slice::from_ref(&lnk),
+                ),
             ]);
             let (code, _, stderr, r) = w.run(&c, mode, &["--quiet"], &[]);
             let ctx = format!("{who:?} {mode}: {stderr}");
@@ -206,7 +211,7 @@ fn a_planted_link_cannot_become_a_read_scope() {
             let key = format!("{lnk}/key.txt");
             let c = w.contract(vec![
                 w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
-                w.cmd("read", &["cat", &key], &[lnk.clone()], &[]),
+                w.cmd("read", &["cat", &key], std::slice::from_ref(&lnk), &[]),
             ]);
             let (code, stdout, stderr, r) = w.run(&c, mode, &[], &[]);
             let ctx = format!("{who:?} {mode}: {stderr}");
@@ -237,6 +242,9 @@ fn a_planted_link_cannot_become_the_program() {
         }
     }
 }
+
+/// One run: flags, environment, and what must stay hidden.
+type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, Vec<&'a str>);
 
 /// A script that prints what it can see of `paths` (file contents, dir
 /// entries), then DONE.
@@ -301,7 +309,7 @@ fn cscs_own_files_are_invisible_where_the_docs_put_them() {
         let c = w.contract(vec![cmd]);
         // (flags, environment, what must stay hidden)
         let etc = etc_key.display().to_string();
-        let runs: [(Vec<String>, Vec<(&str, String)>, Vec<&str>); 3] = [
+        let runs: [Case; 3] = [
             (
                 vec![
                     "--signing-key".into(),
