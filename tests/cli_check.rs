@@ -1,6 +1,6 @@
 //! CLI integration tests: drive the real `csc` binary.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -128,6 +128,44 @@ fn deny_exits_1_with_reason_code() {
         "a deny is not an error: {}",
         stderr(&o)
     );
+}
+
+#[test]
+fn cwd_outside_read_prefixes_is_denied_with_an_extension_code() {
+    let s = Scratch::new();
+    let mut c = list_repo();
+    c["commands"][0]["cwd"] = json!("/srv/other");
+    c["commands"][0]["read_paths"] = json!([]);
+    let contract = s.file("c.json", serde_json::to_vec(&c).unwrap());
+    let policy = s.file(
+        "p.yaml",
+        readonly_yaml().replace(
+            "allowed_cwd_prefixes: [/tmp,",
+            "allowed_cwd_prefixes: [/srv/other, /tmp,",
+        ),
+    );
+    let o = run!("check", &contract, &policy);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("READ_SCOPE_DENIED"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("CSC_CWD_OUTSIDE_READ_PREFIXES"),
+        "{}",
+        stdout(&o)
+    );
+    // The reference's semantics allow it; explain says the same as check.
+    let o = run!("check", &contract, &policy, "--reference-semantics");
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let o = run!("explain", &contract, &policy, "--json");
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decision"]["decision"], "deny");
+    let row = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "cwd_within_read_prefixes")
+        .unwrap();
+    assert_eq!(row["extension_code"], "CSC_CWD_OUTSIDE_READ_PREFIXES");
 }
 
 // ---- --json ---------------------------------------------------------------
