@@ -1,5 +1,5 @@
 //! The sandbox profile: a canonical JSON description of everything hardened
-//! mode enforces on this host, and its id (`csbx1-` + 16 hex of the
+//! mode enforces on this host, and its id (`csbx2-` + 16 hex of the
 //! SHA-256 of the canonical JSON). Receipts carry the id; auditors map it
 //! back with `csc sandbox-profile`.
 
@@ -13,12 +13,12 @@ use crate::canonical::{Nulls, sha256_hex_of};
 use crate::protocol::contract::NetworkMode;
 
 /// Profile id prefix (bump when the profile format changes).
-pub const PROFILE_ID_PREFIX: &str = "csbx1-";
+pub const PROFILE_ID_PREFIX: &str = "csbx2-";
 
 /// A sandbox profile and its id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SandboxProfile {
-    /// `csbx1-` + first 16 hex digits of SHA-256(canonical JSON of `profile`).
+    /// `csbx2-` + first 16 hex digits of SHA-256(canonical JSON of `profile`).
     pub sandbox_profile_id: String,
     /// The profile document.
     pub profile: Value,
@@ -45,7 +45,7 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
         .map(|(n, w)| json!({"syscall": n, "when": w}))
         .collect();
     let body = json!({
-        "format": "csc.sandbox_profile.v1",
+        "format": "csc.sandbox_profile.v2",
         "arch": seccomp::arch_name(),
         "namespaces": {
             "network_deny": namespaces::names(NetworkMode::Deny),
