@@ -110,5 +110,22 @@ allowed("read /etc/hosts", lambda: open("/etc/hosts").read())
 "#;
         let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
         r.assert_contained(&format!("{who:?} default etc"));
+        // A read scope of `/` (a policy may allow it) still hides the
+        // host's secrets under /etc.
+        let script = r#"
+for p in ["/etc/shadow", "/etc/gshadow", "/etc/machine-id"]:
+    try:
+        s = open(p).read()
+        print("BREACH", p, "readable") if s else print("denied", p, "masked (empty)")
+    except OSError as e:
+        print("denied", p, name(e.errno))
+if os.path.exists("/etc/ssh"):
+    print("BREACH /etc/ssh not masked") if os.listdir("/etc/ssh") else print("denied /etc/ssh masked")
+allowed("read /etc/hostname through the / scope", lambda: open("/etc/passwd").read())
+"#;
+        let mut spec = fx.spec(vec![py(script)], "deny");
+        spec["read_paths"] = json!(["/"]);
+        let r = run(who, &fx, spec, json!({}), None);
+        r.assert_contained(&format!("{who:?} root scope"));
     }
 }

@@ -65,9 +65,9 @@ pub struct SandboxConfig {
     /// Allow executing files found in read and write scopes (Landlock
     /// `EXECUTE` right). System directories are always executable.
     pub exec_in_scopes: bool,
-    /// Host paths hidden inside the view even when a bind covers them:
-    /// files are replaced by an empty read-only file, directories by an
-    /// empty read-only tmpfs. Operators add entries with `--mask`.
+    /// Host paths hidden inside the view even when a bind covers them
+    /// ([`DEFAULT_MASKS`] plus the operator's `--mask`): files are replaced
+    /// by an empty read-only file, directories by an empty read-only tmpfs.
     pub masked_paths: Vec<PathBuf>,
     /// Hostname inside the sandbox.
     pub hostname: String,
@@ -124,6 +124,22 @@ pub const ETC_ALLOWLIST: [&str; 36] = [
     "/etc/mtab",
 ];
 
+/// Host secrets hidden even when a read scope the policy allows covers
+/// them (e.g. a scope of `/`): shadow files, sudoers, host keys, the
+/// machine id. `/etc` itself is never bound whole.
+pub const DEFAULT_MASKS: [&str; 10] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/etc/security/opasswd",
+    "/etc/machine-id",
+];
+
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
@@ -136,7 +152,7 @@ impl Default for SandboxConfig {
             rlimits: RlimitConfig::default(),
             min_landlock_abi: 4,
             exec_in_scopes: true,
-            masked_paths: Vec::new(),
+            masked_paths: DEFAULT_MASKS.iter().map(PathBuf::from).collect(),
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
         }

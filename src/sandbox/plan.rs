@@ -423,6 +423,13 @@ fn system_entries(cfg: &SandboxConfig, fs: &dyn HostFs) -> Result<Vec<SystemEntr
     Ok(out)
 }
 
+/// Whether a bind at `q` shows the host's `p` in the view: `p` lies below
+/// `q` and no virtual mount (the private `/tmp`) sits in between.
+fn shows(q: &Path, p: &Path) -> bool {
+    let tmp = Path::new("/tmp");
+    p.starts_with(q) && !(p.starts_with(tmp) && !q.starts_with(tmp))
+}
+
 /// A declared scope (already resolved by the caller): `None` when it does
 /// not exist; an error when it is not symlink-free, since only the path the
 /// caller checked against the policy may be bound.
@@ -487,13 +494,13 @@ pub fn build(
     }
     let covered_by = |p: &Path, set: &[(PathBuf, bool)], skip: Option<usize>| {
         set.iter().enumerate().any(|(i, (q, _))| {
-            Some(i) != skip && p.starts_with(q) && (p != q || skip.is_none_or(|s| i < s))
+            Some(i) != skip && shows(q, p) && (p != q || skip.is_none_or(|s| i < s))
         })
     };
     let system_covers = |p: &Path, binds: &[(PathBuf, PathBuf, BindAccess, bool)]| {
         binds
             .iter()
-            .any(|(src, dst, _, _)| src == dst && p.starts_with(src))
+            .any(|(src, dst, _, _)| src == dst && shows(src, p))
     };
     // Write scopes: drop duplicates and nested ones.
     let write_keep: Vec<(PathBuf, bool)> = writes
@@ -583,6 +590,23 @@ pub fn build(
             }
         }
     }
+
+    // A scope that covers a system path shows the host's own entry there
+    // (a symlink included): drop the system bind or recreated link.
+    let scope_covers = |p: &Path, binds: &[(PathBuf, PathBuf, BindAccess, bool)]| {
+        binds
+            .iter()
+            .any(|(_, dst, access, _)| *access != BindAccess::System && p.starts_with(dst))
+    };
+    let covered: Vec<PathBuf> = binds
+        .iter()
+        .filter(|(src, dst, access, _)| {
+            *access == BindAccess::System && src != dst && scope_covers(dst, &binds)
+        })
+        .map(|(_, dst, _, _)| dst.clone())
+        .collect();
+    binds.retain(|(_, dst, access, _)| *access != BindAccess::System || !covered.contains(dst));
+    mounts.retain(|m| !matches!(m, MountOp::Symlink { dst, .. } if scope_covers(dst, &binds)));
 
     let covers_sys = binds
         .iter()
