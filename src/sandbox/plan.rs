@@ -427,7 +427,7 @@ fn system_entries(cfg: &SandboxConfig, fs: &dyn HostFs) -> Result<Vec<SystemEntr
 /// `q` and no virtual mount (the private `/tmp`) sits in between.
 fn shows(q: &Path, p: &Path) -> bool {
     let tmp = Path::new("/tmp");
-    p.starts_with(q) && !(p.starts_with(tmp) && !q.starts_with(tmp))
+    p.starts_with(q) && (q.starts_with(tmp) || !p.starts_with(tmp))
 }
 
 /// A declared scope (already resolved by the caller): `None` when it does
