@@ -126,8 +126,7 @@ fn kind_word(is_dir: bool) -> &'static str {
 
 /// Open the host object `src` (below `/oldroot`) without following any
 /// symlink on the way, and check that it still is what the plan says.
-fn open_source(src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
-    let old = open_dir(OLD)?;
+fn open_source(old: &OwnedFd, src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
     let rel = src.strip_prefix("/").unwrap_or(src);
     let fd = sys::open_beneath_nofollow(old.as_raw_fd(), rel, false).map_err(|err| {
         let why = match err.raw_os_error() {
@@ -164,7 +163,38 @@ fn open_source(src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
 /// symlink, creating missing components (directories, and the final file
 /// for a file bind) when `create` is set.
 fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<OwnedFd>, String> {
-    let mut cur = open_dir(NEW)?;
+    let new = open_dir(NEW)?;
+    let rel = dst.strip_prefix("/").unwrap_or(dst);
+    // Fast paths: the mount point exists, or only its last component is
+    // missing (one openat2 each instead of one per component).
+    match sys::open_beneath_nofollow(new.as_raw_fd(), rel, is_dir) {
+        Ok(fd) => return Ok(Some(fd)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(format!(
+                "open mount point {} (no symbolic links allowed): {err}",
+                dst.display()
+            ));
+        }
+    }
+    if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name())
+        && let Ok(dir) = sys::open_beneath_nofollow(new.as_raw_fd(), parent, true)
+    {
+        let made = if is_dir {
+            sys::mkdirat(dir.as_raw_fd(), name, 0o755)
+        } else {
+            sys::create_file_at(dir.as_raw_fd(), name)
+        };
+        made.map_err(e(format!("create mount point {}", dst.display())))?;
+        return sys::open_beneath_nofollow(dir.as_raw_fd(), Path::new(name), is_dir)
+            .map(Some)
+            .map_err(e(format!(
+                "open mount point {} (no symbolic links allowed)",
+                dst.display()
+            )));
+    }
+    let mut cur = new;
     let parts = components(dst);
     for (i, name) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
@@ -227,7 +257,7 @@ fn mask(dst: &Path, is_dir: bool) -> Result<(), String> {
     )
 }
 
-fn apply_op(op: &MountOp, bound: &mut Bound) -> Result<(), String> {
+fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String> {
     match op {
         MountOp::Bind {
             src,
@@ -235,7 +265,7 @@ fn apply_op(op: &MountOp, bound: &mut Bound) -> Result<(), String> {
             access,
             is_dir,
         } => {
-            let source = open_source(src, *is_dir)?;
+            let source = open_source(old, src, *is_dir)?;
             let target = open_mountpoint(dst, *is_dir, true)?
                 .ok_or_else(|| format!("mount point {} missing", dst.display()))?;
             let mut set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -336,9 +366,11 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<Bound, String> {
         MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
     )?;
     let mut bound = Bound::new();
+    let old = open_dir(OLD)?;
     for op in ops {
-        apply_op(op, &mut bound)?;
+        apply_op(op, &old, &mut bound)?;
     }
+    drop(old);
 
     // Detach the host root, then make /newroot the root.
     mount(
