@@ -113,7 +113,7 @@ pub struct Denied {
 }
 
 impl Denied {
-    fn new(code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, detail: impl Into<String>) -> Self {
         Denied {
             code,
             detail: detail.into(),

@@ -15,6 +15,7 @@
 //! `init` (helper + pid 1), `spawn` (parent side), [`doctor`],
 //! [`profile`], and `sys` (the only home of `unsafe`).
 
+pub mod bridge;
 mod caps;
 pub mod doctor;
 pub mod init;
