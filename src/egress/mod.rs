@@ -33,6 +33,39 @@ pub const PROXY_PORT: u16 = 3128;
 /// Most addresses taken from one name resolution.
 pub const MAX_ADDRS: usize = 16;
 
+/// Refusal for `network: allowlisted` without an allowlist.
+pub const MISSING_ALLOWLIST: &str = "network: allowlisted needs at least one --egress-allow PATTERN (HOST, HOST:PORT, *.DOMAIN[:PORT], IP[:PORT]) in hardened mode; nothing was run";
+
+/// Proxy variables set inside an allowlisted sandbox (both cases: curl
+/// reads only lowercase `http_proxy`); `NO_PROXY` is emptied so nothing
+/// bypasses the proxy by configuration.
+pub fn proxy_vars() -> Vec<(String, String)> {
+    let http = format!("http://127.0.0.1:{PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{PROXY_PORT}");
+    let mut v = Vec::new();
+    for (name, value) in [
+        ("HTTP_PROXY", &http),
+        ("HTTPS_PROXY", &http),
+        ("ALL_PROXY", &socks),
+        ("NO_PROXY", &String::new()),
+    ] {
+        v.push((name.to_string(), value.clone()));
+        v.push((name.to_ascii_lowercase(), value.clone()));
+    }
+    v
+}
+
+/// `env` with every proxy variable replaced by [`proxy_vars`].
+pub fn proxy_env(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let vars = proxy_vars();
+    let mut out: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| !vars.iter().any(|(n, _)| n == k))
+        .collect();
+    out.extend(vars);
+    out
+}
+
 /// Operator configuration of allowlisted egress (part of the sandbox
 /// configuration and so of the sandbox profile). Stored as the flags'
 /// text, validated by [`EgressConfig::compile`].
@@ -90,6 +123,47 @@ impl EgressConfig {
             overrides,
         })
     }
+}
+
+/// The profile's `egress` section: the normalized allowlist (sorted,
+/// deduplicated, so equivalent spellings give the same profile id), the
+/// guard's exempt ranges and the fixed mechanism. Invalid entries appear
+/// verbatim under `invalid` (such a configuration never runs).
+pub fn profile_json(cfg: &EgressConfig) -> serde_json::Value {
+    let mut allow: Vec<String> = Vec::new();
+    let mut cidrs: Vec<String> = Vec::new();
+    let mut invalid: Vec<String> = Vec::new();
+    for s in &cfg.allow {
+        match Pattern::parse(s) {
+            Ok(p) => allow.push(p.to_string()),
+            Err(_) => invalid.push(s.clone()),
+        }
+    }
+    for s in &cfg.allow_cidr {
+        match guard::parse_cidr(s) {
+            Ok(n) => cidrs.push(n.to_string()),
+            Err(_) => invalid.push(s.clone()),
+        }
+    }
+    for v in [&mut allow, &mut cidrs, &mut invalid] {
+        v.sort();
+        v.dedup();
+    }
+    let mut test_resolve = cfg.test_resolve.clone();
+    test_resolve.sort();
+    test_resolve.dedup();
+    serde_json::json!({
+        "allow": allow,
+        "allow_cidr": cidrs,
+        "invalid": invalid,
+        "test_resolve": test_resolve,
+        "default_ports": pattern::DEFAULT_PORTS,
+        "proxy": format!("127.0.0.1:{PROXY_PORT} in the sandbox; HTTP CONNECT, absolute-form HTTP, SOCKS5 (CONNECT); env HTTP(S)_PROXY/ALL_PROXY both cases, NO_PROXY empty"),
+        "resolution": "on the host, after the allowlist check; every address checked by the guard; connect to a checked address",
+        "guard_refuses": "loopback, RFC 1918, link-local (169.254.0.0/16), CGNAT 100.64.0.0/10, 0.0.0.0/8, 192.0.0.0/24, 198.18.0.0/15, multicast, 240.0.0.0/4, broadcast, ::, ::1, fc00::/7, fe80::/10, fec0::/10, ff00::/8, Teredo, 64:ff9b:1::/48, 100::/64; IPv4-mapped/compatible, NAT64 64:ff9b::/96 and 6to4 judged by their IPv4 address",
+        "tls": "first client bytes of a tunnel: a ClientHello's SNI must equal the requested name (IP tunnels: absent or allowlisted); ECH refused; port 443 tunnels must start with a ClientHello",
+        "landlock": format!("TCP bind denied; TCP connect only to port {PROXY_PORT}"),
+    })
 }
 
 /// A compiled egress policy.

@@ -120,6 +120,14 @@ impl ProxyServer {
     }
 }
 
+impl std::fmt::Debug for ProxyServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyServer")
+            .field("active", &self.shared.active.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for ProxyServer {
     fn drop(&mut self) {
         self.stop();

@@ -496,10 +496,10 @@ pub fn exit_now(code: i32) -> ! {
 ///
 /// The hook runs between fork and exec, so it uses only async-signal-safe
 /// calls (`prctl`, `getppid`, `fcntl`, `_exit`).
-pub fn configure_helper_command(
+pub fn configure_helper_command<const N: usize>(
     cmd: &mut std::process::Command,
     parent_pid: libc::pid_t,
-    inherit: [RawFd; 2],
+    inherit: [RawFd; N],
 ) {
     // SAFETY: the closure performs only async-signal-safe system calls and
     // touches no heap memory or locks.
