@@ -475,7 +475,7 @@ fn no_host_tcp_listener_while_serving() {
             fx.spec(vec![sh(&script)], "allowlisted"),
             egress(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]),
         );
-        let mut child = command(who)
+        let child = command(who)
             .args(["__sandbox-run", "--spec"])
             .arg(&file)
             .args(["--timeout-ms", "60000"])
