@@ -25,7 +25,10 @@ struct Origin {
 }
 
 fn origin() -> Origin {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    origin_on(TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+fn origin_on(l: TcpListener) -> Origin {
     let port = l.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
     let rec = received.clone();
@@ -333,4 +336,30 @@ fn finish_cuts_idle_tunnels() {
     // The tunnel is idle; finish() must still return.
     let e = p.finish();
     assert_eq!(one(&e).verdict, Verdict::Allowed);
+}
+
+#[test]
+fn port_443_tunnels_must_start_with_tls() {
+    let l = match TcpListener::bind("127.0.0.1:443") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("SKIP: port_443_tunnels_must_start_with_tls: cannot bind 127.0.0.1:443: {e}");
+            return;
+        }
+    };
+    let o = origin_on(l);
+    let mut p = proxy(&["svc.test".to_string()], &["127.0.0.0/8"]);
+    connect_and_send(
+        p.port,
+        "svc.test:443",
+        b"GET / HTTP/1.1\r\nHost: svc.test\r\n\r\n",
+    );
+    let good = build_client_hello(Some("svc.test"), false, 1 << 14);
+    connect_and_send(p.port, "svc.test:443", &good);
+    let e = p.finish();
+    let reasons: Vec<_> = e.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["tls_required", "allowed"], "{e:#?}");
+    let got = o.received.lock().unwrap().clone();
+    let non_empty: Vec<_> = got.iter().filter(|g| !g.is_empty()).collect();
+    assert_eq!(non_empty, vec![&good]);
 }

@@ -510,3 +510,148 @@ fn no_host_tcp_listener_while_serving() {
         );
     }
 }
+
+/// A python3 `http.server` over `dir`; killed on drop.
+struct StaticServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn static_server(dir: &Path) -> StaticServer {
+    let script = r#"
+import http.server, functools, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+h.log_message = lambda *a: None
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    StaticServer {
+        port: line.trim().parse().unwrap(),
+        child,
+    }
+}
+
+fn git(args: &[&str], dir: &Path) {
+    let st = Command::new("/usr/bin/git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+/// A git repository served over dumb HTTP and a PEP 503 simple index
+/// with one wheel, both below `root`.
+fn make_repo_and_index(root: &Path) {
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    git(&["init", "-q", "-b", "main"], &src);
+    std::fs::write(src.join("README"), "cloned through the egress proxy\n").unwrap();
+    git(&["add", "README"], &src);
+    git(&["commit", "-q", "-m", "init"], &src);
+    git(&["clone", "-q", "--bare", "src", "repo.git"], root);
+    git(&["update-server-info"], &root.join("repo.git"));
+    let wheel = r#"
+import zipfile, sys
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("demo/__init__.py", "")
+    z.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+    z.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr("demo-1.0.dist-info/RECORD", "demo/__init__.py,,\ndemo-1.0.dist-info/METADATA,,\ndemo-1.0.dist-info/WHEEL,,\ndemo-1.0.dist-info/RECORD,,\n")
+"#;
+    std::fs::create_dir_all(root.join("files")).unwrap();
+    std::fs::create_dir_all(root.join("simple/demo")).unwrap();
+    let st = Command::new("python3")
+        .args(["-c", wheel])
+        .arg(root.join("files/demo-1.0-py3-none-any.whl"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(
+        root.join("simple/demo/index.html"),
+        "<html><body><a href=\"../../files/demo-1.0-py3-none-any.whl\">demo-1.0-py3-none-any.whl</a></body></html>\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn git_clone_and_pip_download_through_the_proxy() {
+    let root = tempfile::tempdir().unwrap();
+    make_repo_and_index(root.path());
+    let srv = static_server(root.path());
+    for who in BOTH {
+        if skip(who, "egress git and pip") {
+            continue;
+        }
+        let fx = Fixture::new();
+        let p = srv.port;
+        let script = format!(
+            r#"
+export HOME=/tmp
+/usr/bin/git clone -q http://repo.test:{p}/repo.git /tmp/clone && cat /tmp/clone/README; echo git=$?
+/usr/bin/python3 -m pip download -q --no-cache-dir --disable-pip-version-check --no-deps \
+    --trusted-host repo.test --index-url http://repo.test:{p}/simple/ -d /tmp/dl demo && ls /tmp/dl; echo pip=$?
+/usr/bin/git clone -q http://other.test:{p}/repo.git /tmp/clone2; echo git_denied=$?
+"#
+        );
+        let mut spec = fx.spec(vec![sh(&script)], "allowlisted");
+        spec["env"] = json!([["PATH", "/usr/bin:/bin"], ["LANG", "C.UTF-8"]]);
+        let mut cfg = egress(&[format!("repo.test:{p}")], &["127.0.0.0/8"]);
+        cfg["egress"]["test_resolve"] = json!(["repo.test=127.0.0.1", "other.test=127.0.0.1"]);
+        let log = fx.out.join("git-pip.jsonl");
+        let file = fx.run_file(spec, cfg);
+        let out = command(who)
+            .args(["__sandbox-run", "--spec"])
+            .arg(&file)
+            .arg("--egress-log")
+            .arg(&log)
+            .args(["--timeout-ms", "120000"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let r = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_eq!(line(&r, "git"), "0", "{who:?}: {r:?}");
+        assert!(
+            r.stdout.contains("cloned through the egress proxy"),
+            "{r:?}"
+        );
+        assert_eq!(line(&r, "pip"), "0", "{who:?}: {r:?}");
+        assert!(r.stdout.contains("demo-1.0-py3-none-any.whl"), "{r:?}");
+        assert_ne!(line(&r, "git_denied"), "0", "{r:?}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("\"other.test\"") && text.contains("not_allowlisted"),
+            "{text}"
+        );
+    }
+}
