@@ -363,3 +363,25 @@ fn port_443_tunnels_must_start_with_tls() {
     let non_empty: Vec<_> = got.iter().filter(|g| !g.is_empty()).collect();
     assert_eq!(non_empty, vec![&good]);
 }
+
+#[test]
+fn plain_http_in_a_tunnel_cannot_pick_another_virtual_host() {
+    let o = origin();
+    let mut p = proxy(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]);
+    let target = format!("svc.test:{}", o.port);
+    let back = connect_and_send(
+        p.port,
+        &target,
+        b"GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\nGET /y HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    );
+    assert!(String::from_utf8_lossy(&back).contains("hello from origin"));
+    let e = p.finish();
+    assert_eq!(one(&e).verdict, Verdict::Allowed);
+    let got = String::from_utf8_lossy(&o.received.lock().unwrap()[0]).into_owned();
+    assert!(
+        got.starts_with(&format!("GET /x HTTP/1.1\r\nHost: svc.test:{}\r\n", o.port)),
+        "{got}"
+    );
+    // Only the first request was forwarded, with the tunnel's Host.
+    assert!(!got.contains("evil") && !got.contains("/y"), "{got}");
+}

@@ -113,9 +113,16 @@ pub fn parse(buf: &[u8]) -> Parsed {
     } else {
         path.to_string()
     };
+    let head = rebuild(method, &path, authority, req.headers);
+    Parsed::Request(ProxyRequest::Forward { host, port, head }, len)
+}
+
+/// The head csc sends upstream: origin-form target, `Host` = the checked
+/// authority, no proxy or hop-by-hop headers, `Connection: close`.
+fn rebuild(method: &str, path: &str, authority: &str, headers: &[httparse::Header<'_>]) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
     head.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
-    for h in req.headers.iter() {
+    for h in headers {
         let name = h.name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&name.as_str()) {
             continue;
@@ -126,7 +133,60 @@ pub fn parse(buf: &[u8]) -> Parsed {
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
-    Parsed::Request(ProxyRequest::Forward { host, port, head }, len)
+    head
+}
+
+/// First bytes of a tunnel, read as a possible plain HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InTunnel {
+    /// Incomplete.
+    NeedMore,
+    /// Not an HTTP/1.x request: relay as is.
+    NotHttp,
+    /// An HTTP request of `len` bytes; `head` is the rebuilt head to send
+    /// instead (its `Host` is the tunnel's authority).
+    Request {
+        /// Rebuilt head.
+        head: Vec<u8>,
+        /// Length of the original head.
+        len: usize,
+    },
+    /// An HTTP request csc will not forward.
+    Invalid(String),
+}
+
+/// Plain HTTP inside a tunnel (SOCKS5 `http://`, `CONNECT` to port 80) is
+/// handled like an absolute-form request: one request per connection,
+/// `Host` rewritten to `authority` (the tunnel's checked destination), so
+/// a request for another virtual host on the same server is impossible.
+pub fn parse_in_tunnel(buf: &[u8], authority: &str) -> InTunnel {
+    match buf.first() {
+        None => return InTunnel::NeedMore,
+        Some(b) if !b.is_ascii_uppercase() => return InTunnel::NotHttp,
+        Some(_) => {}
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return InTunnel::Invalid("request head too large".into());
+        }
+        Ok(httparse::Status::Partial) => return InTunnel::NeedMore,
+        Err(_) => return InTunnel::NotHttp,
+    };
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return InTunnel::NotHttp;
+    };
+    if !target.starts_with('/') {
+        return InTunnel::Invalid(format!(
+            "request target {target:?} in a tunnel must be origin-form (/path)"
+        ));
+    }
+    InTunnel::Request {
+        head: rebuild(method, target, authority, req.headers),
+        len,
+    }
 }
 
 /// A refusal response: status, `X-Csc-Egress-Denied` reason header, and
@@ -224,6 +284,35 @@ mod tests {
         let mut req = b"GET http://x.org/ HTTP/1.1\r\nX: ".to_vec();
         req.extend_from_slice(&huge);
         assert!(matches!(parse(&req), Parsed::Invalid(431, _)));
+    }
+
+    #[test]
+    fn http_in_tunnels_gets_the_tunnel_host() {
+        let r = parse_in_tunnel(
+            b"GET /x HTTP/1.1\r\nHost: evil.example\r\nAccept: */*\r\n\r\nrest",
+            "svc.test:80",
+        );
+        let InTunnel::Request { head, len } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(len, 52);
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.starts_with("GET /x HTTP/1.1\r\nHost: svc.test:80\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("evil"));
+        assert_eq!(parse_in_tunnel(b"GET /x HT", "a:80"), InTunnel::NeedMore);
+        assert_eq!(
+            parse_in_tunnel(b"SSH-2.0-OpenSSH\r\n", "a:22"),
+            InTunnel::NotHttp
+        );
+        assert_eq!(parse_in_tunnel(b"EHLO x\r\n", "a:25"), InTunnel::NotHttp);
+        assert_eq!(parse_in_tunnel(b"\x16\x03\x01", "a:25"), InTunnel::NotHttp);
+        assert!(matches!(
+            parse_in_tunnel(b"GET http://evil/ HTTP/1.1\r\n\r\n", "a:80"),
+            InTunnel::Invalid(_)
+        ));
     }
 
     #[test]

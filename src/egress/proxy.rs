@@ -458,6 +458,8 @@ impl Conn<'_> {
             return;
         };
         let _ = client.set_read_timeout(None);
+        let authority = format!("{host}:{port}");
+        let mut http_request: Option<(Vec<u8>, usize)> = None;
         // Inspect the first bytes (wait for them: server-first protocols
         // already flow downstream meanwhile).
         let verdict = loop {
@@ -485,7 +487,22 @@ impl Conn<'_> {
                         "a tunnel to port 443 must start with a TLS ClientHello",
                     ));
                 }
-                Hello::NotTls => break Ok(()),
+                Hello::NotTls => match http::parse_in_tunnel(&first, &authority) {
+                    http::InTunnel::NotHttp => break Ok(()),
+                    http::InTunnel::Request { head, len } => {
+                        http_request = Some((head, len));
+                        break Ok(());
+                    }
+                    http::InTunnel::Invalid(why) => {
+                        let _ = (&*client).write_all(&http::refusal(400, &why));
+                        break Err(Denied::new("bad_request", why));
+                    }
+                    http::InTunnel::NeedMore => match read_more(client, &mut first, http::MAX_HEAD)
+                    {
+                        Ok(n) if n > 0 => {}
+                        _ => break Err(Denied::new("bad_request", "tunnel closed mid-request")),
+                    },
+                },
                 Hello::Malformed(why) => break Err(Denied::new("tls_malformed", why)),
                 Hello::ClientHello { sni, ech } => {
                     self.entry.sni = sni
@@ -497,6 +514,19 @@ impl Conn<'_> {
         };
         let mut up = first.len() as u64;
         match verdict {
+            Ok(()) if http_request.is_some() => {
+                let (head, len) = http_request.unwrap_or_default();
+                let rest = first.split_off(len.min(first.len()));
+                up = match body_length(&head) {
+                    Ok(n) => self.send_request(client, &upstream, &head, rest, n),
+                    Err(why) => {
+                        let _ = (&*client).write_all(&http::refusal(411, why));
+                        self.deny(Denied::new("bad_request", why));
+                        let _ = upstream.shutdown(Shutdown::Both);
+                        0
+                    }
+                };
+            }
             Ok(()) => {
                 if !first.is_empty() && (&upstream).write_all(&first).is_err() {
                     let _ = upstream.shutdown(Shutdown::Both);
@@ -557,13 +587,7 @@ impl Conn<'_> {
     /// Forward an absolute-form request: the rebuilt head, then exactly
     /// the body its `Content-Length` announces (chunked request bodies are
     /// refused), then the response back.
-    fn forward(
-        &mut self,
-        client: &TcpStream,
-        upstream: TcpStream,
-        head: Vec<u8>,
-        mut rest: Vec<u8>,
-    ) {
+    fn forward(&mut self, client: &TcpStream, upstream: TcpStream, head: Vec<u8>, rest: Vec<u8>) {
         let body_len = match body_length(&head) {
             Ok(n) => n,
             Err(why) => {
@@ -577,33 +601,50 @@ impl Conn<'_> {
         let Some(reader) = spawn_pump(&upstream, client, down.clone()) else {
             return;
         };
-        let mut up = 0u64;
-        if (&upstream).write_all(&head).is_ok() {
-            up += head.len() as u64;
-            rest.truncate(body_len.min(rest.len() as u64) as usize);
-            let mut left = body_len - rest.len() as u64;
-            if (&upstream).write_all(&rest).is_ok() {
-                up += rest.len() as u64;
-                let _ = client.set_read_timeout(None);
-                let mut b = vec![0u8; RELAY_BUF];
-                while left > 0 {
-                    let want = left.min(RELAY_BUF as u64) as usize;
-                    match (&*client).read(&mut b[..want]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if (&upstream).write_all(&b[..n]).is_err() {
-                                break;
-                            }
-                            left -= n as u64;
-                            up += n as u64;
-                        }
-                    }
-                }
-            }
-        }
+        let _ = client.set_read_timeout(None);
+        let up = self.send_request(client, &upstream, &head, rest, body_len);
         let _ = reader.join();
         self.entry.bytes_up = up;
         self.entry.bytes_down = down.load(Ordering::Relaxed);
+    }
+
+    /// Send a rebuilt head, then exactly `body_len` body bytes (from
+    /// `rest`, then from the client); nothing after them is read.
+    /// Returns the bytes sent.
+    fn send_request(
+        &self,
+        client: &TcpStream,
+        upstream: &TcpStream,
+        head: &[u8],
+        mut rest: Vec<u8>,
+        body_len: u64,
+    ) -> u64 {
+        let mut up = 0u64;
+        if (&*upstream).write_all(head).is_err() {
+            return up;
+        }
+        up += head.len() as u64;
+        rest.truncate(body_len.min(rest.len() as u64) as usize);
+        let mut left = body_len - rest.len() as u64;
+        if (&*upstream).write_all(&rest).is_err() {
+            return up;
+        }
+        up += rest.len() as u64;
+        let mut b = vec![0u8; RELAY_BUF];
+        while left > 0 {
+            let want = left.min(RELAY_BUF as u64) as usize;
+            match (&*client).read(&mut b[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if (&*upstream).write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                    left -= n as u64;
+                    up += n as u64;
+                }
+            }
+        }
+        up
     }
 }
 
