@@ -141,7 +141,11 @@ pub fn refused_summary(entries: &[Entry]) -> Option<String> {
         .iter()
         .take(10)
         .map(|(d, r, n)| {
-            let d: String = d.chars().filter(|c| !c.is_control()).take(100).collect();
+            let d: String = d
+                .chars()
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .take(100)
+                .collect();
             if *n > 1 {
                 format!("{d} ({r}) x{n}")
             } else {
@@ -155,4 +159,51 @@ pub fn refused_summary(entries: &[Entry]) -> Option<String> {
         String::new()
     };
     Some(format!("egress refused: {}{more}", shown.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str, port: u16, verdict: Verdict, reason: &'static str) -> Entry {
+        Entry {
+            seq: 0,
+            time: String::new(),
+            command_id: "c".into(),
+            proto: "socks5",
+            host: host.into(),
+            port,
+            resolved: None,
+            verdict,
+            reason,
+            detail: String::new(),
+            sni: None,
+            bytes_up: 0,
+            bytes_down: 0,
+        }
+    }
+
+    #[test]
+    fn summary_groups_and_sanitizes() {
+        let e = vec![
+            entry("a.test", 443, Verdict::Denied, "not_allowlisted"),
+            entry("a.test", 443, Verdict::Denied, "not_allowlisted"),
+            entry("b.test", 80, Verdict::Allowed, "allowed"),
+            entry("x\u{202e}\u{1b}[31m", 80, Verdict::Denied, "bad_host"),
+        ];
+        assert_eq!(
+            refused_summary(&e).unwrap(),
+            "egress refused: a.test:443 (not_allowlisted) x2, x??[31m:80 (bad_host)"
+        );
+        assert!(refused_summary(&e[2..3]).is_none());
+        assert!(!network_used(&e));
+    }
+
+    #[test]
+    fn jsonl_marks_truncation() {
+        let text = String::from_utf8(to_jsonl(&[entry("a", 1, Verdict::Denied, "x")], 3)).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].contains("\"dropped_entries\":3"));
+    }
 }
