@@ -14,6 +14,7 @@ pub mod approval;
 pub mod canonical;
 pub mod cli;
 pub mod conformance;
+pub mod egress;
 pub mod engine;
 pub mod evidence;
 pub mod exec;

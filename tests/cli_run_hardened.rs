@@ -176,7 +176,8 @@ fn allowlisted_network_is_refused_before_anything_runs() {
     let rec = r.receipt();
     assert_eq!(rec["status"], "blocked");
     assert!(
-        rec["error"].as_str().unwrap().contains("allowlisted"),
+        rec["error"].as_str().unwrap().contains("allowlisted")
+            && rec["error"].as_str().unwrap().contains("--egress-allow"),
         "{rec}"
     );
     assert!(!std::path::Path::new(&marker).exists());

@@ -229,19 +229,10 @@ pub fn run(args: Args) -> CliResult {
         }),
     };
 
-    if settings.sandbox.is_some()
-        && let Some(cmd) = c
-            .commands
-            .iter()
-            .find(|cmd| cmd.network == NetworkMode::Allowlisted)
+    if let Some(cfg) = &settings.sandbox
+        && let Err(e) = egress_precheck(cfg, c, args.output_dir.as_deref())
     {
-        return emitter.blocked(
-            &format!(
-                "command {:?} declares network: allowlisted, which hardened mode cannot enforce yet (no egress filtering); refusing rather than opening the network",
-                cmd.id
-            ),
-            EXIT_DENY,
-        );
+        return emitter.blocked(&e, EXIT_DENY);
     }
 
     let decision = engine::decide(c, p, engine::Semantics::Csc);
@@ -344,6 +335,7 @@ pub fn run(args: Args) -> CliResult {
     let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
         config,
         hidden_paths: private_paths(&args),
+        egress: Default::default(),
     });
     let launcher: &dyn Launcher = match &sandbox_launcher {
         Some(l) => l,
@@ -359,8 +351,141 @@ pub fn run(args: Args) -> CliResult {
         env_lookup: &lookup,
     };
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);
-    let (receipt, code) = receipt_for(&emitter, c, run);
+    let executed = run.executed.clone();
+    let (mut receipt, mut code) = receipt_for(&emitter, c, run);
+    if let Some(l) = &sandbox_launcher {
+        let reports = std::mem::take(&mut *l.egress.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = egress_evidence(
+            &mut receipt,
+            c,
+            &executed,
+            reports,
+            args.output_dir.as_deref(),
+        ) {
+            // The connection log could not be kept: the run cannot count
+            // as a success.
+            let err = if receipt.error.is_empty() {
+                e
+            } else {
+                format!("{}; {e}", receipt.error)
+            };
+            receipt.error = crate::protocol::limits::truncate_error(&err);
+            if receipt.status == ReceiptStatus::Success {
+                receipt.status = ReceiptStatus::Failed;
+                code = EXIT_DENY;
+            }
+        }
+    }
     emitter.emit(&receipt, code)
+}
+
+/// Hardened mode and `network: allowlisted`: refuse before anything runs
+/// when the allowlist is missing or invalid, or when there is no
+/// `--output-dir` to keep the connection log in.
+fn egress_precheck(
+    cfg: &SandboxConfig,
+    c: &Contract,
+    output_dir: Option<&Path>,
+) -> Result<(), String> {
+    let Some(cmd) = c
+        .commands
+        .iter()
+        .find(|cmd| cmd.network == NetworkMode::Allowlisted)
+    else {
+        return Ok(());
+    };
+    if cfg.egress.allow.is_empty() {
+        return Err(format!(
+            "command {:?}: {}",
+            cmd.id,
+            crate::egress::MISSING_ALLOWLIST
+        ));
+    }
+    cfg.egress.compile()?;
+    if output_dir.is_none() {
+        return Err(format!(
+            "command {:?} declares network: allowlisted: hardened mode records every connection in <command_id>.egress.jsonl and needs --output-dir DIR to keep it; nothing was run",
+            cmd.id
+        ));
+    }
+    Ok(())
+}
+
+/// Bind each allowlisted command's egress log into the receipt: saved as
+/// `<output-dir>/<command_id>.egress.jsonl` and listed in `artifacts`
+/// (absolute path + SHA-256, checked by `verify-receipt --outputs`);
+/// `effect_summary.network_used` reflects connections actually made; a
+/// one-line summary of refused destinations goes to stderr.
+fn egress_evidence(
+    receipt: &mut Receipt,
+    contract: &Contract,
+    executed: &[usize],
+    reports: Vec<Option<crate::egress::proxy::ProxyReport>>,
+    output_dir: Option<&Path>,
+) -> Result<(), String> {
+    use crate::egress::log;
+    let mut used = false;
+    let mut problems = Vec::new();
+    for (&index, report) in executed.iter().zip(reports) {
+        let cmd = &contract.commands[index];
+        if cmd.network != NetworkMode::Allowlisted {
+            continue;
+        }
+        let Some(mut report) = report else { continue };
+        for e in &mut report.entries {
+            e.command_id = cmd.id.clone();
+        }
+        used |= log::network_used(&report.entries);
+        if let Some(line) = log::refused_summary(&report.entries) {
+            eprintln!("csc: command {:?}: {line}", cmd.id);
+        }
+        let Some(dir) = output_dir else { continue };
+        let bytes = log::to_jsonl(&report.entries, report.dropped);
+        match write_egress_log(dir, &cmd.id, &bytes) {
+            Ok(path) => {
+                let art = crate::exec::effects::Artifact {
+                    path,
+                    sha256: crate::canonical::sha256_hex(&bytes),
+                };
+                receipt.artifacts.get_or_insert_with(Vec::new).push(art);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if let Some(es) = receipt.effect_summary.as_mut() {
+        let full = executed
+            .iter()
+            .any(|&i| contract.commands[i].network == NetworkMode::Full);
+        es.network_used = full || used;
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Write `dir/<id>.egress.jsonl` without following a planted symlink;
+/// returns its absolute path.
+fn write_egress_log(dir: &Path, id: &str, bytes: &[u8]) -> Result<String, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| format!("cannot resolve --output-dir {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{id}.egress.jsonl"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("cannot write egress log {}: {e}", path.display()))?;
+    f.write_all(bytes)
+        .map_err(|e| format!("cannot write egress log {}: {e}", path.display()))?;
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("egress log path {} is not UTF-8", path.display()))
 }
 
 /// csc's own files named by this run's flags (signing key, state dir,

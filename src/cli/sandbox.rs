@@ -53,6 +53,15 @@ pub struct HardenedArgs {
     /// hide this host path inside the view (empty file or directory); repeatable.
     #[arg(long, value_name = "PATH", help_heading = "Hardened mode")]
     pub mask: Vec<PathBuf>,
+    /// allow `network: allowlisted` commands to reach this destination through csc's egress proxy: HOST, HOST:PORT, *.DOMAIN[:PORT] (subdomains only), IP[:PORT], [IPv6][:PORT]; no port = 80 and 443; repeatable.
+    #[arg(long, value_name = "PATTERN", help_heading = "Hardened mode")]
+    pub egress_allow: Vec<String>,
+    /// let allowlisted destinations resolve into this private/local range (loopback, RFC 1918, link-local, CGNAT, ULA, ... are refused otherwise); repeatable.
+    #[arg(long, value_name = "CIDR", help_heading = "Hardened mode")]
+    pub egress_allow_cidr: Vec<String>,
+    /// Test only: resolve NAME to IP in the egress proxy (NAME=IP); repeatable. Recorded in the profile.
+    #[arg(long, value_name = "NAME=IP", hide = true)]
+    pub egress_test_resolve: Vec<String>,
 }
 
 impl HardenedArgs {
@@ -67,6 +76,11 @@ impl HardenedArgs {
         }
         cfg.system_paths.extend(self.ro_bind_system.iter().cloned());
         cfg.masked_paths.extend(self.mask.iter().cloned());
+        cfg.egress = crate::egress::EgressConfig {
+            allow: self.egress_allow.clone(),
+            allow_cidr: self.egress_allow_cidr.clone(),
+            test_resolve: self.egress_test_resolve.clone(),
+        };
         let r = &mut cfg.rlimits;
         for (flag, slot) in [
             (self.rlimit_cpu, &mut r.cpu_seconds),
@@ -119,6 +133,9 @@ pub struct RunArgs {
     /// own refusal.
     #[arg(long, value_name = "DIR")]
     pub simulate_swap: Option<PathBuf>,
+    /// Write the egress proxy's log (JSON lines) here after the run.
+    #[arg(long, value_name = "FILE")]
+    pub egress_log: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -180,7 +197,9 @@ pub fn doctor(a: DoctorArgs) -> CliResult {
 }
 
 pub fn profile(a: ProfileArgs) -> CliResult {
-    let p = sandbox::profile(&a.hardened.config());
+    let cfg = a.hardened.config();
+    cfg.egress.compile().map_err(CliError)?;
+    let p = sandbox::profile(&cfg);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
@@ -223,6 +242,11 @@ pub fn run(a: RunArgs) -> CliResult {
     };
     if let Some(e) = &exit.setup_error {
         eprintln!("csc: sandbox: {e}");
+    }
+    if let (Some(path), Some(report)) = (&a.egress_log, child.egress_finish()) {
+        let text = crate::egress::log::to_jsonl(&report.entries, report.dropped);
+        std::fs::write(path, text)
+            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(u8::try_from(exit.exit_code).unwrap_or(EXIT_DENY))
 }

@@ -18,7 +18,15 @@ pub struct SandboxLauncher {
     /// csc's own files for this run (keys, state, evidence paths): never
     /// visible inside the sandbox.
     pub hidden_paths: Vec<PathBuf>,
+    /// Egress proxy reports, one slot per launch in launch order (filled
+    /// when the sandbox has exited; `None` for commands without an
+    /// allowlisted network or that did not start).
+    pub egress: EgressReports,
 }
+
+/// Shared, launch-ordered egress reports of a [`SandboxLauncher`].
+pub type EgressReports =
+    std::sync::Arc<std::sync::Mutex<Vec<Option<crate::egress::proxy::ProxyReport>>>>;
 
 fn utf8(value: &std::ffi::OsStr, what: &str) -> Result<String, LaunchError> {
     value
@@ -65,6 +73,11 @@ impl Launcher for SandboxLauncher {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<Box<dyn Supervised>, LaunchError> {
+        let slot = {
+            let mut v = self.egress.lock().unwrap_or_else(|p| p.into_inner());
+            v.push(None);
+            v.len() - 1
+        };
         let sandbox_spec = sandbox_spec(spec, &self.hidden_paths)?;
         // `spawn` is called on the executor's long-lived thread, so the
         // helper's parent-death signal stays armed for the whole run.
@@ -77,6 +90,7 @@ impl Launcher for SandboxLauncher {
         Ok(Box::new(Sandboxed {
             child,
             config: self.config.clone(),
+            egress: (self.egress.clone(), slot),
         }))
     }
 }
@@ -85,9 +99,21 @@ impl Launcher for SandboxLauncher {
 struct Sandboxed {
     child: SandboxChild,
     config: SandboxConfig,
+    egress: (EgressReports, usize),
 }
 
 impl Sandboxed {
+    /// Once the sandbox has exited: stop its egress proxy, keep the report.
+    fn collect_egress(&mut self) {
+        if let Some(report) = self.child.egress_finish() {
+            let (sink, slot) = &self.egress;
+            let mut v = sink.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = v.get_mut(*slot) {
+                *s = Some(report);
+            }
+        }
+    }
+
     fn status(&self, exit: SandboxExit) -> Status {
         let detail = match exit.setup_error {
             Some(err) if exit.exit_code == sandbox::SETUP_FAILED_EXIT => {
@@ -118,6 +144,9 @@ fn io_err(e: sandbox::SandboxError) -> io::Error {
 impl Supervised for Sandboxed {
     fn poll_exit(&mut self) -> io::Result<Option<Status>> {
         let exit = self.child.try_wait().map_err(io_err)?;
+        if exit.is_some() {
+            self.collect_egress();
+        }
         Ok(exit.map(|e| self.status(e)))
     }
 
@@ -125,11 +154,13 @@ impl Supervised for Sandboxed {
         // Both SIGTERM and SIGKILL escalation steps tear the whole pid
         // namespace down; there is no gentler partial stop for a sandbox.
         self.child.kill();
+        self.collect_egress();
         Ok(())
     }
 
     fn wait(&mut self) -> io::Result<Status> {
         let exit = self.child.wait().map_err(io_err)?;
+        self.collect_egress();
         Ok(self.status(exit))
     }
 }

@@ -195,7 +195,8 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
     if available {
         enforced.extend(
             [
-                "namespaces: user, mount, pid (csc init), ipc, uts, cgroup; net when network=deny",
+                "namespaces: user, mount, pid (csc init), ipc, uts, cgroup; net when network=deny or allowlisted",
+                "network=allowlisted (with --egress-allow and --output-dir): only lo; csc's egress proxy (reached by descriptor passing, no host listener) enforces hosts, ports, the private-address guard and TLS SNI; every attempt logged",
                 "file-system view: tmpfs root, read-only system dirs and read scopes, read-write write scopes only, private /tmp, minimal /dev, fresh read-only /proc, no /sys",
                 "seccomp filter (EPERM for mount/namespace/ptrace/bpf/io_uring/keyring/module/... families; clone3 ENOSYS; x32 guard)",
                 "no_new_privs, all capability sets empty, locked securebits, setsid, fds > 2 closed",
@@ -219,7 +220,7 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
         ));
     }
     let not_enforced = vec![
-        "network=allowlisted: refused (no egress proxy yet); never silently opened".to_string(),
+        "local mode does not enforce network=allowlisted (the command shares the host network); use --mode hardened with --egress-allow".to_string(),
         "memory and pid limits are per-process rlimits, not cgroup limits (no cgroup delegation required)".into(),
         "network=full shares the host network namespace: UDP and TCP to any host, including host loopback services, are reachable by design".into(),
         "scopes that do not exist when the sandbox starts are not exposed (create output directories first)".into(),

@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use super::plan::SandboxPlan;
 use super::sys::{self, Forked};
 use super::{
-    EXEC_FAILED_EXIT, SETUP_FAILED_EXIT, StatusMsg, caps, landlock, mounts, namespaces, rlimits,
-    seccomp,
+    EXEC_FAILED_EXIT, SETUP_FAILED_EXIT, StatusMsg, bridge, caps, landlock, mounts, namespaces,
+    rlimits, seccomp,
 };
 
 /// Largest plan accepted over the pipe.
@@ -131,10 +131,19 @@ fn forwarded_set() -> SigSet {
 
 fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     stage("helper", ensure_single_threaded())?;
+    let channel_fd = plan.egress.as_ref().map(|e| e.channel_fd).unwrap_or(-1);
     stage(
         "helper",
-        sys::close_fds_except(&[status.raw()]).map_err(|e| format!("close inherited fds: {e}")),
+        sys::close_fds_except(&[status.raw(), channel_fd])
+            .map_err(|e| format!("close inherited fds: {e}")),
     )?;
+    let mut channel = match &plan.egress {
+        Some(e) => Some(stage(
+            "egress",
+            sys::take_inherited_fd(e.channel_fd).map_err(|e| format!("bridge channel fd: {e}")),
+        )?),
+        None => None,
+    };
     // Check Landlock before doing anything: fail early and clearly.
     stage(
         "landlock",
@@ -167,7 +176,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     match stage("helper", sys::fork().map_err(|e| format!("fork init: {e}")))? {
         Forked::Child => {
             drop(life_w);
-            let code = match init_main(plan, status, life_r, &seccomp_prog) {
+            let code = match init_main(plan, status, life_r, &seccomp_prog, channel.take()) {
                 Ok(code) => code,
                 Err((st, m)) => {
                     status.error(st, m);
@@ -178,6 +187,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         }
         Forked::Parent(pid) => {
             drop(life_r);
+            drop(channel);
             let r = supervise(pid, &mask);
             drop(life_w);
             stage("helper", r)
@@ -229,6 +239,7 @@ fn init_main(
     status: &Status,
     life: OwnedFd,
     prog: &[seccompiler::sock_filter],
+    channel: Option<OwnedFd>,
 ) -> StageResult<i32> {
     stage(
         "init",
@@ -264,6 +275,11 @@ fn init_main(
             .map(drop)
             .map_err(|e| format!("setsid: {e}")),
     )?;
+    // The egress listener is bound before Landlock denies TCP bind.
+    let listener = match &plan.egress {
+        Some(e) if !plan.probe => Some(stage("egress", bridge::listen(e.port))?),
+        _ => None,
+    };
     stage(
         "privileges",
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}")),
@@ -288,7 +304,37 @@ fn init_main(
         });
         return Ok(0);
     }
+    if let (Some(listener), Some(channel)) = (listener, channel) {
+        stage("egress", start_bridge(listener, channel, status, prog))?;
+    }
     stage("init", run_pipeline(plan, status, prog))
+}
+
+/// Fork the egress bridge (confined like a segment: Landlock, no
+/// capabilities, rlimits, non-dumpable, seccomp), which accepts on the
+/// listener and passes every connection to csc's proxy. Init keeps no
+/// copy of either descriptor.
+fn start_bridge(
+    listener: std::net::TcpListener,
+    channel: OwnedFd,
+    status: &Status,
+    prog: &[seccompiler::sock_filter],
+) -> Result<(), String> {
+    match sys::fork().map_err(|e| format!("fork egress bridge: {e}"))? {
+        Forked::Child => {
+            let keep = [listener.as_raw_fd(), channel.as_raw_fd(), status.raw()];
+            if let Err(e) = sys::close_fds_except(&keep) {
+                status.error("egress", format!("bridge: close fds: {e}"));
+                sys::exit_now(SETUP_FAILED_EXIT);
+            }
+            if let Err(m) = seccomp::install(prog) {
+                status.error("egress", format!("bridge: {m}"));
+                sys::exit_now(SETUP_FAILED_EXIT);
+            }
+            sys::exit_now(bridge::serve(listener, channel))
+        }
+        Forked::Parent(_) => Ok(()),
+    }
 }
 
 /// Smallest `pid_max` the kernel accepts.

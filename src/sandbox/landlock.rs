@@ -5,8 +5,8 @@
 //! minimum ABI is enforced (fail closed).
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use std::os::fd::AsFd;
@@ -93,6 +93,11 @@ pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<E
             plan.min_abi
         ));
     }
+    if network == NetworkMode::Allowlisted && abi < 4 {
+        return Err(format!(
+            "network 'allowlisted' needs Landlock ABI 4 (TCP connect limited to the egress proxy port); kernel offers {kernel}"
+        ));
+    }
     if network == NetworkMode::Full && abi < 6 {
         return Err(format!(
             "network 'full' needs Landlock ABI 6 (abstract Unix socket scoping); kernel offers {kernel}"
@@ -144,6 +149,13 @@ pub(crate) fn restrict(
             }
         };
         created = added.map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
+    }
+    if enforced.net {
+        for &port in &plan.connect_tcp_ports {
+            created = created
+                .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+                .map_err(|e| err(&format!("add connect rule for port {port}"), &e))?;
+        }
     }
     let status = created
         .restrict_self()

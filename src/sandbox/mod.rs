@@ -15,6 +15,7 @@
 //! `init` (helper + pid 1), `spawn` (parent side), [`doctor`],
 //! [`profile`], and `sys` (the only home of `unsafe`).
 
+pub mod bridge;
 mod caps;
 pub mod doctor;
 pub mod init;
@@ -73,6 +74,9 @@ pub struct SandboxConfig {
     pub hostname: String,
     /// Binary to re-execute as the setup helper (default `/proc/self/exe`).
     pub helper_exe: Option<PathBuf>,
+    /// Allowlisted egress (`--egress-allow`, `--egress-allow-cidr`): used
+    /// by commands with `network: allowlisted` only; part of the profile.
+    pub egress: crate::egress::EgressConfig,
 }
 
 /// System directories bound read-only (with execute) when they exist.
@@ -155,6 +159,7 @@ impl Default for SandboxConfig {
             masked_paths: DEFAULT_MASKS.iter().map(PathBuf::from).collect(),
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
+            egress: crate::egress::EgressConfig::default(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Namespaces: user (invoking uid/gid mapped to itself), mount, pid, ipc,
-//! uts, cgroup, and network when the network is denied.
+//! uts, cgroup, and network unless the network is `full` (for
+//! `allowlisted` the private namespace holds only `lo` and the egress
+//! bridge).
 
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid};
@@ -15,7 +17,7 @@ pub(crate) fn flags(network: NetworkMode) -> CloneFlags {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
-    if network == NetworkMode::Deny {
+    if network != NetworkMode::Full {
         f |= CloneFlags::CLONE_NEWNET;
     }
     f
@@ -24,7 +26,7 @@ pub(crate) fn flags(network: NetworkMode) -> CloneFlags {
 /// Names of the namespaces entered for a network mode.
 pub fn names(network: NetworkMode) -> Vec<&'static str> {
     let mut v = vec!["user", "mount", "pid", "ipc", "uts", "cgroup"];
-    if network == NetworkMode::Deny {
+    if network != NetworkMode::Full {
         v.push("net");
     }
     v
@@ -47,7 +49,7 @@ pub(crate) fn enter(network: NetworkMode) -> Result<(), String> {
 /// Set the hostname and, in a private network namespace, bring `lo` up.
 pub(crate) fn configure(network: NetworkMode, hostname: &str) -> Result<(), String> {
     nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
-    if network == NetworkMode::Deny {
+    if network != NetworkMode::Full {
         sys::interface_up("lo").map_err(|e| format!("bring lo up: {e}"))?;
     }
     Ok(())

@@ -159,10 +159,25 @@ pub struct LandlockRule {
 pub struct LandlockPlan {
     /// Minimum ABI; below it setup fails.
     pub min_abi: u32,
-    /// Deny TCP bind/connect (ABI ≥ 4) — set when network is denied.
+    /// Deny TCP bind/connect (ABI ≥ 4) — set when network is denied or
+    /// allowlisted.
     pub deny_tcp: bool,
     /// Path rules.
     pub rules: Vec<LandlockRule>,
+    /// TCP ports connect is allowed to despite `deny_tcp` (the egress
+    /// bridge's port for `network: allowlisted`).
+    #[serde(default)]
+    pub connect_tcp_ports: Vec<u16>,
+}
+
+/// Egress bridge part of the plan (`network: allowlisted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressPlan {
+    /// Port of the bridge's listener on 127.0.0.1 in the sandbox.
+    pub port: u16,
+    /// Inherited descriptor of the helper's end of the bridge socketpair
+    /// (set by `spawn`; -1 in a plan that has not been spawned).
+    pub channel_fd: i32,
 }
 
 /// Everything the helper needs, serialized as JSON over the plan pipe.
@@ -175,7 +190,7 @@ pub struct SandboxPlan {
     pub cwd: PathBuf,
     /// Exact environment.
     pub env: Vec<(String, String)>,
-    /// Network mode (`allowlisted` never reaches a plan).
+    /// Network mode.
     pub network: NetworkMode,
     /// Mount operations in execution order.
     pub mounts: Vec<MountOp>,
@@ -189,6 +204,9 @@ pub struct SandboxPlan {
     /// nothing.
     #[serde(default)]
     pub probe: bool,
+    /// Egress bridge, for `network: allowlisted`.
+    #[serde(default)]
+    pub egress: Option<EgressPlan>,
 }
 
 /// Kind of a host path.
@@ -313,14 +331,6 @@ fn check_str(what: &str, s: &str) -> Result<(), SandboxError> {
 
 /// Validate the spec (no host access).
 pub fn validate_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
-    match spec.network {
-        NetworkMode::Deny | NetworkMode::Full => {}
-        NetworkMode::Allowlisted => {
-            return Err(SandboxError::Unsupported(
-                "network mode 'allowlisted' is not supported by the hardened sandbox (it would need an egress proxy); refusing rather than opening the network".into(),
-            ));
-        }
-    }
     if spec.segments.is_empty() {
         return Err(SandboxError::InvalidSpec("no command segments".into()));
     }
@@ -641,21 +651,49 @@ pub fn build(
     mounts.sort_by_key(|m| (depth(m.dst()), m.order_class()));
 
     let rules = landlock_rules(cfg, &mounts);
+    let egress = egress_plan(cfg, spec)?;
+    let mut env = spec.env.clone();
+    if egress.is_some() {
+        env = crate::egress::proxy_env(env);
+    }
     Ok(SandboxPlan {
         segments: spec.segments.clone(),
         cwd,
-        env: spec.env.clone(),
+        env,
         network: spec.network,
         mounts,
         landlock: LandlockPlan {
             min_abi: cfg.min_landlock_abi,
-            deny_tcp: spec.network == NetworkMode::Deny,
+            deny_tcp: spec.network != NetworkMode::Full,
             rules,
+            connect_tcp_ports: egress.iter().map(|e| e.port).collect(),
         },
         rlimits: cfg.rlimits,
         hostname: cfg.hostname.clone(),
         probe: false,
+        egress,
     })
+}
+
+/// `network: allowlisted` needs a valid, non-empty `--egress-allow` list;
+/// other modes get no bridge.
+fn egress_plan(
+    cfg: &SandboxConfig,
+    spec: &SandboxSpec,
+) -> Result<Option<EgressPlan>, SandboxError> {
+    if spec.network != NetworkMode::Allowlisted {
+        return Ok(None);
+    }
+    if cfg.egress.allow.is_empty() {
+        return Err(SandboxError::Unsupported(
+            crate::egress::MISSING_ALLOWLIST.into(),
+        ));
+    }
+    cfg.egress.compile().map_err(SandboxError::InvalidSpec)?;
+    Ok(Some(EgressPlan {
+        port: crate::egress::PROXY_PORT,
+        channel_fd: -1,
+    }))
 }
 
 /// Landlock classes of read scopes and write scopes: with execute rights

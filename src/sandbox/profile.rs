@@ -50,14 +50,16 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
         "namespaces": {
             "network_deny": namespaces::names(NetworkMode::Deny),
             "network_full": namespaces::names(NetworkMode::Full),
+            "network_allowlisted": namespaces::names(NetworkMode::Allowlisted),
             "uid_gid": "invoking uid/gid mapped to itself; setgroups denied",
             "pid_init": "csc init as pid 1: reaps, exits with the pipeline status; its death kills the namespace",
         },
         "network": {
             "deny": "private network namespace with only lo up; Landlock denies TCP bind/connect",
             "full": "host network namespace; every other confinement unchanged",
-            "allowlisted": "refused",
+            "allowlisted": "private network namespace with only lo; csc's egress proxy reached through an in-namespace bridge (descriptor passing, no host listener); Landlock allows TCP connect only to the proxy port; see egress",
         },
+        "egress": crate::egress::profile_json(&cfg.egress),
         "landlock": {
             "abi": abi,
             "kernel_abi": kernel_abi,
@@ -139,6 +141,23 @@ mod tests {
         let mut cfg = SandboxConfig::default();
         cfg.rlimits.processes = 3;
         assert_ne!(profile(&cfg).sandbox_profile_id, a.sandbox_profile_id);
+    }
+
+    #[test]
+    fn egress_allowlist_is_part_of_the_id() {
+        let base = profile(&SandboxConfig::default()).sandbox_profile_id;
+        let with = |allow: &[&str], cidr: &[&str]| {
+            let mut cfg = SandboxConfig::default();
+            cfg.egress.allow = allow.iter().map(|s| s.to_string()).collect();
+            cfg.egress.allow_cidr = cidr.iter().map(|s| s.to_string()).collect();
+            profile(&cfg).sandbox_profile_id
+        };
+        let a = with(&["example.org"], &[]);
+        assert_ne!(a, base);
+        assert_ne!(with(&["example.net"], &[]), a);
+        assert_ne!(with(&["example.org"], &["10.0.0.0/8"]), a);
+        // Same allowlist written differently: same id.
+        assert_eq!(with(&["EXAMPLE.org.", "example.org"], &[]), a);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct SandboxChild {
     child: Child,
     status_rx: Option<std::fs::File>,
     exit: Option<SandboxExit>,
+    /// The egress proxy serving this sandbox (`network: allowlisted`).
+    egress: Option<crate::egress::proxy::ProxyServer>,
 }
 
 /// Spawn the sandbox for `spec`, with the targets' stdout/stderr connected
@@ -57,7 +59,22 @@ pub(crate) fn spawn_plan(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<SandboxChild, SandboxError> {
-    let json = serde_json::to_vec(plan)
+    // network: allowlisted — the helper gets one end of the bridge
+    // socketpair, csc's proxy serves the other.
+    let mut plan = std::borrow::Cow::Borrowed(plan);
+    let mut bridge_fds = None;
+    if plan.egress.is_some() {
+        let policy = cfg.egress.compile().map_err(SandboxError::InvalidSpec)?;
+        let (ours, theirs) =
+            super::bridge::channel().map_err(|e| SandboxError::io("egress socketpair", e))?;
+        let theirs =
+            sys::dup_cloexec_above(&theirs, 10).map_err(|e| SandboxError::io("dup channel", e))?;
+        if let Some(e) = plan.to_mut().egress.as_mut() {
+            e.channel_fd = theirs.as_raw_fd();
+        }
+        bridge_fds = Some((policy, ours, theirs));
+    }
+    let json = serde_json::to_vec(&*plan)
         .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
     let (plan_r, plan_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
@@ -76,20 +93,35 @@ pub(crate) fn spawn_plan(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
+    let channel_fd = bridge_fds
+        .as_ref()
+        .map(|(_, _, t)| t.as_raw_fd())
+        .unwrap_or(status_w.as_raw_fd());
     sys::configure_helper_command(
         &mut cmd,
         std::process::id() as libc::pid_t,
-        [plan_r.as_raw_fd(), status_w.as_raw_fd()],
+        [plan_r.as_raw_fd(), status_w.as_raw_fd(), channel_fd],
     );
     let child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("spawn sandbox helper {}", exe.display()), e))?;
     drop(plan_r);
     drop(status_w);
+    let egress = match bridge_fds {
+        Some((policy, ours, theirs)) => {
+            drop(theirs);
+            Some(
+                crate::egress::proxy::ProxyServer::start(policy, "", ours)
+                    .map_err(|e| SandboxError::io("start egress proxy", e))?,
+            )
+        }
+        None => None,
+    };
     let mut sc = SandboxChild {
         child,
         status_rx: Some(std::fs::File::from(status_r)),
         exit: None,
+        egress,
     };
     let mut w = std::fs::File::from(plan_w);
     if let Err(e) = w.write_all(&json) {
@@ -174,6 +206,12 @@ impl SandboxChild {
                 return Ok(None);
             }
         }
+    }
+
+    /// Stop the egress proxy (if any) and return what it recorded. Call
+    /// after the sandbox has exited; later calls return `None`.
+    pub fn egress_finish(&mut self) -> Option<crate::egress::proxy::ProxyReport> {
+        self.egress.take().map(|p| p.finish())
     }
 
     /// Wait and return the raw exit code without consuming status lines.

@@ -496,10 +496,10 @@ pub fn exit_now(code: i32) -> ! {
 ///
 /// The hook runs between fork and exec, so it uses only async-signal-safe
 /// calls (`prctl`, `getppid`, `fcntl`, `_exit`).
-pub fn configure_helper_command(
+pub fn configure_helper_command<const N: usize>(
     cmd: &mut std::process::Command,
     parent_pid: libc::pid_t,
-    inherit: [RawFd; 2],
+    inherit: [RawFd; N],
 ) {
     // SAFETY: the closure performs only async-signal-safe system calls and
     // touches no heap memory or locks.
@@ -538,4 +538,104 @@ pub fn dup_cloexec_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this new descriptor; we own it.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Send one descriptor over a unix socket (`SCM_RIGHTS`) with a one-byte
+/// payload (egress bridge → proxy).
+pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+    let byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: zeroed msghdr is a valid "empty" header; every pointer set
+    // below points into `iov`/`cbuf`, which outlive the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control holds CMSG_SPACE(sizeof(int)) bytes, so the
+    // first header and its data (one int) lie inside `cbuf`.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() {
+            return Err(io::Error::other("no room for SCM_RIGHTS"));
+        }
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
+    }
+    loop {
+        // SAFETY: `msg` is fully initialized and its buffers are live.
+        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receive one descriptor sent with [`send_fd`] (close-on-exec).
+/// `Ok(None)` at end of stream; a message without a descriptor is an
+/// error, extra descriptors are closed.
+pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: pure size computation.
+    let space = unsafe { libc::CMSG_SPACE((4 * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: as in `send_fd`: pointers refer to live local buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    let n = loop {
+        // SAFETY: `msg` describes writable buffers of the stated sizes.
+        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 {
+            break r;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of
+    // well-formed control messages; CMSG_* walk only inside them, and each
+    // SCM_RIGHTS descriptor is a new descriptor now owned by this process.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    let mut it = fds.into_iter();
+    match it.next() {
+        Some(fd) => Ok(Some(fd)),
+        None => Err(io::Error::other("message without a descriptor")),
+    }
 }
