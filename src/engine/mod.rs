@@ -5,6 +5,7 @@
 //! reference; `csc explain` keeps walking to show every failure.
 
 pub mod classify;
+pub mod expected_outputs;
 pub mod paths;
 
 use crate::protocol::contract::{ApprovalMode, Contract};
