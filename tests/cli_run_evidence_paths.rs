@@ -468,6 +468,29 @@ fn hardened_command_cannot_reach_a_sibling_evidence_dir() {
         // scope; csc's evidence never does.
         assert!(!ws.path("work/stolen/receipt.json").exists(), "{who:?}");
         assert!(!ws.path("work/receipt.json").exists(), "{who:?}");
+        // The same refusal as in local mode when the scope covers the evidence.
+        let mut cmd = writer(&ws, "c", "touch marker", &[ws.s("evidence")]);
+        cmd["read_paths"] = json!([]);
+        let c = ws.contract("c2.json", vec![cmd]);
+        let r = run_as(
+            &ws,
+            who,
+            &c,
+            &ws.path("evidence/receipt.json"),
+            &[
+                "--mode",
+                "hardened",
+                "--sign",
+                "--signing-key",
+                &key,
+                "--key-id",
+                "k",
+            ],
+        );
+        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+        assert_eq!(r.status(), "blocked", "{who:?}");
+        assert!(error_of(&r).contains("--receipt-out"), "{who:?}");
+        assert!(!ws.path("marker").exists(), "{who:?}");
     }
 }
 
