@@ -1,6 +1,8 @@
 //! `csc run` with approval artifacts: binding, expiry, durable single use.
 
 mod common;
+#[path = "sandbox_support/mod.rs"]
+mod support;
 use common::*;
 use serde_json::json;
 use std::path::PathBuf;
@@ -363,4 +365,61 @@ fn an_approval_from_the_future_is_refused() {
     );
     let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// As uid 65534: a state directory owned by root is refused; one owned by
+/// the effective uid works (the check is about csc's uid, not about root).
+#[test]
+fn an_unprivileged_csc_refuses_a_state_dir_owned_by_root() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: needs root to switch to uid 65534");
+        return;
+    }
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "nobody",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    std::fs::set_permissions(&ws.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&ws.root).unwrap() {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(support::NOBODY), None).unwrap();
+    }
+    std::os::unix::fs::lchown(&ws.root, Some(support::NOBODY), None).unwrap();
+    let root_state = ws.path("root-state");
+    std::fs::create_dir(&root_state).unwrap();
+    let run = |state: &std::path::Path| {
+        let receipt = ws.path("receipt.json");
+        let _ = std::fs::remove_file(&receipt);
+        let out = support::command(support::Who::Nobody)
+            .args([
+                "run",
+                c.to_str().unwrap(),
+                ws.s("policy.yaml").as_str(),
+                "--quiet",
+            ])
+            .args(["--receipt-out", receipt.to_str().unwrap()])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(["--approval", a.to_str().unwrap()])
+            .current_dir(&ws.root)
+            .output()
+            .unwrap();
+        Run::new(out, &receipt)
+    };
+    let r = run(&root_state);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let e = r.receipt()["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.contains("owned by uid 0") && e.contains("uid 65534"),
+        "{e}"
+    );
+    assert!(!ws.path("marker").exists());
+    let r = run(&ws.path("state"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(ws.path("marker").exists());
 }

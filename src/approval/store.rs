@@ -16,7 +16,7 @@
 //! store is started only in an empty (or new) directory. Like ssh with its
 //! keys, csc refuses a state directory, database or marker not owned by its
 //! effective uid or writable by group/others, and an ancestor directory
-//! writable by others (unless sticky) or owned by another user than root.
+//! writable by group or others (unless sticky) or owned by another user than root.
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 use std::os::unix::fs::MetadataExt;
