@@ -8,9 +8,8 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::DirFd;
-
 use crate::exec::effects::Artifact;
+use crate::fsutil::DirFd;
 use crate::protocol::load::RECEIPT_VERSION;
 use crate::protocol::schema::{self, Kind};
 
