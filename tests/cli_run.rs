@@ -238,7 +238,7 @@ fn capture_is_bounded_and_truncation_recorded() {
 #[test]
 fn output_dir_rejects_ids_that_escape() {
     let ws = ws();
-    for bad in [".hidden", "a..b", "x/y"] {
+    for bad in [".hidden", "a..b", "x/y", "a\\b"] {
         let c = ws.contract("c.json", vec![ws.cmd(bad, &["touch", "marker"])]);
         let out = ws.s("out");
         let r = ws.run(&c, &["--output-dir", &out]);

@@ -1,6 +1,8 @@
 //! `csc run` with approval artifacts: binding, expiry, durable single use.
 
 mod common;
+#[path = "sandbox_support/mod.rs"]
+mod support;
 use common::*;
 use serde_json::json;
 use std::path::PathBuf;
@@ -223,4 +225,201 @@ fn corrupt_state_database_blocks_the_run() {
             .contains("approvals.sqlite3")
     );
     assert!(!ws.path("marker").exists());
+}
+
+/// Consume a single_execution approval once; returns (contract, approval).
+fn consumed_once(ws: &Ws) -> (PathBuf, PathBuf) {
+    let c = needs_approval(ws, "c.json");
+    let a = approval(
+        ws,
+        "once",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::remove_file(ws.path("marker")).unwrap();
+    (c, a)
+}
+
+fn replay_is_refused(ws: &Ws, c: &std::path::Path, a: &std::path::Path, expect: &str) {
+    let r = ws.run(c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.status(), "blocked");
+    let e = r.receipt()["error"].as_str().unwrap().to_owned();
+    assert!(e.contains(expect), "expected {expect:?} in {e}");
+    assert!(!ws.path("marker").exists(), "the approval was replayed");
+}
+
+#[test]
+fn a_deleted_store_is_an_error_not_an_empty_store() {
+    let ws = ws();
+    let (c, a) = consumed_once(&ws);
+    std::fs::remove_file(ws.path("state/approvals.sqlite3")).unwrap();
+    replay_is_refused(&ws, &c, &a, "is missing");
+}
+
+#[test]
+fn a_truncated_store_is_an_error_not_an_empty_store() {
+    for len in [0u64, 1] {
+        let ws = ws();
+        let (c, a) = consumed_once(&ws);
+        std::fs::File::options()
+            .write(true)
+            .open(ws.path("state/approvals.sqlite3"))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        replay_is_refused(&ws, &c, &a, "approvals.sqlite3");
+        // Without the marker too.
+        std::fs::remove_file(ws.path("state/approvals.store-id")).unwrap();
+        replay_is_refused(&ws, &c, &a, "approvals.sqlite3");
+    }
+}
+
+#[test]
+fn a_store_replaced_by_a_fresh_one_is_an_error() {
+    let ws = ws();
+    let (c, a) = consumed_once(&ws);
+    // A brand-new, empty csc store from elsewhere takes the database's place.
+    let other = ws.path("other-state");
+    csc::approval::store::Store::open(&other).unwrap();
+    std::fs::copy(
+        other.join("approvals.sqlite3"),
+        ws.path("state/approvals.sqlite3"),
+    )
+    .unwrap();
+    replay_is_refused(&ws, &c, &a, "belongs to store");
+}
+
+#[test]
+fn a_missing_marker_next_to_consumed_approvals_is_an_error() {
+    let ws = ws();
+    let (c, a) = consumed_once(&ws);
+    std::fs::remove_file(ws.path("state/approvals.store-id")).unwrap();
+    replay_is_refused(&ws, &c, &a, "is missing");
+}
+
+#[test]
+fn state_owned_by_another_user_or_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: ownership test needs root to chown");
+        return;
+    }
+    let ws = ws();
+    let (c, a) = consumed_once(&ws);
+    let state = ws.path("state");
+    let db = ws.path("state/approvals.sqlite3");
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set(&state, 0o777);
+    replay_is_refused(&ws, &c, &a, "writable by group or others");
+    set(&state, 0o700);
+    set(&db, 0o666);
+    replay_is_refused(&ws, &c, &a, "writable by group or others");
+    set(&db, 0o600);
+    std::os::unix::fs::chown(&db, Some(65534), Some(65534)).unwrap();
+    replay_is_refused(&ws, &c, &a, "owned by uid 65534");
+    std::os::unix::fs::chown(&db, Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    replay_is_refused(&ws, &c, &a, "owned by uid 65534");
+    std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    // Restored: the approval is still consumed.
+    replay_is_refused(&ws, &c, &a, "already been consumed");
+}
+
+#[test]
+fn an_approval_from_the_future_is_refused() {
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "future",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(3600),
+        &now_plus(7200),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status(), "blocked");
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("clock skew")
+    );
+    assert!(!ws.path("marker").exists());
+    // Within the allowance it is accepted.
+    let a = approval(
+        &ws,
+        "skewed",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(60),
+        &now_plus(7200),
+    );
+    let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// As uid 65534: a state directory owned by root is refused; one owned by
+/// the effective uid works (the check is about csc's uid, not about root).
+#[test]
+fn an_unprivileged_csc_refuses_a_state_dir_owned_by_root() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: needs root to switch to uid 65534");
+        return;
+    }
+    let ws = ws();
+    let c = needs_approval(&ws, "c.json");
+    let a = approval(
+        &ws,
+        "nobody",
+        &contract_sha(&c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    );
+    std::fs::set_permissions(&ws.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&ws.root).unwrap() {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(support::NOBODY), None).unwrap();
+    }
+    std::os::unix::fs::lchown(&ws.root, Some(support::NOBODY), None).unwrap();
+    let root_state = ws.path("root-state");
+    std::fs::create_dir(&root_state).unwrap();
+    let run = |state: &std::path::Path| {
+        let receipt = ws.path("receipt.json");
+        let _ = std::fs::remove_file(&receipt);
+        let out = support::command(support::Who::Nobody)
+            .args([
+                "run",
+                c.to_str().unwrap(),
+                ws.s("policy.yaml").as_str(),
+                "--quiet",
+            ])
+            .args(["--receipt-out", receipt.to_str().unwrap()])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(["--approval", a.to_str().unwrap()])
+            .current_dir(&ws.root)
+            .output()
+            .unwrap();
+        Run::new(out, &receipt)
+    };
+    let r = run(&root_state);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let e = r.receipt()["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.contains("owned by uid 0") && e.contains("uid 65534"),
+        "{e}"
+    );
+    assert!(!ws.path("marker").exists());
+    let r = run(&ws.path("state"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(ws.path("marker").exists());
 }

@@ -3,9 +3,14 @@
 
 pub mod store;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::protocol::approval::Approval;
+
+/// How far `approved_at` may lie in the future of csc's clock (clock skew
+/// between the approver's host and this one): 5 minutes, the customary
+/// Kerberos allowance. Beyond it the approval is not yet valid.
+pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
 
 /// Why an approval cannot authorize this run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +38,14 @@ pub enum ApprovalProblem {
         id: String,
         approved_at: String,
         expires_at: String,
+    },
+    #[error(
+        "approval rejected: approved_at ({approved_at}) lies in the future beyond the allowed clock skew of {skew_secs} s (approval_id={id:?})"
+    )]
+    NotYetValid {
+        id: String,
+        approved_at: String,
+        skew_secs: i64,
     },
     #[error("approval rejected: approval expired at {expires_at} (approval_id={id:?})")]
     Expired { id: String, expires_at: String },
@@ -73,6 +86,13 @@ pub fn check(
             id,
             approved_at: approval.approved_at.clone(),
             expires_at: approval.expires_at.clone(),
+        });
+    }
+    if approved.duration_since(now) > MAX_CLOCK_SKEW {
+        return Err(ApprovalProblem::NotYetValid {
+            id,
+            approved_at: approval.approved_at.clone(),
+            skew_secs: MAX_CLOCK_SKEW.as_secs(),
         });
     }
     if now >= expires {
@@ -119,6 +139,13 @@ mod tests {
         assert!(matches!(
             check(&inverted, &"a".repeat(64), now),
             Err(ApprovalProblem::BadWindow { .. })
+        ));
+        let skewed = approval("2026-06-01T00:04:00Z", "2026-06-02T00:00:00Z");
+        assert_eq!(check(&skewed, &"a".repeat(64), now), Ok(()));
+        let future = approval("2026-06-01T00:05:01Z", "2026-06-02T00:00:00Z");
+        assert!(matches!(
+            check(&future, &"a".repeat(64), now),
+            Err(ApprovalProblem::NotYetValid { .. })
         ));
         let old = approval("2026-05-01T00:00:00Z", "2026-05-02T00:00:00Z");
         assert!(check(&old, &"a".repeat(64), now).unwrap_err().is_expiry());

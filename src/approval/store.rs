@@ -7,16 +7,31 @@
 //! one insert succeeds; the other sees a constraint violation, i.e.
 //! "already consumed". A database that cannot be opened, fails SQLite's
 //! quick check, or has an unexpected shape is an error — never "empty".
+//!
+//! A store that once existed cannot silently become empty: the state
+//! directory holds an identity marker ([`MARKER_FILE`]) next to the
+//! database, and the database records the same store id. A missing,
+//! zero-length or replaced database while the marker exists, or a missing
+//! marker while the database has consumed approvals, is an error. A new
+//! store is started only in an empty (or new) directory. Like ssh with its
+//! keys, csc refuses a state directory, database or marker not owned by its
+//! effective uid or writable by group/others, and an ancestor directory
+//! writable by group or others (unless sticky) or owned by another user than root.
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "approvals.sqlite3";
+/// File name of the store's identity marker inside the state directory.
+pub const MARKER_FILE: &str = "approvals.store-id";
+const MARKER_PREFIX: &str = "csc-approval-store v1 ";
 /// How long a writer waits for another csc holding the lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const SCHEMA_VERSION: i64 = 1;
+/// Version 1 had no `store_meta` table (adopted on open); 2 is current.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +47,18 @@ pub enum StoreError {
         what: &'static str,
         message: String,
     },
+    #[error(
+        "refusing approval state {path}: {problem}; it must be owned by uid {euid} (csc's effective uid) and not writable by group or others, and its parent directories must not be writable by other users"
+    )]
+    Insecure {
+        path: String,
+        problem: String,
+        euid: u32,
+    },
+    #[error(
+        "approval store in {path} was lost or replaced ({problem}); single_execution approvals could be replayed, so csc refuses to continue. See docs/run.md, \"Recovering the approval store\""
+    )]
+    Lost { path: String, problem: String },
 }
 
 /// Outcome of [`Store::consume`].
@@ -65,35 +92,175 @@ pub fn default_state_dir() -> Option<PathBuf> {
         .map(|h| h.join(".local/state/csc"))
 }
 
+fn insecure(path: &Path, problem: impl Into<String>) -> StoreError {
+    StoreError::Insecure {
+        path: path.display().to_string(),
+        problem: problem.into(),
+        euid: nix::unistd::geteuid().as_raw(),
+    }
+}
+
+/// ssh-style ownership and mode checks on the state directory and its
+/// ancestors (`dir` is canonical).
+fn check_dir_chain(dir: &Path) -> Result<(), StoreError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| insecure(dir, e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(insecure(dir, "not a directory"));
+    }
+    if meta.uid() != euid {
+        return Err(insecure(dir, format!("owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(insecure(
+            dir,
+            format!(
+                "mode {:o} is writable by group or others",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let meta =
+            std::fs::symlink_metadata(ancestor).map_err(|e| insecure(ancestor, e.to_string()))?;
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(insecure(
+                ancestor,
+                format!("parent directory owned by uid {}", meta.uid()),
+            ));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && !sticky {
+            return Err(insecure(
+                ancestor,
+                format!(
+                    "parent directory mode {:o} is writable by group or others (and not sticky)",
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `Some(size)` when `path` is a regular file that passes the checks,
+/// `None` when it does not exist.
+fn check_file(path: &Path) -> Result<Option<u64>, StoreError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(insecure(path, e.to_string())),
+    };
+    if !meta.file_type().is_file() {
+        return Err(insecure(
+            path,
+            "not a regular file (symlink or special file)",
+        ));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(insecure(path, format!("owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(insecure(
+            path,
+            format!(
+                "mode {:o} is writable by group or others",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(Some(meta.len()))
+}
+
+fn new_store_id() -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(crate::canonical::hex(&raw))
+}
+
 impl Store {
-    /// Open (creating if needed) the store in `dir`.
+    /// Open the store in `dir`, creating the directory and a new store only
+    /// when the directory is new or empty. See the module docs for what is
+    /// refused.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         use std::os::unix::fs::DirBuilderExt;
+        let dir_err = |source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| StoreError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            .map_err(dir_err)?;
+        let dir = std::fs::canonicalize(dir).map_err(dir_err)?;
+        check_dir_chain(&dir)?;
+        // Serialize opening (and a first initialization) between processes.
+        let dir_file = std::fs::File::open(&dir).map_err(dir_err)?;
+        let _lock = nix::fcntl::Flock::lock(dir_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| dir_err(std::io::Error::from_raw_os_error(e as i32)))?;
+
         let path = dir.join(DB_FILE);
-        let shown = path.display().to_string();
+        let marker_path = dir.join(MARKER_FILE);
+        let shown = dir.display().to_string();
+        let lost = |problem: String| StoreError::Lost {
+            path: shown.clone(),
+            problem,
+        };
+        let db_size = check_file(&path)?;
+        let marker = match check_file(&marker_path)? {
+            None => None,
+            Some(_) => {
+                let bytes = crate::fsutil::read_regular_file_capped(&marker_path, 256)
+                    .map_err(|_| lost(format!("cannot read the marker {MARKER_FILE}")))?;
+                let text = String::from_utf8(bytes).unwrap_or_default();
+                match text.trim_end().strip_prefix(MARKER_PREFIX) {
+                    Some(id) if !id.is_empty() => Some(id.to_owned()),
+                    _ => return Err(lost(format!("the marker {MARKER_FILE} is malformed"))),
+                }
+            }
+        };
+        let fresh = match (&marker, db_size) {
+            (Some(id), None) => {
+                return Err(lost(format!(
+                    "the marker {MARKER_FILE} names store {id} but the database {DB_FILE} is missing"
+                )));
+            }
+            (_, Some(0)) => {
+                return Err(lost(format!("the database {DB_FILE} is empty (0 bytes)")));
+            }
+            (Some(_), Some(_)) | (None, Some(_)) => false,
+            (None, None) => {
+                let entries: Vec<String> = std::fs::read_dir(&dir)
+                    .map_err(dir_err)?
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                if !entries.is_empty() {
+                    return Err(lost(format!(
+                        "the directory holds {entries:?} but neither {DB_FILE} nor {MARKER_FILE}; a new store is only started in an empty directory"
+                    )));
+                }
+                true
+            }
+        };
+
+        let shown_db = path.display().to_string();
         let db = |what: &'static str| {
-            let shown = shown.clone();
+            let shown = shown_db.clone();
             move |e: rusqlite::Error| StoreError::Db {
                 path: shown.clone(),
                 what,
                 message: e.to_string(),
             }
         };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(db("open"))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if fresh {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(&path, flags).map_err(db("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("busy timeout"))?;
         let check: String = conn
@@ -101,33 +268,34 @@ impl Store {
             .map_err(db("integrity check"))?;
         if check != "ok" {
             return Err(StoreError::Db {
-                path: shown,
+                path: shown_db,
                 what: "integrity check",
                 message: check,
             });
         }
-        conn.execute_batch(
-            "BEGIN IMMEDIATE;
-             CREATE TABLE IF NOT EXISTS consumed_approvals (
-                 approval_id     TEXT PRIMARY KEY NOT NULL,
-                 contract_sha256 TEXT NOT NULL,
-                 execution_id    TEXT NOT NULL,
-                 consumed_at     TEXT NOT NULL
-             );
-             COMMIT;",
-        )
-        .map_err(db("create schema"))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db("read version"))?;
+        let has_table = |name: &str| -> Result<bool, StoreError> {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(db("read schema"))
+        };
         match version {
-            0 => conn
-                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                .map_err(db("set version"))?,
-            SCHEMA_VERSION => {}
+            0 if fresh => {}
+            0 | 1 | SCHEMA_VERSION if has_table("consumed_approvals")? => {}
+            0 | 1 | SCHEMA_VERSION => {
+                return Err(lost(format!(
+                    "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
+                )));
+            }
             other => {
                 return Err(StoreError::Db {
-                    path: shown,
+                    path: shown_db,
                     what: "schema version",
                     message: format!(
                         "version {other} is not supported (expected {SCHEMA_VERSION})"
@@ -135,9 +303,80 @@ impl Store {
                 });
             }
         }
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS consumed_approvals (
+                 approval_id     TEXT PRIMARY KEY NOT NULL,
+                 contract_sha256 TEXT NOT NULL,
+                 execution_id    TEXT NOT NULL,
+                 consumed_at     TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS store_meta (
+                 key   TEXT PRIMARY KEY NOT NULL,
+                 value TEXT NOT NULL
+             );
+             PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
+        ))
+        .map_err(db("create schema"))?;
         // Probe the table shape so a foreign database is an error now.
         conn.prepare("SELECT approval_id, contract_sha256, execution_id, consumed_at FROM consumed_approvals LIMIT 0")
             .map_err(db("table shape"))?;
+        let db_id: Option<String> = conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'store_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(db("read store id")(e)),
+            })?;
+        let consumed: i64 = conn
+            .query_row("SELECT count(*) FROM consumed_approvals", [], |r| r.get(0))
+            .map_err(db("query"))?;
+        match (&marker, &db_id) {
+            (Some(m), Some(d)) if m == d => {}
+            (Some(m), Some(d)) => {
+                return Err(lost(format!(
+                    "the database belongs to store {d} but the marker {MARKER_FILE} names store {m}"
+                )));
+            }
+            (Some(m), None) => {
+                return Err(lost(format!(
+                    "the database has no store id but the marker {MARKER_FILE} names store {m}"
+                )));
+            }
+            (None, Some(d)) if consumed > 0 => {
+                return Err(lost(format!(
+                    "the marker {MARKER_FILE} of store {d} is missing"
+                )));
+            }
+            // A new store, an interrupted first open (nothing consumed yet),
+            // or a version-1 store without an id: give it one and mark it.
+            (None, _) => {
+                let id = match db_id {
+                    Some(d) => d,
+                    None => {
+                        let id = new_store_id().map_err(dir_err)?;
+                        conn.execute(
+                            "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
+                            params![id],
+                        )
+                        .map_err(db("write store id"))?;
+                        id
+                    }
+                };
+                let marker_dir = crate::fsutil::DirFd::open(&dir, false).map_err(dir_err)?;
+                marker_dir
+                    .write_atomic(
+                        std::ffi::OsStr::new(MARKER_FILE),
+                        format!("{MARKER_PREFIX}{id}\n").as_bytes(),
+                    )
+                    .map_err(dir_err)?;
+            }
+        }
         Ok(Store { conn, path })
     }
 
@@ -252,6 +491,41 @@ mod tests {
             .collect();
         let results: Vec<Consumed> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(results.iter().filter(|r| **r == Consumed::Now).count(), 1);
+    }
+
+    #[test]
+    fn marker_guards_against_a_lost_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.consume("a", "h", "e1", "t1").unwrap(), Consumed::Now);
+        drop(s);
+        let db = dir.path().join(DB_FILE);
+        let marker = dir.path().join(MARKER_FILE);
+        let saved = std::fs::read(&db).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Lost { .. })
+        ));
+        assert!(!db.exists(), "a deleted database must not be recreated");
+        std::fs::write(&db, b"").unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Lost { .. })
+        ));
+        std::fs::write(&db, &saved).unwrap();
+        std::fs::remove_file(&marker).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Lost { .. })
+        ));
+        // A directory with unrelated content never gets a fresh store.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("approvals.sqlite3-journal"), b"x").unwrap();
+        assert!(matches!(
+            Store::open(other.path()),
+            Err(StoreError::Lost { .. })
+        ));
     }
 
     #[test]

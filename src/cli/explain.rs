@@ -63,6 +63,9 @@ fn remedy(f: &Finding) -> String {
             "attach an approval artifact (csc run --approval), or use approval_mode policy_only"
                 .into()
         }
+        Check::ExpectedOutput => {
+            format!("declare a write scope covering `{v}`, or drop it from expected_outputs")
+        }
         Check::CwdReadable => format!(
             "run from a directory under allowed_read_prefixes (the command can read its cwd), or add a prefix covering `{v}`"
         ),

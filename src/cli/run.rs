@@ -7,14 +7,18 @@ use std::path::{Path, PathBuf};
 use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
 use crate::approval::{self, store};
 use crate::engine;
-use crate::evidence::receipt::{self, EffectSummary, Receipt, ReceiptBase, ReceiptStatus, Signer};
+use crate::evidence::receipt::{
+    self, EffectSummary, Receipt, ReceiptBase, ReceiptOut, ReceiptStatus, Signer,
+};
 use crate::exec::Launcher;
 use crate::exec::capture::Live;
 use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
 use crate::exec::effects;
+use crate::exec::own_paths::{self, OwnPath};
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
 use crate::exec::sandboxed::SandboxLauncher;
 use crate::exec::spawn::LocalLauncher;
+use crate::fsutil::DirFd;
 use crate::protocol::approval::ApprovalScope;
 use crate::protocol::contract::{Contract, NetworkMode};
 use crate::protocol::decision::Verdict;
@@ -69,6 +73,10 @@ pub struct Args {
     /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Max bytes hashed over all expected outputs; a file that does not fit
+    /// the remaining budget is not hashed (recorded in the receipt's error).
+    #[arg(long, value_name = "BYTES", default_value_t = effects::DEFAULT_ARTIFACT_MAX_BYTES)]
+    pub artifact_max_bytes: u64,
     /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
@@ -148,7 +156,7 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
 /// Renders, signs and writes receipts; reports the outcome.
 struct Emitter<'a> {
     base: ReceiptBase,
-    out: &'a Path,
+    out: ReceiptOut,
     signer: Option<Signer<'a>>,
 }
 
@@ -159,7 +167,7 @@ impl Emitter<'_> {
 
     fn emit(&self, receipt: &Receipt, code: u8) -> CliResult {
         let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
-        receipt::write_atomic(self.out, &bytes).map_err(|e| {
+        self.out.write(&bytes).map_err(|e| {
             let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
                 ""
             } else {
@@ -177,12 +185,12 @@ impl Emitter<'_> {
             ReceiptStatus::Expired => "EXPIRED".to_owned(),
         };
         if receipt.error.is_empty() {
-            eprintln!("{label} — receipt written to {}", self.out.display());
+            eprintln!("{label} — receipt written to {}", self.out.path().display());
         } else {
             eprintln!(
                 "{label} — {}; receipt written to {}",
                 receipt.error,
-                self.out.display()
+                self.out.path().display()
             );
         }
         Ok(code)
@@ -196,6 +204,10 @@ impl Emitter<'_> {
 /// Run `csc run`.
 pub fn run(args: Args) -> CliResult {
     let settings = settings(&args)?;
+    // Before anything else: the receipt's directory is opened once and the
+    // receipt must be writable there, or nothing runs.
+    let out = ReceiptOut::open(&args.receipt_out)
+        .map_err(|e| CliError(format!("{e}; nothing was run")))?;
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
     let c = &contract.contract;
@@ -222,7 +234,7 @@ pub fn run(args: Args) -> CliResult {
     };
     let emitter = Emitter {
         base,
-        out: &args.receipt_out,
+        out,
         signer: settings.signer.as_ref().map(|(key, key_id)| Signer {
             key,
             key_id: key_id.as_str(),
@@ -254,56 +266,77 @@ pub fn run(args: Args) -> CliResult {
         },
     };
 
-    let mut store = None;
-    if let Some(a) = &approval {
-        if let Err(problem) =
+    if let Some(a) = &approval
+        && let Err(problem) =
             approval::check(a, &emitter.base.contract_sha256, jiff::Timestamp::now())
-        {
-            let status = if problem.is_expiry() {
-                ReceiptStatus::Expired
-            } else {
-                ReceiptStatus::Blocked
-            };
-            return emitter.emit(&emitter.receipt(status, &problem.to_string()), EXIT_DENY);
-        }
-        if a.scope == ApprovalScope::SingleExecution {
-            let Some(dir) = args.state_dir.clone().or_else(store::default_state_dir) else {
-                return emitter.blocked(
-                    "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
-                    EXIT_DENY,
-                );
-            };
-            let s = match store::Store::open(&dir) {
-                Ok(s) => s,
-                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
-            };
-            match s.consumed_at(&a.approval_id) {
-                Ok(None) => {}
-                Ok(Some(at)) => {
-                    return emitter.blocked(
-                        &format!(
-                            "approval {:?} has already been consumed (single_execution) at {at}",
-                            a.approval_id
-                        ),
-                        EXIT_DENY,
-                    );
-                }
-                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
-            }
-            store = Some(s);
-        }
+    {
+        let status = if problem.is_expiry() {
+            ReceiptStatus::Expired
+        } else {
+            ReceiptStatus::Blocked
+        };
+        return emitter.emit(&emitter.receipt(status, &problem.to_string()), EXIT_DENY);
     }
 
     if let Err(e) = executor::precheck(c, p, args.output_dir.is_some()) {
         return emitter.blocked(&e, EXIT_DENY);
     }
-    if let Some(dir) = &args.output_dir
-        && let Err(e) = std::fs::create_dir_all(dir)
-    {
-        return emitter.blocked(
-            &format!("cannot create --output-dir {}: {e}", dir.display()),
-            EXIT_DENY,
-        );
+    let output_dir = match &args.output_dir {
+        None => None,
+        Some(dir) => match DirFd::open(dir, true) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return emitter.blocked(
+                    &format!("cannot create --output-dir {}: {e}", dir.display()),
+                    EXIT_DENY,
+                );
+            }
+        },
+    };
+    let state_dir = match &approval {
+        Some(a) if a.scope == ApprovalScope::SingleExecution => {
+            match args.state_dir.clone().or_else(store::default_state_dir) {
+                Some(dir) => Some(dir),
+                None => {
+                    return emitter.blocked(
+                        "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
+                        EXIT_DENY,
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Err(e) = own_paths_outside_scopes(
+        &emitter.out,
+        output_dir.as_ref(),
+        state_dir.as_deref(),
+        &args,
+        c,
+    ) {
+        return emitter.blocked(&e, EXIT_DENY);
+    }
+
+    let mut store = None;
+    if let (Some(a), Some(dir)) = (&approval, &state_dir) {
+        let s = match store::Store::open(dir) {
+            Ok(s) => s,
+            Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+        };
+        match s.consumed_at(&a.approval_id) {
+            Ok(None) => {}
+            Ok(Some(at)) => {
+                return emitter.blocked(
+                    &format!(
+                        "approval {:?} has already been consumed (single_execution) at {at}",
+                        a.approval_id
+                    ),
+                    EXIT_DENY,
+                );
+            }
+            Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+        }
+        store = Some(s);
     }
 
     let mut consume = || -> Result<(), String> {
@@ -346,22 +379,31 @@ pub fn run(args: Args) -> CliResult {
         search_path: &settings.search_path,
         stdout_cap: args.stdout_cap,
         stderr_cap: args.stderr_cap,
-        output_dir: args.output_dir.as_deref(),
+        output_dir: output_dir.as_ref(),
         live: &mut live,
         env_lookup: &lookup,
     };
+    let started = std::time::Instant::now();
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);
+    // Artifacts are hashed within what is left of the contract's own time
+    // budget (the sum of its commands' timeouts), and at least a moment.
+    let budget = c
+        .commands
+        .iter()
+        .fold(0u64, |sum, cmd| sum.saturating_add(cmd.timeout_sec));
+    let deadline = started
+        .checked_add(std::time::Duration::from_secs(budget))
+        .unwrap_or_else(|| started + std::time::Duration::from_secs(86_400))
+        .max(std::time::Instant::now() + effects::MIN_ARTIFACT_TIME);
+    let limits = effects::ArtifactLimits {
+        max_bytes: args.artifact_max_bytes,
+        deadline,
+    };
     let executed = run.executed.clone();
-    let (mut receipt, mut code) = receipt_for(&emitter, c, run);
+    let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
     if let Some(l) = &sandbox_launcher {
         let reports = std::mem::take(&mut *l.egress.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Err(e) = egress_evidence(
-            &mut receipt,
-            c,
-            &executed,
-            reports,
-            args.output_dir.as_deref(),
-        ) {
+        if let Err(e) = egress_evidence(&mut receipt, c, &executed, reports, output_dir.as_ref()) {
             // The connection log could not be kept: the run cannot count
             // as a success.
             let err = if receipt.error.is_empty() {
@@ -421,7 +463,7 @@ fn egress_evidence(
     contract: &Contract,
     executed: &[usize],
     reports: Vec<Option<crate::egress::proxy::ProxyReport>>,
-    output_dir: Option<&Path>,
+    output_dir: Option<&DirFd>,
 ) -> Result<(), String> {
     use crate::egress::log;
     let mut used = false;
@@ -465,24 +507,18 @@ fn egress_evidence(
     }
 }
 
-/// Write `dir/<id>.egress.jsonl` without following a planted symlink;
-/// returns its absolute path.
-fn write_egress_log(dir: &Path, id: &str, bytes: &[u8]) -> Result<String, String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = std::fs::canonicalize(dir)
-        .map_err(|e| format!("cannot resolve --output-dir {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{id}.egress.jsonl"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| format!("cannot write egress log {}: {e}", path.display()))?;
-    f.write_all(bytes)
-        .map_err(|e| format!("cannot write egress log {}: {e}", path.display()))?;
+/// Write `<id>.egress.jsonl` through the `--output-dir` descriptor opened
+/// before the run (never following a planted symlink); returns its
+/// absolute path.
+fn write_egress_log(dir: &DirFd, id: &str, bytes: &[u8]) -> Result<String, String> {
+    let name = format!("{id}.egress.jsonl");
+    let shown = dir.shown().join(&name);
+    dir.replace_file(std::ffi::OsStr::new(&name), bytes)
+        .map_err(|e| format!("cannot write egress log {}: {e}", shown.display()))?;
+    let path = dir
+        .real_path()
+        .map_err(|e| format!("cannot resolve --output-dir {}: {e}", dir.shown().display()))?
+        .join(&name);
     path.to_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("egress log path {} is not UTF-8", path.display()))
@@ -507,8 +543,47 @@ fn private_paths(args: &Args) -> Vec<PathBuf> {
     .collect()
 }
 
+/// csc's own paths (receipt file and directory, `--output-dir`, approval
+/// state directory, signing key) must be out of every write scope.
+fn own_paths_outside_scopes(
+    out: &ReceiptOut,
+    output_dir: Option<&DirFd>,
+    state_dir: Option<&Path>,
+    args: &Args,
+    contract: &Contract,
+) -> Result<(), String> {
+    let real = |what: &str, r: std::io::Result<PathBuf>| {
+        r.map_err(|e| format!("cannot resolve {what}: {e}"))
+    };
+    let mut own = vec![
+        OwnPath::file("--receipt-out", real("--receipt-out", out.real_path())?),
+        OwnPath::file(
+            "the --receipt-out directory",
+            real("the --receipt-out directory", out.dir().real_path())?,
+        ),
+    ];
+    if let Some(d) = output_dir {
+        own.push(OwnPath::dir(
+            "--output-dir",
+            real("--output-dir", d.real_path())?,
+        ));
+    }
+    if let Some(d) = state_dir {
+        own.push(OwnPath::dir("the approval --state-dir", d));
+    }
+    if let Some(k) = &args.signing_key {
+        own.push(OwnPath::file("--signing-key", k.clone()));
+    }
+    own_paths::check(&own, contract)
+}
+
 /// Turn a contract run into its receipt and exit code.
-fn receipt_for(emitter: &Emitter<'_>, contract: &Contract, run: ContractRun) -> (Receipt, u8) {
+fn receipt_for(
+    emitter: &Emitter<'_>,
+    contract: &Contract,
+    run: ContractRun,
+    limits: &effects::ArtifactLimits,
+) -> (Receipt, u8) {
     let (status, code) = match run.status {
         RunStatus::Success => (ReceiptStatus::Success, EXIT_OK),
         RunStatus::Failed => (ReceiptStatus::Failed, EXIT_DENY),
@@ -529,7 +604,7 @@ fn receipt_for(emitter: &Emitter<'_>, contract: &Contract, run: ContractRun) -> 
         r.stderr_hash = Some(run.stderr.hash.clone());
         r.stdout_truncated = run.stdout.truncated.then_some(true);
         r.stderr_truncated = run.stderr.truncated.then_some(true);
-        let (artifacts, problems) = effects::collect_artifacts(&contract.expected_outputs);
+        let (artifacts, problems) = effects::collect_artifacts(&contract.expected_outputs, limits);
         r.artifacts = Some(artifacts);
         if !problems.is_empty() {
             let joined = problems.join("; ");

@@ -16,9 +16,17 @@ use crate::protocol::policy::Policy;
 /// `allowed_read_prefixes` as a read path would.
 pub const CWD_OUTSIDE_READ_PREFIXES: &str = "CSC_CWD_OUTSIDE_READ_PREFIXES";
 
+/// An expected output outside every write scope of the contract.
+pub use super::expected_outputs::CSC_EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE as EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE;
+
 /// Every extension code with the v0.1 code it is reported under.
-pub const CODES: [(&str, ReasonCode); 1] =
-    [(CWD_OUTSIDE_READ_PREFIXES, ReasonCode::ReadScopeDenied)];
+pub const CODES: [(&str, ReasonCode); 2] = [
+    (CWD_OUTSIDE_READ_PREFIXES, ReasonCode::ReadScopeDenied),
+    (
+        EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE,
+        ReasonCode::WriteScopeDenied,
+    ),
+];
 
 /// Which rules `check`, `explain` and `run` apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +79,26 @@ pub fn walk(contract: &Contract, policy: &Policy, sink: &mut dyn FnMut(Finding) 
             command_id: Some(command.id.clone()),
             check: Check::CwdReadable,
             value: command.cwd.clone(),
+            failure,
+        }) == Flow::Stop
+        {
+            return;
+        }
+    }
+    let refused = super::expected_outputs::check(contract);
+    for out in &contract.expected_outputs {
+        let failure = refused.iter().find(|f| &f.value == out).map(|_| Failure {
+            verdict: Verdict::Deny,
+            code: ReasonCode::WriteScopeDenied,
+            reason: tagged(
+                &format!("expected output is not inside any command's write_paths: {out}"),
+                EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE,
+            ),
+        });
+        if sink(Finding {
+            command_id: None,
+            check: Check::ExpectedOutput,
+            value: out.clone(),
             failure,
         }) == Flow::Stop
         {

@@ -5,6 +5,7 @@
 //! reference; `csc explain` keeps walking to show every failure.
 
 pub mod classify;
+pub mod expected_outputs;
 pub mod ext;
 pub mod paths;
 
@@ -35,6 +36,8 @@ pub enum Check {
     ApprovalMode,
     /// Extension: the cwd lies under `allowed_read_prefixes`.
     CwdReadable,
+    /// Extension: an expected output lies inside a write scope.
+    ExpectedOutput,
 }
 
 impl Check {
@@ -55,6 +58,7 @@ impl Check {
             Check::WritePath => "allowed_write_prefixes",
             Check::ApprovalMode => "approval_mode",
             Check::CwdReadable => "cwd_within_read_prefixes",
+            Check::ExpectedOutput => "expected_outputs_within_write_paths",
         }
     }
 }

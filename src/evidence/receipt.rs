@@ -4,10 +4,12 @@
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::exec::effects::Artifact;
+use crate::fsutil::DirFd;
 use crate::protocol::load::RECEIPT_VERSION;
 use crate::protocol::schema::{self, Kind};
 
@@ -200,62 +202,79 @@ pub fn new_execution_id() -> std::io::Result<String> {
     Ok(format!("exec_{}", crate::canonical::hex(&raw)))
 }
 
-fn temp_name(target: &Path) -> PathBuf {
-    let mut raw = [0u8; 8];
-    let suffix = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut raw))
-        .map(|_| crate::canonical::hex(&raw))
-        .unwrap_or_else(|_| std::process::id().to_string());
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "receipt".to_owned());
-    target.with_file_name(format!(".{name}.{suffix}.tmp"))
+/// Where the receipt goes: its directory, opened (and created) once before
+/// anything runs, and the final file name in it. Every write goes through
+/// the directory descriptor (see [`crate::fsutil::DirFd::write_atomic`]),
+/// so a command that swaps the directory for a symlink during the run
+/// cannot redirect the receipt.
+#[derive(Debug)]
+pub struct ReceiptOut {
+    dir: DirFd,
+    name: OsString,
+    path: PathBuf,
+}
+
+impl ReceiptOut {
+    /// Open the receipt's directory (creating parents) and check that the
+    /// receipt can be written there: a temp file can be created and no
+    /// directory, symlink or other non-regular file sits at `path`.
+    /// Interrupted writes' stale temp files are removed.
+    pub fn open(path: &Path) -> Result<ReceiptOut, ReceiptError> {
+        let fail = |reason: String| ReceiptError::Write {
+            path: path.display().to_string(),
+            reason,
+        };
+        let name = match path.file_name() {
+            Some(n) if crate::fsutil::is_plain_name(n) => n.to_os_string(),
+            _ => return Err(fail("not a file path".to_owned())),
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let dir = DirFd::open(&parent, true)
+            .map_err(|e| fail(format!("cannot open directory {}: {e}", parent.display())))?;
+        dir.remove_stale_temps(&name);
+        dir.probe(&name).map_err(|e| fail(e.to_string()))?;
+        Ok(ReceiptOut {
+            dir,
+            name,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The receipt path as configured.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The opened directory (for the write-scope check).
+    pub fn dir(&self) -> &DirFd {
+        &self.dir
+    }
+
+    /// The receipt file as the kernel resolves it now.
+    pub fn real_path(&self) -> std::io::Result<PathBuf> {
+        Ok(self.dir.real_path()?.join(&self.name))
+    }
+
+    /// Write `bytes` atomically as the receipt.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), ReceiptError> {
+        self.dir
+            .write_atomic(&self.name, bytes)
+            .map_err(|e| ReceiptError::Write {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// Write `bytes` to `path` atomically: parent dirs created, temp file in
-/// the same directory, write + fsync, rename, fsync the directory. An
-/// existing non-regular file at `path` (device, directory, socket, FIFO,
-/// symlink) is never replaced.
+/// the same directory (`O_EXCL|O_NOFOLLOW`), write + fsync, rename, fsync
+/// the directory. An existing non-regular file at `path` (device,
+/// directory, socket, FIFO, symlink) is never replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReceiptError> {
-    let fail = |reason: String| ReceiptError::Write {
-        path: path.display().to_string(),
-        reason,
-    };
-    if path.file_name().is_none() {
-        return Err(fail("not a file path".to_owned()));
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => {
-            return Err(fail(
-                "an existing non-regular file is in the way; refusing to replace it".to_owned(),
-            ));
-        }
-        _ => {}
-    }
-    let tmp = temp_name(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&parent)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e.to_string()));
-    }
-    Ok(())
+    ReceiptOut::open(path)?.write(bytes)
 }
 
 #[cfg(test)]

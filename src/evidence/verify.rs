@@ -129,9 +129,10 @@ pub fn stream_hash_of_file(path: &Path) -> std::io::Result<String> {
     ))
 }
 
-/// A command id usable as a file name in the outputs directory.
+/// A command id usable as a file name in the outputs directory: the same
+/// rule `csc run --output-dir` applies before the run.
 fn safe_file_stem(id: &str) -> bool {
-    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
+    crate::fsutil::is_output_stem(id)
 }
 
 fn exists(path: &Path) -> bool {

@@ -3,13 +3,13 @@
 //! launch, capture); the first failure stops the run.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::time::Duration;
 
 use super::capture::{Captured, Live};
 use super::effects::Snapshot;
 use super::resolve::{self, SearchPath};
 use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths, scopes};
+use crate::fsutil::DirFd;
 use crate::protocol::contract::{Command, Contract};
 use crate::protocol::limits::truncate_error;
 use crate::protocol::policy::Policy;
@@ -65,32 +65,28 @@ pub struct RunConfig<'a> {
     pub stdout_cap: u64,
     /// Max stderr bytes captured per command.
     pub stderr_cap: u64,
-    /// Where each command's captured streams are saved, if anywhere.
-    pub output_dir: Option<&'a Path>,
+    /// Where each command's captured streams are saved, if anywhere
+    /// (opened before the run).
+    pub output_dir: Option<&'a DirFd>,
     /// Live echo of the captured output.
     pub live: &'a mut Live,
     /// Reads the caller's environment (for `env_allow`).
     pub env_lookup: &'a dyn Fn(&str) -> Option<OsString>,
 }
 
-/// Is `id` safe as a file-name stem inside `--output-dir`?
+/// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
+/// as `verify-receipt --outputs` ([`crate::fsutil::is_output_stem`]).
 pub fn check_output_id(id: &str) -> Result<(), String> {
-    if id.is_empty()
-        || id.contains('/')
-        || id.contains("..")
-        || id.contains('\0')
-        || id.starts_with('.')
-        || id.len() > 240
-    {
+    if !crate::fsutil::is_output_stem(id) {
         return Err(format!(
-            "command id {id:?} cannot name a file in --output-dir (no '/', '..', NUL, leading '.', max 240 bytes)"
+            "command id {id:?} cannot name a file in --output-dir (no '/', '\\', '..', NUL, leading '.', max 240 bytes)"
         ));
     }
     Ok(())
 }
 
 /// Checks that need no filesystem or process: duplicate ids, output-dir
-/// ids, env names, declared scopes. A failure blocks the whole run before
+/// ids, env names, declared scopes, expected outputs inside write scopes. A failure blocks the whole run before
 /// anything is launched.
 pub fn precheck(contract: &Contract, policy: &Policy, output_dir: bool) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
@@ -113,6 +109,9 @@ pub fn precheck(contract: &Contract, policy: &Policy, output_dir: bool) -> Resul
             paths::check_scope(p, &policy.allowed_write_prefixes, "write_paths")
                 .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
         }
+    }
+    if let Some(f) = crate::engine::expected_outputs::check(contract).first() {
+        return Err(f.to_string());
     }
     Ok(())
 }
@@ -187,35 +186,18 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
 }
 
 fn save_output(
-    dir: &Path,
+    dir: &DirFd,
     cmd: &Command,
     code: i32,
     timed_out: bool,
     out: &Captured,
     err: &Captured,
 ) -> std::io::Result<()> {
-    let base = dir.join(&cmd.id);
-    let with = |ext: &str| {
-        let mut p = base.clone().into_os_string();
-        p.push(ext);
-        std::path::PathBuf::from(p)
-    };
-    // Never follow a link planted in DIR: replace whatever is there with a
-    // freshly created file (O_EXCL does not follow symlinks).
-    let write = |path: std::path::PathBuf, bytes: &[u8]| -> std::io::Result<()> {
-        use std::io::Write;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?
-            .write_all(bytes)
-    };
-    write(with(".stdout"), out.data.as_deref().unwrap_or_default())?;
-    write(with(".stderr"), err.data.as_deref().unwrap_or_default())?;
+    let name = |ext: &str| OsString::from(format!("{}{ext}", cmd.id));
+    // Through the directory opened before the run; whatever sits at the
+    // name (a planted symlink included) is unlinked, never followed.
+    dir.replace_file(&name(".stdout"), out.data.as_deref().unwrap_or_default())?;
+    dir.replace_file(&name(".stderr"), err.data.as_deref().unwrap_or_default())?;
     let meta = serde_json::json!({
         "command_id": cmd.id,
         "exit_code": code,
@@ -229,7 +211,7 @@ fn save_output(
     });
     let mut text = serde_json::to_string_pretty(&meta).map_err(std::io::Error::other)?;
     text.push('\n');
-    write(with(".json"), text.as_bytes())
+    dir.replace_file(&name(".json"), text.as_bytes())
 }
 
 /// Run `contract`'s commands in order. `before_first_spawn` runs exactly
@@ -367,7 +349,7 @@ pub fn run_contract(
             failure.get_or_insert(format!(
                 "cannot save output of {:?} in {}: {e}",
                 cmd.id,
-                dir.display()
+                dir.shown().display()
             ));
             if code == 0 {
                 run.exit_code = Some(1);
