@@ -47,6 +47,10 @@ pub struct HardenedArgs {
     /// size of the private /tmp in bytes [default: 256 MiB].
     #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
     pub tmp_size: Option<u64>,
+    /// let commands create AF_UNIX sockets (and connect to pathname sockets
+    /// in their read/write scopes); default: socket(AF_UNIX) fails with EPERM.
+    #[arg(long, help_heading = "Hardened mode")]
+    pub allow_unix_sockets: bool,
 }
 
 impl HardenedArgs {
@@ -59,6 +63,7 @@ impl HardenedArgs {
         if let Some(v) = self.tmp_size {
             cfg.tmp_size_bytes = v;
         }
+        cfg.allow_unix_sockets = self.allow_unix_sockets;
         let r = &mut cfg.rlimits;
         for (flag, slot) in [
             (self.rlimit_cpu, &mut r.cpu_seconds),

@@ -3,6 +3,14 @@
 //! abstract Unix sockets (ABI ≥ 6). The highest ABI the kernel offers is
 //! used, every requested right is a hard requirement, and a configurable
 //! minimum ABI is enforced (fail closed).
+//!
+//! Pathname Unix sockets: from ABI 9 the kernel handles
+//! `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` (`connect(2)`/`sendmsg(2)` to a
+//! socket file). csc handles it and grants it nowhere unless the operator
+//! allowed Unix sockets, and then only in read and write scopes
+//! ([`access_with_sockets`]). Below ABI 9 (Linux 6.18 offers ABI 7) the
+//! seccomp socket policy is the only control: `socket(AF_UNIX)` is refused
+//! without the opt-in.
 
 use ::landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
@@ -48,11 +56,40 @@ pub fn access_for(class: RuleClass, abi: u32, is_dir: bool) -> BitFlags<AccessFs
         }
         RuleClass::ListDir => all & AccessFs::ReadDir,
     };
+    // Connecting to pathname sockets is granted only by
+    // [`access_with_sockets`].
+    let access = access & !BitFlags::from(AccessFs::ResolveUnix);
     if is_dir {
         access
     } else {
         access & AccessFs::from_file(abi)
     }
+}
+
+/// [`access_for`] plus `RESOLVE_UNIX` (ABI ≥ 9) on read and write scopes
+/// when the operator allowed Unix sockets.
+pub fn access_with_sockets(
+    class: RuleClass,
+    abi: u32,
+    is_dir: bool,
+    allow_unix_sockets: bool,
+) -> BitFlags<AccessFs> {
+    let base = access_for(class, abi, is_dir);
+    let scope = matches!(
+        class,
+        RuleClass::Read | RuleClass::ReadExec | RuleClass::Write | RuleClass::WriteNoExec
+    );
+    if allow_unix_sockets && scope {
+        base | (AccessFs::from_all(abi_of(abi)) & AccessFs::ResolveUnix)
+    } else {
+        base
+    }
+}
+
+/// Whether the kernel ABI lets Landlock control connecting to pathname
+/// Unix sockets.
+pub fn handles_pathname_sockets(abi: u32) -> bool {
+    AccessFs::from_all(abi_of(abi)).contains(AccessFs::ResolveUnix)
 }
 
 /// Names of the rights in a set (stable, for profiles).
@@ -105,7 +142,11 @@ pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<E
 
 /// Build the ruleset and restrict the calling process (and its future
 /// children). Requires `no_new_privs` to be set already.
-pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
+pub(crate) fn restrict(
+    plan: &LandlockPlan,
+    network: NetworkMode,
+    allow_unix_sockets: bool,
+) -> Result<Enforced, String> {
     let enforced = check_requirements(plan, network)?;
     let abi = abi_of(enforced.abi);
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
@@ -127,7 +168,8 @@ pub(crate) fn restrict(plan: &LandlockPlan, network: NetworkMode) -> Result<Enfo
     for rule in &plan.rules {
         let fd = PathFd::new(&rule.path)
             .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
-        let access = access_for(rule.class, enforced.abi, rule.is_dir);
+        let access =
+            access_with_sockets(rule.class, enforced.abi, rule.is_dir, allow_unix_sockets);
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
@@ -180,6 +222,35 @@ mod tests {
             access_for(RuleClass::Device, 2, false) & AccessFs::Truncate,
             BitFlags::EMPTY
         );
+    }
+
+    #[test]
+    fn pathname_socket_connect_only_with_opt_in_in_scopes() {
+        for class in [
+            RuleClass::Read,
+            RuleClass::ReadExec,
+            RuleClass::Write,
+            RuleClass::WriteNoExec,
+            RuleClass::Device,
+            RuleClass::ListDir,
+        ] {
+            for is_dir in [true, false] {
+                for abi in 1..=9 {
+                    assert!(!access_for(class, abi, is_dir).contains(AccessFs::ResolveUnix));
+                    assert!(
+                        !access_with_sockets(class, abi, is_dir, false)
+                            .contains(AccessFs::ResolveUnix)
+                    );
+                }
+            }
+        }
+        assert!(access_with_sockets(RuleClass::Read, 9, true, true).contains(AccessFs::ResolveUnix));
+        assert!(access_with_sockets(RuleClass::Write, 9, false, true).contains(AccessFs::ResolveUnix));
+        assert!(
+            !access_with_sockets(RuleClass::Device, 9, false, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(!access_with_sockets(RuleClass::Read, 7, true, true).contains(AccessFs::ResolveUnix));
+        assert!(handles_pathname_sockets(9) && !handles_pathname_sockets(7));
     }
 
     #[test]

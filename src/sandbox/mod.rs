@@ -70,6 +70,12 @@ pub struct SandboxConfig {
     pub hostname: String,
     /// Binary to re-execute as the setup helper (default `/proc/self/exe`).
     pub helper_exe: Option<PathBuf>,
+    /// Operator opt-in (`--allow-unix-sockets`): let sandboxed commands
+    /// create `AF_UNIX` sockets and so connect to pathname sockets inside
+    /// their read and write scopes. Off: `socket(AF_UNIX)` fails with
+    /// `EPERM`; `socketpair(AF_UNIX)` stays available for stream and
+    /// seqpacket types.
+    pub allow_unix_sockets: bool,
 }
 
 impl Default for SandboxConfig {
@@ -102,6 +108,7 @@ impl Default for SandboxConfig {
             .collect(),
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
+            allow_unix_sockets: false,
         }
     }
 }

@@ -189,6 +189,10 @@ pub struct SandboxPlan {
     /// nothing.
     #[serde(default)]
     pub probe: bool,
+    /// Socket policy: `AF_UNIX` sockets allowed (seccomp) and pathname
+    /// sockets in scopes connectable (Landlock, where the kernel can).
+    #[serde(default)]
+    pub allow_unix_sockets: bool,
 }
 
 /// Kind of a host path.
@@ -512,6 +516,7 @@ pub fn build(
         rlimits: cfg.rlimits,
         hostname: cfg.hostname.clone(),
         probe: false,
+        allow_unix_sockets: cfg.allow_unix_sockets,
     })
 }
 
