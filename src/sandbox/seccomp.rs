@@ -607,7 +607,7 @@ mod tests {
                 libc::AF_CAN,
                 libc::AF_XDP,
                 libc::AF_RDS,
-                libc::AF_QIPCRTR,
+                42, // AF_QIPCRTR
                 libc::AF_NFC,
                 255,
             ] {
