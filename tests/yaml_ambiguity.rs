@@ -3,6 +3,7 @@
 //! their position; quoting them makes them unambiguous strings.
 
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use serde_json::Value;
 
 use csc::protocol::load::{self, LoadError, PolicyFormat};
@@ -25,6 +26,8 @@ fn load_value(text: &str) -> Result<Value, LoadError> {
 
 fn assert_ambiguous(text: &str, line: usize) {
     match load_value(text) {
+        // csc's parser refuses some of them outright (`.inf`, `!!int 010`).
+        Err(LoadError::Yaml { .. }) => {}
         Err(LoadError::YamlAmbiguous { ambiguity, .. }) => {
             assert_eq!(ambiguity.line, line, "{text}\n{ambiguity}");
             let msg = LoadError::YamlAmbiguous {
@@ -44,10 +47,30 @@ fn assert_ambiguous(text: &str, line: usize) {
 /// Every scalar form PyYAML reads differently from csc's parser (checked
 /// as a mapping value and as flow and block sequence items).
 const AMBIGUOUS: &[&str] = &[
-    "010", "0o17", "0O17", "1e1", "1E1", "1.0e1", "0x1F", "0b101", "1_000", "1:30", "+5", ".5",
-    "1_0.5", ".inf", "-.inf", ".nan", "2026-01-01", "2001-12-14t21:59:43.10-05:00", "oN", "yEs",
-    "y", "n", "N", "=", "+0", "-010", "0_1", "1.", "1:30.5", "99999999999999999999999999",
-    "!!int 010", "!!int 0o17", "!!float 1_0.5", "!!int 1:30",
+    "010", "-010", "00", "0_1", "0o17", "0O17", "0o7", "1e1", "1E1", "1e+1", "1.0e1", "+.5",
+    "0x_1F", "0b_1", "1__0", "1:30", "1_0.5", "1:30.5", ".inf", "-.inf", ".nan", "2026-01-01",
+    "2001-12-14t21:59:43.10-05:00", "oN", "yEs", "y", "n", "N", "=",
+    "99999999999999999999999999", "!!int 010", "!!int 0o17", "!!float 1_0.5", "!!int 1:30",
+];
+
+/// Spellings both read the same way: they load, with that value.
+const AGREED: &[(&str, &str)] = &[
+    ("0x1F", "31"),
+    ("0b101", "5"),
+    ("1_000", "1000"),
+    ("+5", "5"),
+    ("-0", "0"),
+    (".5", "0.5"),
+    ("1.", "1.0"),
+    ("1.0e+1", "10.0"),
+    ("1.5E+3", "1500.0"),
+    ("60", "60"),
+    ("60.0", "60.0"),
+    ("yes", "true"),
+    ("Off", "false"),
+    ("~", "null"),
+    ("!!int 60", "60"),
+    ("!!float 1e1", "10.0"),
 ];
 
 #[test]
@@ -60,6 +83,17 @@ fn yaml_1_1_ambiguous_scalars_are_refused() {
             assert_ambiguous(&text, 10);
         }
         assert_ambiguous(&block, 12);
+    }
+}
+
+#[test]
+fn agreed_spellings_load_with_their_value() {
+    for (s, want) in AGREED {
+        let v = load_value(&format!("{BASE}k: {s}\nl: [{s}]\n"))
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+        let want: Value = serde_json::from_str(want).unwrap();
+        assert_eq!(v["k"], want, "{s}");
+        assert_eq!(v["l"][0], want, "{s}");
     }
 }
 
@@ -156,6 +190,10 @@ proptest! {
         ] {
             if let Ok(v) = load_value(&text) {
                 let got = if v["k"].is_array() { &v["k"][0] } else { &v["k"] };
+                // Not a single scalar in YAML (e.g. `- -` is a nested sequence).
+                if got.is_array() || got.is_object() {
+                    continue;
+                }
                 prop_assert!(agrees(&token, got), "{token:?}: loaded {got}, PyYAML {:?}", reference(&token));
             }
         }
@@ -222,7 +260,8 @@ json.dump(out, sys.stdout)
                     || (s == "-inf" && *x == f64::NEG_INFINITY)
             }
             ("str", Reference::Str) => true,
-            ("other", Reference::Other(_)) => true,
+            // PyYAML cannot load it at all (e.g. `k: :`): not a scalar case.
+            ("other", _) => true,
             // Our model may refuse more than PyYAML rejects, never less.
             (_, Reference::Other(_)) => true,
             _ => false,

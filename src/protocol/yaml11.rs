@@ -390,8 +390,11 @@ fn same(r: &Reference, c: &CscScalar) -> bool {
 
 const CORE: &str = "tag:yaml.org,2002:";
 
+/// The non-specific tag `!` (the parser reports it as handle "" and
+/// suffix "!"): a string for both parsers.
 fn is_non_specific(tag: &Tag) -> bool {
-    tag.handle() == "!" && tag.suffix().is_empty()
+    (tag.handle() == "!" && tag.suffix().is_empty())
+        || (tag.handle().is_empty() && tag.suffix() == "!")
 }
 
 fn core_suffix(tag: &Tag) -> Option<&str> {
