@@ -410,9 +410,14 @@ fn run_pipeline(
     // request is passed on to every process of the namespace.
     let mut codes: Vec<Option<i32>> = vec![None; n];
     loop {
+        let mut no_children = false;
         loop {
             match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => break,
+                Err(nix::errno::Errno::ECHILD) => {
+                    no_children = true;
+                    break;
+                }
                 Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
                     record(&pids, &mut codes, pid, 128 + sig as i32)
@@ -424,6 +429,9 @@ fn run_pipeline(
         }
         if codes.iter().all(Option::is_some) {
             break;
+        }
+        if no_children {
+            return Err("waitpid: a segment vanished without an exit status".into());
         }
         match signals.read_signal() {
             Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
