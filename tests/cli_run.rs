@@ -176,7 +176,12 @@ fn env_names_need_the_operators_allow_env() {
     let c = env_contract(&ws, &["HOME", "LANG"]);
     let r = ws.run_env(&c, &[], &[("HOME", "/root")]);
     assert_blocked_naming(&ws, &r, "HOME");
-    assert!(r.receipt()["error"].as_str().unwrap().contains("--allow-env"));
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-env")
+    );
     let out = ws.s("out");
     let r = ws.run_env(
         &c,
@@ -228,7 +233,10 @@ fn loader_hooks_cannot_be_allowed_even_by_name() {
     let c = env_contract(&ws, &["LD_PRELOAD"]);
     let r = ws.run(&c, &["--allow-env", "LD_PRELOAD"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.receipt.is_none(), "refused as an operator error, before any receipt");
+    assert!(
+        r.receipt.is_none(),
+        "refused as an operator error, before any receipt"
+    );
     assert!(r.stderr.contains("LD_PRELOAD"), "{}", r.stderr);
     assert!(!ws.path("first").exists());
     let r = ws.run(&c, &["--allow-env", "*", "--allow-env", "LD_*"]);

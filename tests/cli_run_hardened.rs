@@ -346,17 +346,28 @@ fn csc_own_environment_is_not_the_agents() {
         assert_eq!(r.receipt()["status"], "blocked", "{who:?}");
         let err = r.receipt()["error"].as_str().unwrap();
         assert!(err.contains("CSC_HOST_SECRET"), "{who:?}: {err}");
-        assert!(!std::path::Path::new(&marker).exists(), "{who:?}: a command ran");
+        assert!(
+            !std::path::Path::new(&marker).exists(),
+            "{who:?}: a command ran"
+        );
         assert!(!r.stdout.contains("host-secret-must-not-leak"));
         // Named exactly by the operator, it passes.
         let r = hardened_as(
             who,
             &ws,
             &c,
-            &["--allow-env", "CSC_HOST_SECRET", "--output-dir", &ws.s("streams")],
+            &[
+                "--allow-env",
+                "CSC_HOST_SECRET",
+                "--output-dir",
+                &ws.s("streams"),
+            ],
         );
         assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
         let env = std::fs::read_to_string(ws.path("streams/env.stdout")).unwrap();
-        assert!(env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"), "{env}");
+        assert!(
+            env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"),
+            "{env}"
+        );
     }
 }

@@ -157,8 +157,14 @@ denied("AF_VSOCK still refused", lambda: socket.socket(40, socket.SOCK_STREAM), 
             None,
         );
         r.assert_contained(&format!("{who:?}"));
-        assert!(daemon.stream.accept().is_ok(), "{who:?}: opt-in had no effect");
-        assert!(!outside.reached(), "{who:?}: socket outside the scopes reached");
+        assert!(
+            daemon.stream.accept().is_ok(),
+            "{who:?}: opt-in had no effect"
+        );
+        assert!(
+            !outside.reached(),
+            "{who:?}: socket outside the scopes reached"
+        );
     }
 }
 
@@ -180,7 +186,10 @@ fn the_socket_policy_is_part_of_the_profile_id() {
     let sockets = |p: &Value| p["profile"]["seccomp"]["sockets"].clone();
     assert_eq!(sockets(&default)["allow_unix_sockets"], false);
     assert_eq!(sockets(&opt_in)["allow_unix_sockets"], true);
-    assert_eq!(sockets(&default)["socket_other_families"], "errno EAFNOSUPPORT");
+    assert_eq!(
+        sockets(&default)["socket_other_families"],
+        "errno EAFNOSUPPORT"
+    );
     assert_ne!(
         default["profile"]["seccomp"]["program_sha256"],
         opt_in["profile"]["seccomp"]["program_sha256"]

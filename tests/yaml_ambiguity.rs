@@ -47,10 +47,40 @@ fn assert_ambiguous(text: &str, line: usize) {
 /// Every scalar form PyYAML reads differently from csc's parser (checked
 /// as a mapping value and as flow and block sequence items).
 const AMBIGUOUS: &[&str] = &[
-    "010", "-010", "00", "0_1", "0o17", "0O17", "0o7", "1e1", "1E1", "1e+1", "1.0e1", "+.5",
-    "0x_1F", "0b_1", "1__0", "1:30", "1_0.5", "1:30.5", ".inf", "-.inf", ".nan", "2026-01-01",
-    "2001-12-14t21:59:43.10-05:00", "oN", "yEs", "y", "n", "N", "=",
-    "99999999999999999999999999", "!!int 010", "!!int 0o17", "!!float 1_0.5", "!!int 1:30",
+    "010",
+    "-010",
+    "00",
+    "0_1",
+    "0o17",
+    "0O17",
+    "0o7",
+    "1e1",
+    "1E1",
+    "1e+1",
+    "1.0e1",
+    "+.5",
+    "0x_1F",
+    "0b_1",
+    "1__0",
+    "1:30",
+    "1_0.5",
+    "1:30.5",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "2026-01-01",
+    "2001-12-14t21:59:43.10-05:00",
+    "oN",
+    "yEs",
+    "y",
+    "n",
+    "N",
+    "=",
+    "99999999999999999999999999",
+    "!!int 010",
+    "!!int 0o17",
+    "!!float 1_0.5",
+    "!!int 1:30",
 ];
 
 /// Spellings both read the same way: they load, with that value.
@@ -89,8 +119,8 @@ fn yaml_1_1_ambiguous_scalars_are_refused() {
 #[test]
 fn agreed_spellings_load_with_their_value() {
     for (s, want) in AGREED {
-        let v = load_value(&format!("{BASE}k: {s}\nl: [{s}]\n"))
-            .unwrap_or_else(|e| panic!("{s}: {e}"));
+        let v =
+            load_value(&format!("{BASE}k: {s}\nl: [{s}]\n")).unwrap_or_else(|e| panic!("{s}: {e}"));
         let want: Value = serde_json::from_str(want).unwrap();
         assert_eq!(v["k"], want, "{s}");
         assert_eq!(v["l"][0], want, "{s}");
@@ -147,8 +177,11 @@ fn unambiguous_policies_still_load() {
     assert_eq!(v["s"], "010");
     assert_eq!(v["t"], 60);
     for pack in ["readonly-dev", "ci-build-test", "regulated-approvals"] {
-        let p = std::fs::read(format!("{}/policies/{pack}.yaml", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
+        let p = std::fs::read(format!(
+            "{}/policies/{pack}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         load::policy_from_bytes(&p, PolicyFormat::Yaml, pack).unwrap();
     }
 }
@@ -255,7 +288,8 @@ json.dump(out, sys.stdout)
             ("int", Reference::Int(None)) => true,
             ("float", Reference::Float(x)) => {
                 let s = v.as_str().unwrap();
-                (x.is_nan() && s == "nan") || s.parse::<f64>().ok() == Some(*x)
+                (x.is_nan() && s == "nan")
+                    || s.parse::<f64>().ok() == Some(*x)
                     || (s == "inf" && *x == f64::INFINITY)
                     || (s == "-inf" && *x == f64::NEG_INFINITY)
             }

@@ -110,9 +110,7 @@ pub enum EnvError {
     #[error("env_allow name {0:?} is not a valid environment variable name")]
     Invalid(String),
     /// The operator did not allow the name.
-    #[error(
-        "env_allow names {0:?}, which the operator has not allowed (csc run --allow-env {0})"
-    )]
+    #[error("env_allow names {0:?}, which the operator has not allowed (csc run --allow-env {0})")]
     NotAllowed(String),
     /// A sensitive name that a glob matched but the operator did not name.
     #[error(
@@ -128,8 +126,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if name.len() < first.len() + last.len() || !name.starts_with(first) || !name.ends_with(last)
-    {
+    if name.len() < first.len() + last.len() || !name.starts_with(first) || !name.ends_with(last) {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];

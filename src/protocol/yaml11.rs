@@ -611,6 +611,9 @@ mod tests {
             reference("0b__"),
             Other("an integer PyYAML cannot construct")
         ));
-        assert_eq!(reference("99999999999999999999999999999999999999999"), Int(None));
+        assert_eq!(
+            reference("99999999999999999999999999999999999999999"),
+            Int(None)
+        );
     }
 }

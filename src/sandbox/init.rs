@@ -412,7 +412,10 @@ fn run_pipeline(
     loop {
         let mut no_children = false;
         loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            match waitpid(
+                None::<Pid>,
+                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+            ) {
                 Ok(WaitStatus::StillAlive) => break,
                 Err(nix::errno::Errno::ECHILD) => {
                     no_children = true;

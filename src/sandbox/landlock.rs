@@ -168,8 +168,7 @@ pub(crate) fn restrict(
     for rule in &plan.rules {
         let fd = PathFd::new(&rule.path)
             .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
-        let access =
-            access_with_sockets(rule.class, enforced.abi, rule.is_dir, allow_unix_sockets);
+        let access = access_with_sockets(rule.class, enforced.abi, rule.is_dir, allow_unix_sockets);
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
@@ -244,12 +243,18 @@ mod tests {
                 }
             }
         }
-        assert!(access_with_sockets(RuleClass::Read, 9, true, true).contains(AccessFs::ResolveUnix));
-        assert!(access_with_sockets(RuleClass::Write, 9, false, true).contains(AccessFs::ResolveUnix));
+        assert!(
+            access_with_sockets(RuleClass::Read, 9, true, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(
+            access_with_sockets(RuleClass::Write, 9, false, true).contains(AccessFs::ResolveUnix)
+        );
         assert!(
             !access_with_sockets(RuleClass::Device, 9, false, true).contains(AccessFs::ResolveUnix)
         );
-        assert!(!access_with_sockets(RuleClass::Read, 7, true, true).contains(AccessFs::ResolveUnix));
+        assert!(
+            !access_with_sockets(RuleClass::Read, 7, true, true).contains(AccessFs::ResolveUnix)
+        );
         assert!(handles_pathname_sockets(9) && !handles_pathname_sockets(7));
     }
 

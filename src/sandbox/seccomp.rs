@@ -664,7 +664,10 @@ mod tests {
 
     #[test]
     fn digest_is_stable() {
-        assert_eq!(digest(&compile(SocketPolicy::default()).unwrap()), digest(&compile(SocketPolicy::default()).unwrap()));
+        assert_eq!(
+            digest(&compile(SocketPolicy::default()).unwrap()),
+            digest(&compile(SocketPolicy::default()).unwrap())
+        );
         assert_eq!(digest(&compile(SocketPolicy::default()).unwrap()).len(), 64);
     }
 }

@@ -3,6 +3,8 @@
 //! hostile programs written in python3 / sh.
 #![allow(dead_code)]
 
+// Also loaded by `common` in binaries that use both helpers.
+#[allow(clippy::duplicate_mod)]
 #[path = "../common/require.rs"]
 pub mod require;
 
