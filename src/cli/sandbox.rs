@@ -47,8 +47,9 @@ pub struct HardenedArgs {
     /// size of the private /tmp in bytes [default: 256 MiB].
     #[arg(long, value_name = "BYTES", help_heading = "Hardened mode")]
     pub tmp_size: Option<u64>,
-    /// let commands create AF_UNIX sockets (and connect to pathname sockets
-    /// in their read/write scopes); default: socket(AF_UNIX) fails with EPERM.
+    /// let commands create AF_UNIX sockets and connect to the pathname sockets
+    /// they can see (only in read/write scopes on Landlock ABI >= 9);
+    /// default: socket(AF_UNIX) fails with EPERM.
     #[arg(long, help_heading = "Hardened mode")]
     pub allow_unix_sockets: bool,
 }
