@@ -62,6 +62,8 @@ pub const SENSITIVE: &[&str] = &[
     "*_TOKEN",
     "*_TOKEN_*",
     "*SECRET*",
+    "KEY",
+    "KEY_*",
     "*_KEY",
     "*_KEY_*",
     "*APIKEY*",
