@@ -31,6 +31,11 @@ if "$CSC" doctor >/dev/null 2>&1; then
     --public-key "$WORK/key.pub.pem" --key-id quickstart \
     --contract "$CONTRACT" --policy "$POLICY"
 else
+  if [ "${CSC_REQUIRE_SANDBOX:-}" = 1 ]; then
+    printf '\nFAIL: CSC_REQUIRE_SANDBOX=1 but hardened mode is not available; `%s doctor` says why:\n' "$CSC"
+    "$CSC" doctor || true
+    exit 1
+  fi
   printf '\nSKIP: hardened mode is not available on this host; `%s doctor` says why:\n' "$CSC"
   "$CSC" doctor || true
 fi

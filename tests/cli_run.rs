@@ -109,7 +109,14 @@ fn environment_is_only_path_and_allowed_names() {
     let out = ws.s("out");
     let r = ws.run_env(
         &c,
-        &["--output-dir", &out],
+        &[
+            "--output-dir",
+            &out,
+            "--allow-env",
+            "CSC_T_FOO",
+            "--allow-env",
+            "CSC_T_ABSENT",
+        ],
         &[
             ("CSC_T_FOO", "bar"),
             ("CSC_T_SECRET", "x"),
@@ -145,6 +152,95 @@ fn dangerous_env_names_block_before_anything_runs() {
             .contains("LD_PRELOAD")
     );
     assert!(!ws.path("first").exists() && !ws.path("marker").exists());
+}
+
+/// A contract naming `names` in one command's env_allow, after a first
+/// command that would leave a marker if anything ran.
+fn env_contract(ws: &Ws, names: &[&str]) -> std::path::PathBuf {
+    let mut cmd = ws.cmd("env", &["env"]);
+    cmd["env_allow"] = json!(names);
+    ws.contract("c.json", vec![ws.cmd("first", &["touch", "first"]), cmd])
+}
+
+fn assert_blocked_naming(ws: &Ws, r: &Run, name: &str) {
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.status(), "blocked", "{}", r.stderr);
+    let err = r.receipt()["error"].as_str().unwrap();
+    assert!(err.contains(name), "{err}");
+    assert!(!ws.path("first").exists(), "a command ran");
+}
+
+#[test]
+fn env_names_need_the_operators_allow_env() {
+    let ws = ws();
+    let c = env_contract(&ws, &["HOME", "LANG"]);
+    let r = ws.run_env(&c, &[], &[("HOME", "/root")]);
+    assert_blocked_naming(&ws, &r, "HOME");
+    assert!(
+        r.receipt()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-env")
+    );
+    let out = ws.s("out");
+    let r = ws.run_env(
+        &c,
+        &["--allow-env", "HO*", "--output-dir", &out],
+        &[("HOME", "/root"), ("LANG", "C.UTF-8")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let env = std::fs::read_to_string(ws.path("out/env.stdout")).unwrap();
+    assert!(env.lines().any(|l| l == "HOME=/root"), "{env}");
+    assert!(env.lines().any(|l| l == "LANG=C.UTF-8"), "{env}");
+}
+
+#[test]
+fn credentials_in_csc_environment_do_not_reach_commands_through_globs() {
+    for (name, globs) in [
+        ("GITHUB_TOKEN", &["*"][..]),
+        ("CSC_SIGNING_KEY_PEM", &["*", "CSC_*"][..]),
+        ("AWS_SECRET_ACCESS_KEY", &["AWS_*"][..]),
+        ("GOOGLE_APPLICATION_CREDENTIALS", &["*"][..]),
+        ("AZURE_CLIENT_SECRET", &["AZURE_*"][..]),
+        ("CI_JOB_TOKEN", &["CI_*"][..]),
+        ("OPENAI_API_KEY", &["*"][..]),
+    ] {
+        let ws = ws();
+        let c = env_contract(&ws, &[name]);
+        let mut args = Vec::new();
+        for g in globs {
+            args.extend(["--allow-env", g]);
+        }
+        let r = ws.run_env(&c, &args, &[(name, "host-credential")]);
+        assert_blocked_naming(&ws, &r, name);
+        assert!(!r.stdout.contains("host-credential") && !r.stderr.contains("host-credential"));
+        // The operator may pass one by naming it exactly.
+        let out = ws.s("out");
+        let r = ws.run_env(
+            &c,
+            &["--allow-env", name, "--output-dir", &out],
+            &[(name, "host-credential")],
+        );
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        let env = std::fs::read_to_string(ws.path("out/env.stdout")).unwrap();
+        assert!(env.contains(&format!("{name}=host-credential")), "{env}");
+    }
+}
+
+#[test]
+fn loader_hooks_cannot_be_allowed_even_by_name() {
+    let ws = ws();
+    let c = env_contract(&ws, &["LD_PRELOAD"]);
+    let r = ws.run(&c, &["--allow-env", "LD_PRELOAD"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.receipt.is_none(),
+        "refused as an operator error, before any receipt"
+    );
+    assert!(r.stderr.contains("LD_PRELOAD"), "{}", r.stderr);
+    assert!(!ws.path("first").exists());
+    let r = ws.run(&c, &["--allow-env", "*", "--allow-env", "LD_*"]);
+    assert_blocked_naming(&ws, &r, "LD_PRELOAD");
 }
 
 #[test]

@@ -2,9 +2,6 @@
 //! hardened mode. Each gets a clear error, a receipt where a runtime
 //! outcome exists, and never an unsigned or silent success.
 
-// SKIP lines bypass libtest output capture so skips are always visible.
-use std::io::Write as _;
-
 mod common;
 use common::*;
 use serde_json::json;
@@ -231,11 +228,10 @@ fn mount_tmpfs(target: &std::path::Path, opts: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: cannot mount tmpfs ({opts}) at {}",
+        common::require::skip_or_fail(&format!(
+            "cannot mount tmpfs ({opts}) at {}",
             target.display()
-        );
+        ));
     }
     ok
 }
@@ -314,4 +310,37 @@ fn unreadable_contract_or_policy_is_an_error_without_receipt() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("failed to read"), "{}", r.stderr);
     assert!(r.receipt.is_none());
+}
+
+/// Helper for [`require_sandbox_turns_skips_into_failures`]: always skips.
+#[test]
+#[ignore = "run by require_sandbox_turns_skips_into_failures"]
+fn always_skips() {
+    common::require::skip_or_fail("demonstration skip");
+}
+
+/// `.ci/run` sets `CSC_REQUIRE_SANDBOX=1`: a kernel-feature skip must then
+/// fail the test instead of passing silently.
+#[test]
+fn require_sandbox_turns_skips_into_failures() {
+    let run = |require: Option<&str>| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "always_skips", "--ignored", "--nocapture"])
+            .env_remove("CSC_REQUIRE_SANDBOX");
+        if let Some(v) = require {
+            c.env("CSC_REQUIRE_SANDBOX", v);
+        }
+        c.output().unwrap()
+    };
+    let quiet = run(None);
+    assert!(quiet.status.success());
+    assert!(String::from_utf8_lossy(&quiet.stderr).contains("SKIP: demonstration skip"));
+    let required = run(Some("1"));
+    assert!(!required.status.success(), "a required skip passed");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&required.stdout),
+        String::from_utf8_lossy(&required.stderr)
+    );
+    assert!(all.contains("CSC_REQUIRE_SANDBOX=1"), "{all}");
 }

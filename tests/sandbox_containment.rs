@@ -2,9 +2,6 @@
 //! namespaces, /proc, devices, privileges, limits, leaks. Each test runs
 //! as root and as uid 65534.
 
-// SKIP lines bypass libtest output capture so skips are always visible.
-use std::io::Write as _;
-
 #[path = "sandbox_support/mod.rs"]
 mod support;
 
@@ -368,10 +365,7 @@ except OSError as e:
 #[test]
 fn every_seccomp_denied_family_returns_eperm() {
     if !cfg!(target_arch = "x86_64") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: syscall numbers in this test are x86_64"
-        );
+        support::require::skip_or_fail("syscall numbers in this test are x86_64");
         return;
     }
     for who in BOTH {

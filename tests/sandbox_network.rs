@@ -98,17 +98,15 @@ denied("udp external", lambda: udp_send("10.0.0.1", 53))
 "#,
             vars = host.script_vars()
         );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert!(!host.tcp_accepted(), "host TCP listener was reached");
-        assert!(!host.udp_received(), "host UDP socket received a datagram");
-        assert!(!host.unix_accepted(), "host abstract socket was reached");
+        // With the Unix-socket opt-in, seccomp lets AF_UNIX through and
+        // Landlock's abstract-socket scoping is what holds.
+        for config in [json!({}), json!({"allow_unix_sockets": true})] {
+            let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), config, None);
+            r.assert_contained(&format!("{who:?}"));
+            assert!(!host.tcp_accepted(), "host TCP listener was reached");
+            assert!(!host.udp_received(), "host UDP socket received a datagram");
+            assert!(!host.unix_accepted(), "host abstract socket was reached");
+        }
     }
 }
 
@@ -127,22 +125,18 @@ denied("abstract unix connect", lambda: unix_connect(ABSTRACT), {{errno.EPERM}})
 "#,
             vars = host.script_vars()
         );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "full"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert!(
-            host.tcp_accepted(),
-            "network: full should reach the host listener"
-        );
-        assert!(
-            !host.unix_accepted(),
-            "abstract socket reached despite Landlock scoping"
-        );
+        for config in [json!({}), json!({"allow_unix_sockets": true})] {
+            let r = run(who, &fx, fx.spec(vec![py(&script)], "full"), config, None);
+            r.assert_contained(&format!("{who:?}"));
+            assert!(
+                host.tcp_accepted(),
+                "network: full should reach the host listener"
+            );
+            assert!(
+                !host.unix_accepted(),
+                "abstract socket reached despite Landlock scoping"
+            );
+        }
     }
 }
 

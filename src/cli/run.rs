@@ -14,6 +14,7 @@ use crate::exec::Launcher;
 use crate::exec::capture::Live;
 use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus};
 use crate::exec::effects;
+use crate::exec::env::EnvAllowlist;
 use crate::exec::own_paths::{self, OwnPath};
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
 use crate::exec::sandboxed::SandboxLauncher;
@@ -80,9 +81,31 @@ pub struct Args {
     /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
+    /// Environment variables the operator lets commands receive.
+    #[command(flatten)]
+    pub env: EnvArgs,
     /// Hardened-mode sandbox settings.
     #[command(flatten)]
     pub hardened: super::sandbox::HardenedArgs,
+}
+
+/// Operator flags deciding which `env_allow` names reach commands. Shared
+/// by every verb that runs commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EnvArgs {
+    /// Let commands receive NAME when their env_allow lists it (repeatable;
+    /// `*` globs). LANG, LANGUAGE, LC_*, TZ and TERM are allowed by default.
+    /// Sensitive names (CSC_*, *_TOKEN, *SECRET*, *_KEY, AWS_*, ...) pass
+    /// only when named exactly; loader hooks (LD_*, BASH_ENV, ...) never.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+}
+
+impl EnvArgs {
+    /// The allowlist these flags describe.
+    pub fn allowlist(&self) -> Result<EnvAllowlist, CliError> {
+        EnvAllowlist::new(self.allow_env.iter().cloned()).map_err(CliError)
+    }
 }
 
 /// Validated operator settings (no I/O besides loading the key).
@@ -91,6 +114,7 @@ struct Settings {
     sandbox: Option<SandboxConfig>,
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
+    env_allow: EnvAllowlist,
 }
 
 fn settings(args: &Args) -> Result<Settings, CliError> {
@@ -146,10 +170,12 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
     }
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| CliError(format!("--search-path: {e}")))?;
+    let env_allow = args.env.allowlist()?;
     Ok(Settings {
         sandbox: hardened.then(|| args.hardened.config()),
         signer,
         search_path,
+        env_allow,
     })
 }
 
@@ -278,7 +304,7 @@ pub fn run(args: Args) -> CliResult {
         return emitter.emit(&emitter.receipt(status, &problem.to_string()), EXIT_DENY);
     }
 
-    if let Err(e) = executor::precheck(c, p, args.output_dir.is_some()) {
+    if let Err(e) = executor::precheck(c, p, args.output_dir.is_some(), &settings.env_allow) {
         return emitter.blocked(&e, EXIT_DENY);
     }
     let output_dir = match &args.output_dir {
@@ -382,6 +408,7 @@ pub fn run(args: Args) -> CliResult {
         output_dir: output_dir.as_ref(),
         live: &mut live,
         env_lookup: &lookup,
+        env_allow: &settings.env_allow,
     };
     let started = std::time::Instant::now();
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);

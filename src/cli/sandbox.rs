@@ -62,6 +62,11 @@ pub struct HardenedArgs {
     /// Test only: resolve NAME to IP in the egress proxy (NAME=IP); repeatable. Recorded in the profile.
     #[arg(long, value_name = "NAME=IP", hide = true)]
     pub egress_test_resolve: Vec<String>,
+    /// let commands create AF_UNIX sockets and connect to the pathname sockets
+    /// they can see (only in read/write scopes on Landlock ABI >= 9);
+    /// default: socket(AF_UNIX) fails with EPERM.
+    #[arg(long, help_heading = "Hardened mode")]
+    pub allow_unix_sockets: bool,
 }
 
 impl HardenedArgs {
@@ -81,6 +86,7 @@ impl HardenedArgs {
             allow_cidr: self.egress_allow_cidr.clone(),
             test_resolve: self.egress_test_resolve.clone(),
         };
+        cfg.allow_unix_sockets = self.allow_unix_sockets;
         let r = &mut cfg.rlimits;
         for (flag, slot) in [
             (self.rlimit_cpu, &mut r.cpu_seconds),

@@ -72,6 +72,8 @@ pub struct RunConfig<'a> {
     pub live: &'a mut Live,
     /// Reads the caller's environment (for `env_allow`).
     pub env_lookup: &'a dyn Fn(&str) -> Option<OsString>,
+    /// Which `env_allow` names the operator lets through.
+    pub env_allow: &'a env::EnvAllowlist,
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
@@ -88,7 +90,12 @@ pub fn check_output_id(id: &str) -> Result<(), String> {
 /// Checks that need no filesystem or process: duplicate ids, output-dir
 /// ids, env names, declared scopes, expected outputs inside write scopes. A failure blocks the whole run before
 /// anything is launched.
-pub fn precheck(contract: &Contract, policy: &Policy, output_dir: bool) -> Result<(), String> {
+pub fn precheck(
+    contract: &Contract,
+    policy: &Policy,
+    output_dir: bool,
+    env_allow: &env::EnvAllowlist,
+) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for cmd in &contract.commands {
         if !seen.insert(cmd.id.as_str()) {
@@ -100,7 +107,9 @@ pub fn precheck(contract: &Contract, policy: &Policy, output_dir: bool) -> Resul
         if cmd.argv_vectors().iter().any(|a| a.is_empty()) || cmd.argv_vectors().is_empty() {
             return Err(format!("command {:?} has an empty argv", cmd.id));
         }
-        env::check_names(&cmd.env_allow).map_err(|e| format!("command {:?}: {e}", cmd.id))?;
+        env_allow
+            .check_names(&cmd.env_allow)
+            .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
         for p in &cmd.read_paths {
             paths::check_scope(p, &policy.allowed_read_prefixes, "read_paths")
                 .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
@@ -159,6 +168,7 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
     }
     let env = env::build(
         &cmd.env_allow,
+        cfg.env_allow,
         cfg.search_path.as_env_value(),
         cfg.env_lookup,
     )

@@ -150,11 +150,17 @@ impl Supervised for Sandboxed {
         Ok(exit.map(|e| self.status(e)))
     }
 
-    fn signal(&mut self, _sig: Signal) -> io::Result<()> {
-        // Both SIGTERM and SIGKILL escalation steps tear the whole pid
-        // namespace down; there is no gentler partial stop for a sandbox.
-        self.child.kill();
-        self.collect_egress();
+    fn signal(&mut self, sig: Signal) -> io::Result<()> {
+        match sig {
+            // SIGTERM to every process in the sandbox (through the helper
+            // and init); the executor escalates to Kill after its grace.
+            Signal::Term => self.child.terminate(),
+            // Tear the whole pid namespace down and wait until it is gone.
+            Signal::Kill => {
+                self.child.kill();
+                self.collect_egress();
+            }
+        }
         Ok(())
     }
 

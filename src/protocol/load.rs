@@ -58,6 +58,14 @@ pub enum LoadError {
         at: String,
         message: String,
     },
+    #[error(
+        "policy file {origin}: {0}; the Python reference and csc would decide differently, so csc refuses the policy",
+        .ambiguity
+    )]
+    YamlAmbiguous {
+        origin: String,
+        ambiguity: super::yaml11::Ambiguity,
+    },
     #[error("policy file {origin} must contain a YAML mapping (found {found})")]
     NotMapping { origin: String, found: &'static str },
     #[error("{kind} file {origin} must contain a JSON object (found {found})")]
@@ -306,6 +314,25 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
+/// How csc's YAML parser reads a standalone scalar document (for the
+/// YAML 1.1 ambiguity check). Texts it cannot parse alone are strings:
+/// every typed spelling parses on its own.
+fn csc_scalar(doc: &str) -> super::yaml11::CscScalar {
+    use super::yaml11::CscScalar;
+    match serde_saphyr::from_str_with_options::<Value>(doc, yaml_options()) {
+        Ok(Value::Null) => CscScalar::Null,
+        Ok(Value::Bool(b)) => CscScalar::Bool(b),
+        Ok(Value::Number(n)) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => CscScalar::Int(i128::from(i)),
+            (_, Some(u), _) => CscScalar::Int(i128::from(u)),
+            (_, _, Some(f)) => CscScalar::Float(f),
+            _ => CscScalar::Other,
+        },
+        Ok(Value::String(_)) | Err(_) => CscScalar::Str,
+        Ok(_) => CscScalar::Other,
+    }
+}
+
 /// Parse policy text into the mapping it holds (no schema check yet).
 pub fn policy_value_from_bytes(
     bytes: &[u8],
@@ -338,8 +365,17 @@ pub fn policy_value_from_bytes(
                 }
             }
         })?,
-        PolicyFormat::Yaml => serde_saphyr::from_str_with_options(text, yaml_options())
-            .map_err(|e| yaml_error(e, origin))?,
+        PolicyFormat::Yaml => {
+            let value = serde_saphyr::from_str_with_options(text, yaml_options())
+                .map_err(|e| yaml_error(e, origin))?;
+            super::yaml11::check(text, csc_scalar).map_err(|ambiguity| {
+                LoadError::YamlAmbiguous {
+                    origin: origin.to_owned(),
+                    ambiguity,
+                }
+            })?;
+            value
+        }
     };
     if !value.is_object() {
         return Err(LoadError::NotMapping {

@@ -9,3 +9,4 @@ pub mod load;
 pub mod policy;
 pub mod schema;
 pub mod strict_json;
+pub mod yaml11;

@@ -206,6 +206,19 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
             .map(String::from),
         );
         enforced.push(format!(
+            "sockets: AF_INET/AF_INET6 and NETLINK_ROUTE only; AF_UNIX {}; socketpair AF_UNIX{}",
+            if cfg.allow_unix_sockets {
+                "allowed (--allow-unix-sockets)"
+            } else {
+                "refused (EPERM)"
+            },
+            if cfg.allow_unix_sockets {
+                ""
+            } else {
+                " stream/seqpacket only"
+            }
+        ));
+        enforced.push(format!(
             "Landlock ABI {used}: file-system rights mirroring the view{}{}",
             if used >= 4 {
                 "; TCP bind/connect denied when network=deny"
@@ -219,13 +232,18 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
             }
         ));
     }
-    let not_enforced = vec![
+    let mut not_enforced = vec![
         "local mode does not enforce network=allowlisted (the command shares the host network); use --mode hardened with --egress-allow".to_string(),
         "memory and pid limits are per-process rlimits, not cgroup limits (no cgroup delegation required)".into(),
         "network=full shares the host network namespace: UDP and TCP to any host, including host loopback services, are reachable by design".into(),
         "scopes that do not exist when the sandbox starts are not exposed (create output directories first)".into(),
         "read scopes are exposed as their literal prefix before any glob; files matching no glob under that prefix are visible".into(),
     ];
+    if cfg.allow_unix_sockets && !super::landlock::handles_pathname_sockets(used) {
+        not_enforced.push(format!(
+            "--allow-unix-sockets with Landlock ABI {used} (< 9, no RESOLVE_UNIX): every pathname socket visible in the view is connectable"
+        ));
+    }
     HostReport {
         hardened_available: available,
         landlock_abi_kernel: kernel_abi,

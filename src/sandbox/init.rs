@@ -13,6 +13,14 @@
 //! The helper dies with csc (PDEATHSIG set before exec), init dies with
 //! the helper (PDEATHSIG), and when init dies the kernel kills every
 //! process left in the pid namespace.
+//!
+//! Stopping: SIGTERM (or SIGINT/SIGHUP/SIGQUIT) to the helper is a
+//! graceful stop: the helper forwards SIGTERM to init, which sends SIGTERM
+//! to every other process of the namespace (`kill(-1)`), so the targets
+//! can clean up, exactly like local mode's group SIGTERM. [`KILL_NOW`] to
+//! the helper (csc's escalation after the grace period) SIGKILLs init and
+//! with it the whole namespace; the helper exits only once init is reaped,
+//! i.e. once nothing is left in the namespace.
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -21,7 +29,7 @@ use std::path::Path;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -114,6 +122,8 @@ fn ensure_single_threaded() -> Result<(), String> {
     Ok(())
 }
 
+/// Signals the helper turns into a graceful stop (SIGTERM to init, which
+/// passes it on to every process of the sandbox).
 const FORWARDED: [Signal; 4] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -121,11 +131,27 @@ const FORWARDED: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
-fn forwarded_set() -> SigSet {
+/// Signal csc sends the helper to kill the sandbox at once.
+pub const KILL_NOW: Signal = Signal::SIGUSR1;
+
+fn helper_set() -> SigSet {
     let mut s = SigSet::empty();
     for sig in FORWARDED {
         s.add(sig);
     }
+    s.add(KILL_NOW);
+    s
+}
+
+/// Init takes termination requests and child exits through a signalfd.
+/// (Blocked signals are queued even for a namespace's pid 1, which
+/// otherwise ignores signals it has no handler for.)
+fn init_set() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in FORWARDED {
+        s.add(sig);
+    }
+    s.add(Signal::SIGCHLD);
     s
 }
 
@@ -159,11 +185,16 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
             stage: "namespaces".into(),
         });
     }
-    let seccomp_prog = stage("seccomp", seccomp::compile())?;
+    let seccomp_prog = stage(
+        "seccomp",
+        seccomp::compile(seccomp::SocketPolicy {
+            allow_unix_sockets: plan.allow_unix_sockets,
+        }),
+    )?;
 
-    // Termination requests are taken synchronously through a signalfd; the
-    // mask is restored in init before anything else runs.
-    let mask = forwarded_set();
+    // Termination requests are taken synchronously through a signalfd; init
+    // replaces the mask with its own before anything else runs.
+    let mask = helper_set();
     stage(
         "helper",
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
@@ -195,8 +226,9 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     }
 }
 
-/// Wait for init; a termination signal kills init (and with it the whole
-/// pid namespace) through a pidfd, which cannot hit a recycled pid.
+/// Wait for init. A termination signal is forwarded to init as SIGTERM;
+/// [`KILL_NOW`] kills init (and with it the whole pid namespace). Both go
+/// through a pidfd, which cannot hit a recycled pid.
 fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
     let pidfd = sys::pidfd_open(init).map_err(|e| format!("pidfd_open: {e}"))?;
     let sfd = SignalFd::new(mask).map_err(|e| format!("signalfd: {e}"))?;
@@ -215,9 +247,13 @@ fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
         }
         let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
         let init_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-        if sig_ready {
-            let _ = sfd.read_signal();
-            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        if sig_ready && let Ok(Some(info)) = sfd.read_signal() {
+            let sig = if info.ssi_signo == KILL_NOW as u32 {
+                libc::SIGKILL
+            } else {
+                libc::SIGTERM
+            };
+            let _ = sys::pidfd_send_signal(&pidfd, sig);
         }
         if init_ready {
             break;
@@ -255,7 +291,7 @@ fn init_main(
     drop(life);
     stage(
         "init",
-        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&init_set()), None)
             .map_err(|e| format!("sigprocmask: {e}")),
     )?;
     stage(
@@ -286,7 +322,7 @@ fn init_main(
     )?;
     stage(
         "landlock",
-        landlock::restrict(&plan.landlock, plan.network, &bound).map(drop),
+        landlock::restrict(&plan.landlock, plan.network, &bound, plan.allow_unix_sockets).map(drop),
     )?;
     drop(bound);
     if plan.probe {
@@ -414,18 +450,47 @@ fn run_pipeline(
         }
     }
     drop(next_stdin);
+    let signals = SignalFd::with_flags(&init_set(), SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))?;
     // Reap everything (orphans are reparented to us) until every segment
-    // has been collected; whatever is left dies with us.
+    // has been collected; whatever is left dies with us. A termination
+    // request is passed on to every process of the namespace.
     let mut codes: Vec<Option<i32>> = vec![None; n];
-    while codes.iter().any(Option::is_none) {
-        match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                record(&pids, &mut codes, pid, 128 + sig as i32)
+    loop {
+        let mut no_children = false;
+        loop {
+            match waitpid(
+                None::<Pid>,
+                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+            ) {
+                Ok(WaitStatus::StillAlive) => break,
+                Err(nix::errno::Errno::ECHILD) => {
+                    no_children = true;
+                    break;
+                }
+                Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    record(&pids, &mut codes, pid, 128 + sig as i32)
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("waitpid: {e}")),
             }
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+        if codes.iter().all(Option::is_some) {
+            break;
+        }
+        if no_children {
+            return Err("waitpid: a segment vanished without an exit status".into());
+        }
+        match signals.read_signal() {
+            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
+                // pid -1 from the namespace's init: every process in the
+                // namespace except init itself.
+                let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGTERM);
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("read signalfd: {e}")),
         }
     }
     Ok(pipeline_status(
@@ -471,6 +536,10 @@ fn exec_segment(
     }
     if let Err(e) = sys::reset_signal_dispositions() {
         fail("exec", format!("reset signals: {e}"), SETUP_FAILED_EXIT);
+    }
+    // Init's blocked set survives execve: the target starts unblocked.
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+        fail("exec", format!("sigprocmask: {e}"), SETUP_FAILED_EXIT);
     }
     // The status fd stays open (close-on-exec) to report an exec failure.
     if let Err(e) = sys::close_fds_except(&[status.raw()]) {

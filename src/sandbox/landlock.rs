@@ -3,6 +3,14 @@
 //! abstract Unix sockets (ABI ≥ 6). The highest ABI the kernel offers is
 //! used, every requested right is a hard requirement, and a configurable
 //! minimum ABI is enforced (fail closed).
+//!
+//! Pathname Unix sockets: from ABI 9 the kernel handles
+//! `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` (`connect(2)`/`sendmsg(2)` to a
+//! socket file). csc handles it and grants it nowhere unless the operator
+//! allowed Unix sockets, and then only in read and write scopes
+//! ([`access_with_sockets`]). Below ABI 9 (Linux 6.18 offers ABI 7) the
+//! seccomp socket policy is the only control: `socket(AF_UNIX)` is refused
+//! without the opt-in.
 
 use ::landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
@@ -50,11 +58,40 @@ pub fn access_for(class: RuleClass, abi: u32, is_dir: bool) -> BitFlags<AccessFs
         }
         RuleClass::ListDir => all & AccessFs::ReadDir,
     };
+    // Connecting to pathname sockets is granted only by
+    // [`access_with_sockets`].
+    let access = access & !BitFlags::from(AccessFs::ResolveUnix);
     if is_dir {
         access
     } else {
         access & AccessFs::from_file(abi)
     }
+}
+
+/// [`access_for`] plus `RESOLVE_UNIX` (ABI ≥ 9) on read and write scopes
+/// when the operator allowed Unix sockets.
+pub fn access_with_sockets(
+    class: RuleClass,
+    abi: u32,
+    is_dir: bool,
+    allow_unix_sockets: bool,
+) -> BitFlags<AccessFs> {
+    let base = access_for(class, abi, is_dir);
+    let scope = matches!(
+        class,
+        RuleClass::Read | RuleClass::ReadExec | RuleClass::Write | RuleClass::WriteNoExec
+    );
+    if allow_unix_sockets && scope {
+        base | (AccessFs::from_all(abi_of(abi)) & AccessFs::ResolveUnix)
+    } else {
+        base
+    }
+}
+
+/// Whether the kernel ABI lets Landlock control connecting to pathname
+/// Unix sockets.
+pub fn handles_pathname_sockets(abi: u32) -> bool {
+    AccessFs::from_all(abi_of(abi)).contains(AccessFs::ResolveUnix)
 }
 
 /// Names of the rights in a set (stable, for profiles).
@@ -119,6 +156,7 @@ pub(crate) fn restrict(
     plan: &LandlockPlan,
     network: NetworkMode,
     bound: &[(std::path::PathBuf, std::os::fd::OwnedFd)],
+    allow_unix_sockets: bool,
 ) -> Result<Enforced, String> {
     let enforced = check_requirements(plan, network)?;
     let abi = abi_of(enforced.abi);
@@ -139,7 +177,7 @@ pub(crate) fn restrict(
     }
     let mut created = ruleset.create().map_err(|e| err("create ruleset", &e))?;
     for rule in &plan.rules {
-        let access = access_for(rule.class, enforced.abi, rule.is_dir);
+        let access = access_with_sockets(rule.class, enforced.abi, rule.is_dir, allow_unix_sockets);
         let added = match bound.iter().find(|(dst, _)| dst == &rule.path) {
             Some((_, fd)) => created.add_rule(PathBeneath::new(fd.as_fd(), access)),
             None => {
@@ -205,6 +243,41 @@ mod tests {
             access_for(RuleClass::Device, 2, false) & AccessFs::Truncate,
             BitFlags::EMPTY
         );
+    }
+
+    #[test]
+    fn pathname_socket_connect_only_with_opt_in_in_scopes() {
+        for class in [
+            RuleClass::Read,
+            RuleClass::ReadExec,
+            RuleClass::Write,
+            RuleClass::WriteNoExec,
+            RuleClass::Device,
+            RuleClass::ListDir,
+        ] {
+            for is_dir in [true, false] {
+                for abi in 1..=9 {
+                    assert!(!access_for(class, abi, is_dir).contains(AccessFs::ResolveUnix));
+                    assert!(
+                        !access_with_sockets(class, abi, is_dir, false)
+                            .contains(AccessFs::ResolveUnix)
+                    );
+                }
+            }
+        }
+        assert!(
+            access_with_sockets(RuleClass::Read, 9, true, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(
+            access_with_sockets(RuleClass::Write, 9, false, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(
+            !access_with_sockets(RuleClass::Device, 9, false, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(
+            !access_with_sockets(RuleClass::Read, 7, true, true).contains(AccessFs::ResolveUnix)
+        );
+        assert!(handles_pathname_sockets(9) && !handles_pathname_sockets(7));
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct SandboxConfig {
     /// Allowlisted egress (`--egress-allow`, `--egress-allow-cidr`): used
     /// by commands with `network: allowlisted` only; part of the profile.
     pub egress: crate::egress::EgressConfig,
+    /// Operator opt-in (`--allow-unix-sockets`): let sandboxed commands
+    /// create `AF_UNIX` sockets and so connect to pathname sockets inside
+    /// their read and write scopes. Off: `socket(AF_UNIX)` fails with
+    /// `EPERM`; `socketpair(AF_UNIX)` stays available for stream and
+    /// seqpacket types.
+    pub allow_unix_sockets: bool,
 }
 
 /// System directories bound read-only (with execute) when they exist.
@@ -160,6 +166,7 @@ impl Default for SandboxConfig {
             hostname: "csc-sandbox".to_string(),
             helper_exe: None,
             egress: crate::egress::EgressConfig::default(),
+            allow_unix_sockets: false,
         }
     }
 }

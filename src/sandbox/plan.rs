@@ -207,6 +207,10 @@ pub struct SandboxPlan {
     /// Egress bridge, for `network: allowlisted`.
     #[serde(default)]
     pub egress: Option<EgressPlan>,
+    /// Socket policy: `AF_UNIX` sockets allowed (seccomp) and pathname
+    /// sockets in scopes connectable (Landlock, where the kernel can).
+    #[serde(default)]
+    pub allow_unix_sockets: bool,
 }
 
 /// Kind of a host path.
@@ -672,6 +676,7 @@ pub fn build(
         hostname: cfg.hostname.clone(),
         probe: false,
         egress,
+        allow_unix_sockets: cfg.allow_unix_sockets,
     })
 }
 

@@ -24,8 +24,8 @@ pub struct SandboxProfile {
     pub profile: Value,
 }
 
-fn rights(class: RuleClass, abi: u32, is_dir: bool) -> Vec<String> {
-    landlock::names(landlock::access_for(class, abi, is_dir))
+fn rights(class: RuleClass, abi: u32, is_dir: bool, unix: bool) -> Vec<String> {
+    landlock::names(landlock::access_with_sockets(class, abi, is_dir, unix))
 }
 
 /// Compute the profile for `cfg` on the running kernel (the Landlock ABI
@@ -36,7 +36,11 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
     let abi = landlock::effective_abi(kernel_abi);
     let abi_t = ABI::from(abi as i32);
     let (scope_read, scope_write) = plan::scope_classes(cfg);
-    let (digest, instructions) = match seccomp::compile() {
+    let sockets = seccomp::SocketPolicy {
+        allow_unix_sockets: cfg.allow_unix_sockets,
+    };
+    let unix = cfg.allow_unix_sockets;
+    let (digest, instructions) = match seccomp::compile(sockets) {
         Ok(p) => (Value::String(seccomp::digest(&p)), json!(p.len())),
         Err(e) => (Value::String(format!("unavailable: {e}")), Value::Null),
     };
@@ -58,6 +62,17 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
             "deny": "private network namespace with only lo up; Landlock denies TCP bind/connect",
             "full": "host network namespace; every other confinement unchanged",
             "allowlisted": "private network namespace with only lo; csc's egress proxy reached through an in-namespace bridge (descriptor passing, no host listener); Landlock allows TCP connect only to the proxy port; see egress",
+            "unix_pathname_sockets": if landlock::handles_pathname_sockets(abi) {
+                if unix {
+                    "connect only inside read/write scopes (Landlock RESOLVE_UNIX)"
+                } else {
+                    "socket(AF_UNIX) refused by seccomp; connect refused everywhere by Landlock RESOLVE_UNIX"
+                }
+            } else if unix {
+                "operator opt-in: any pathname socket visible in the view is connectable (Landlock ABI < 9 cannot restrict connect)"
+            } else {
+                "socket(AF_UNIX) refused by seccomp (Landlock ABI < 9 has no pathname-socket control)"
+            },
         },
         "egress": crate::egress::profile_json(&cfg.egress),
         "landlock": {
@@ -69,12 +84,12 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
             "handled_net_when_network_deny": landlock::names(AccessNet::from_all(abi_t)),
             "scopes": landlock::names(Scope::from_all(abi_t)),
             "rights": {
-                "system_dirs": rights(RuleClass::ReadExec, abi, true),
-                "read_scopes_and_cwd": rights(scope_read, abi, true),
-                "write_scopes_and_tmp": rights(scope_write, abi, true),
-                "dev_nodes": rights(RuleClass::Device, abi, false),
-                "dev_dir": rights(RuleClass::ListDir, abi, true),
-                "proc": rights(RuleClass::Read, abi, true),
+                "system_dirs": rights(RuleClass::ReadExec, abi, true, false),
+                "read_scopes_and_cwd": rights(scope_read, abi, true, unix),
+                "write_scopes_and_tmp": rights(scope_write, abi, true, unix),
+                "dev_nodes": rights(RuleClass::Device, abi, false, false),
+                "dev_dir": rights(RuleClass::ListDir, abi, true, false),
+                "proc": rights(RuleClass::Read, abi, true, false),
             },
         },
         "seccomp": {
@@ -86,6 +101,7 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
             "x32_guard": seccomp::arch_name() == "x86_64",
             "clone3": "errno ENOSYS",
             "denied": denied,
+            "sockets": sockets.describe(),
         },
         "privileges": {
             "no_new_privs": true,
@@ -141,6 +157,14 @@ mod tests {
         let mut cfg = SandboxConfig::default();
         cfg.rlimits.processes = 3;
         assert_ne!(profile(&cfg).sandbox_profile_id, a.sandbox_profile_id);
+        let unix = SandboxConfig {
+            allow_unix_sockets: true,
+            ..SandboxConfig::default()
+        };
+        let u = profile(&unix);
+        assert_ne!(u.sandbox_profile_id, a.sandbox_profile_id);
+        assert_eq!(u.profile["seccomp"]["sockets"]["allow_unix_sockets"], true);
+        assert_eq!(a.profile["seccomp"]["sockets"]["allow_unix_sockets"], false);
     }
 
     #[test]

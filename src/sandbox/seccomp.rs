@@ -7,6 +7,20 @@
 //! seccompiler has none) and `clone3` → `ENOSYS` (its flags live in memory
 //! and cannot be inspected, so libc falls back to `clone`, whose flags
 //! argument *is* filtered for `CLONE_NEW*` bits).
+//!
+//! The prefix also carries the socket policy ([`SocketPolicy`]):
+//! `socket(2)` is allowed only for `AF_INET`/`AF_INET6` (the private
+//! network namespace with `network: deny`, the host's with `full`) and
+//! `AF_NETLINK` with protocol `NETLINK_ROUTE` (glibc's `getaddrinfo` /
+//! `getifaddrs`); `AF_UNIX` only when the operator opted in
+//! (`--allow-unix-sockets`); every other family (`AF_VSOCK`, `AF_PACKET`,
+//! `AF_ALG`, `AF_BLUETOOTH`, ...) fails with `EAFNOSUPPORT`.
+//! `socketpair(2)` is allowed for `AF_UNIX` only, and without the opt-in
+//! only for connection-oriented types (`SOCK_STREAM`, `SOCK_SEQPACKET`):
+//! a `SOCK_DGRAM` pair could `sendto(2)` any pathname datagram socket it
+//! can name. There is no `socketcall(2)` multiplexer on the supported
+//! architectures, and foreign ABIs that have one (i386 on x86_64) are
+//! killed by the architecture check.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +28,42 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch, sock_filter,
 };
+
+/// Which sockets the filter lets a sandboxed process create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketPolicy {
+    /// Operator opt-in (`--allow-unix-sockets`): `socket(AF_UNIX, ...)`
+    /// and every `socketpair(AF_UNIX, ...)` type are allowed.
+    pub allow_unix_sockets: bool,
+}
+
+/// The only `AF_NETLINK` protocol allowed (`NETLINK_ROUTE`): what glibc's
+/// resolver and `getifaddrs` use. Diagnostics (`NETLINK_SOCK_DIAG`),
+/// uevents (`NETLINK_KOBJECT_UEVENT`), audit, netfilter, ... are refused.
+pub const NETLINK_ROUTE: u32 = libc::NETLINK_ROUTE as u32;
+
+impl SocketPolicy {
+    /// Stable description for the sandbox profile.
+    pub fn describe(self) -> serde_json::Value {
+        let mut allowed: Vec<&str> = vec!["AF_INET", "AF_INET6", "AF_NETLINK (NETLINK_ROUTE only)"];
+        if self.allow_unix_sockets {
+            allowed.push("AF_UNIX");
+        }
+        serde_json::json!({
+            "allow_unix_sockets": self.allow_unix_sockets,
+            "socket_allowed_families": allowed,
+            "socket_af_unix": if self.allow_unix_sockets { "allowed (operator opt-in)" } else { "errno EPERM" },
+            "socket_other_families": "errno EAFNOSUPPORT",
+            "netlink_other_protocols": "errno EPROTONOSUPPORT",
+            "socketpair": if self.allow_unix_sockets {
+                "AF_UNIX, any type"
+            } else {
+                "AF_UNIX with SOCK_STREAM or SOCK_SEQPACKET (else errno EPERM); other families errno EAFNOSUPPORT"
+            },
+            "socketcall": "none on this architecture; foreign ABIs are killed by the arch check",
+        })
+    }
+}
 
 /// Condition under which a listed syscall is denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,13 +261,25 @@ const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;
 const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
+/// `SOCK_TYPE_MASK`: the socket type without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
+const SOCK_TYPE_MASK: u32 = 0xf;
+
+// The socket checks read the low 32 bits of `int` arguments.
+#[cfg(not(target_endian = "little"))]
+compile_error!("seccomp argument offsets assume a little-endian architecture");
+/// Offset of the low 32 bits of syscall argument `i` in `struct seccomp_data`.
+const fn arg_lo(i: u32) -> u32 {
+    16 + 8 * i
+}
 
 fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// csc's own prefix: arch check, x32 guard, clone3 → ENOSYS.
-fn prefix() -> Vec<sock_filter> {
+/// csc's own prefix: arch check, x32 guard, clone3 → ENOSYS, socket policy.
+fn prefix(sockets: SocketPolicy) -> Vec<sock_filter> {
     let mut p = vec![
         ins(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
         ins(BPF_JMP_JEQ_K, 1, 0, ARCH.1),
@@ -235,11 +297,76 @@ fn prefix() -> Vec<sock_filter> {
         0,
         SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
     ));
+    p.extend(guarded(libc::SYS_socket, socket_block(sockets)));
+    p.extend(guarded(libc::SYS_socketpair, socketpair_block(sockets)));
     p
 }
 
+fn ret(v: u32) -> sock_filter {
+    ins(BPF_RET_K, 0, 0, v)
+}
+
+fn errno(e: i32) -> sock_filter {
+    ret(SECCOMP_RET_ERRNO | e as u32)
+}
+
+/// `body` runs only for syscall `nr` (accumulator holds the number on
+/// entry); every path through `body` returns, so the accumulator still
+/// holds the number for whatever follows.
+fn guarded(nr: i64, body: Vec<sock_filter>) -> Vec<sock_filter> {
+    let skip = u8::try_from(body.len()).unwrap_or(u8::MAX);
+    let mut v = vec![ins(BPF_JMP_JEQ_K, 0, skip, nr as u32)];
+    v.extend(body);
+    v
+}
+
+/// `socket(domain, type, protocol)`.
+fn socket_block(sockets: SocketPolicy) -> Vec<sock_filter> {
+    let unix = if sockets.allow_unix_sockets {
+        ret(SECCOMP_RET_ALLOW)
+    } else {
+        errno(libc::EPERM)
+    };
+    // Jump offsets are relative to the next instruction.
+    vec![
+        /* 0 */ ins(BPF_LD_W_ABS, 0, 0, arg_lo(0)),
+        /* 1 */ ins(BPF_JMP_JEQ_K, 8, 0, libc::AF_INET as u32), // -> 10
+        /* 2 */ ins(BPF_JMP_JEQ_K, 7, 0, libc::AF_INET6 as u32), // -> 10
+        /* 3 */ ins(BPF_JMP_JEQ_K, 2, 0, libc::AF_NETLINK as u32), // -> 6
+        /* 4 */ ins(BPF_JMP_JEQ_K, 4, 0, libc::AF_UNIX as u32), // -> 9
+        /* 5 */ errno(libc::EAFNOSUPPORT),
+        /* 6 */ ins(BPF_LD_W_ABS, 0, 0, arg_lo(2)),
+        /* 7 */ ins(BPF_JMP_JEQ_K, 2, 0, NETLINK_ROUTE), // -> 10
+        /* 8 */ errno(libc::EPROTONOSUPPORT),
+        /* 9 */ unix,
+        /* 10 */ ret(SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// `socketpair(domain, type, protocol, sv)`.
+fn socketpair_block(sockets: SocketPolicy) -> Vec<sock_filter> {
+    let mut v = vec![
+        ins(BPF_LD_W_ABS, 0, 0, arg_lo(0)),
+        ins(BPF_JMP_JEQ_K, 1, 0, libc::AF_UNIX as u32),
+        errno(libc::EAFNOSUPPORT),
+    ];
+    if sockets.allow_unix_sockets {
+        v.push(ret(SECCOMP_RET_ALLOW));
+    } else {
+        v.extend([
+            ins(BPF_LD_W_ABS, 0, 0, arg_lo(1)),
+            ins(BPF_ALU_AND_K, 0, 0, SOCK_TYPE_MASK),
+            ins(BPF_JMP_JEQ_K, 2, 0, libc::SOCK_STREAM as u32),
+            ins(BPF_JMP_JEQ_K, 1, 0, libc::SOCK_SEQPACKET as u32),
+            errno(libc::EPERM),
+            ret(SECCOMP_RET_ALLOW),
+        ]);
+    }
+    v
+}
+
 /// Compile the complete filter program.
-pub fn compile() -> Result<BpfProgram, String> {
+pub fn compile(sockets: SocketPolicy) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr, when) in rule_table() {
         rules.insert(nr, rules_for(when)?);
@@ -254,7 +381,7 @@ pub fn compile() -> Result<BpfProgram, String> {
     let body: BpfProgram = filter
         .try_into()
         .map_err(|e: seccompiler::BackendError| e.to_string())?;
-    let mut prog = prefix();
+    let mut prog = prefix(sockets);
     prog.extend(body);
     if prog.len() > 4096 {
         return Err(format!(
@@ -344,7 +471,7 @@ mod tests {
 
     #[test]
     fn denies_every_listed_syscall_unconditionally() {
-        let prog = compile().unwrap();
+        let prog = compile(SocketPolicy::default()).unwrap();
         for (name, nr, when) in rule_table() {
             if when == DenyWhen::Always {
                 assert_eq!(run(&prog, ARCH.1, nr as u32, [0; 6]), EPERM, "{name}");
@@ -354,7 +481,7 @@ mod tests {
 
     #[test]
     fn allows_ordinary_syscalls() {
-        let prog = compile().unwrap();
+        let prog = compile(SocketPolicy::default()).unwrap();
         for nr in [
             libc::SYS_read,
             libc::SYS_write,
@@ -368,7 +495,7 @@ mod tests {
 
     #[test]
     fn clone_is_filtered_by_namespace_flags() {
-        let prog = compile().unwrap();
+        let prog = compile(SocketPolicy::default()).unwrap();
         let plain = (libc::CLONE_VM | libc::CLONE_FS | libc::SIGCHLD) as u64;
         assert_eq!(
             run(
@@ -399,7 +526,7 @@ mod tests {
 
     #[test]
     fn ioctl_and_personality_conditions() {
-        let prog = compile().unwrap();
+        let prog = compile(SocketPolicy::default()).unwrap();
         let io = libc::SYS_ioctl as u32;
         assert_eq!(run(&prog, ARCH.1, io, [1, TIOCSTI, 0, 0, 0, 0]), EPERM);
         assert_eq!(run(&prog, ARCH.1, io, [1, TIOCLINUX, 0, 0, 0, 0]), EPERM);
@@ -420,7 +547,7 @@ mod tests {
 
     #[test]
     fn wrong_arch_is_killed_and_x32_is_denied() {
-        let prog = compile().unwrap();
+        let prog = compile(SocketPolicy::default()).unwrap();
         assert_eq!(run(&prog, 0x4000_0003, 1, [0; 6]), SECCOMP_RET_KILL_PROCESS);
         if ARCH.0 == TargetArch::x86_64 {
             assert_eq!(run(&prog, ARCH.1, X32_SYSCALL_BIT | 1, [0; 6]), EPERM);
@@ -436,9 +563,111 @@ mod tests {
         }
     }
 
+    fn sock(prog: &[sock_filter], nr: i64, domain: u64, ty: u64, proto: u64) -> u32 {
+        run(prog, ARCH.1, nr as u32, [domain, ty, proto, 0, 0, 0])
+    }
+
+    #[test]
+    fn socket_families_are_filtered() {
+        let deny = compile(SocketPolicy::default()).unwrap();
+        let opt_in = compile(SocketPolicy {
+            allow_unix_sockets: true,
+        })
+        .unwrap();
+        let eafno = SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32;
+        let s = libc::SYS_socket;
+        let stream = (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64;
+        for prog in [&deny, &opt_in] {
+            for af in [libc::AF_INET, libc::AF_INET6] {
+                assert_eq!(sock(prog, s, af as u64, stream, 0), ALLOW);
+                // The kernel reads an int: upper bits do not matter.
+                assert_eq!(sock(prog, s, (1 << 32) | af as u64, stream, 0), ALLOW);
+            }
+            assert_eq!(sock(prog, s, libc::AF_NETLINK as u64, 3, 0), ALLOW);
+            for proto in [
+                libc::NETLINK_KOBJECT_UEVENT,
+                libc::NETLINK_SOCK_DIAG,
+                libc::NETLINK_AUDIT,
+                libc::NETLINK_NETFILTER,
+                libc::NETLINK_GENERIC,
+            ] {
+                assert_eq!(
+                    sock(prog, s, libc::AF_NETLINK as u64, 3, proto as u64),
+                    SECCOMP_RET_ERRNO | libc::EPROTONOSUPPORT as u32,
+                    "netlink protocol {proto}"
+                );
+            }
+            for af in [
+                libc::AF_VSOCK,
+                libc::AF_PACKET,
+                libc::AF_ALG,
+                libc::AF_BLUETOOTH,
+                libc::AF_TIPC,
+                libc::AF_KEY,
+                libc::AF_CAN,
+                libc::AF_XDP,
+                libc::AF_RDS,
+                42, // AF_QIPCRTR
+                libc::AF_NFC,
+                255,
+            ] {
+                assert_eq!(sock(prog, s, af as u64, stream, 0), eafno, "family {af}");
+                assert_eq!(
+                    sock(prog, s, (1 << 32) | af as u64, stream, 0),
+                    eafno,
+                    "family {af}"
+                );
+            }
+        }
+        assert_eq!(sock(&deny, s, libc::AF_UNIX as u64, stream, 0), EPERM);
+        assert_eq!(sock(&opt_in, s, libc::AF_UNIX as u64, stream, 0), ALLOW);
+    }
+
+    #[test]
+    fn socketpair_is_unix_and_connection_oriented() {
+        let deny = compile(SocketPolicy::default()).unwrap();
+        let opt_in = compile(SocketPolicy {
+            allow_unix_sockets: true,
+        })
+        .unwrap();
+        let sp = libc::SYS_socketpair;
+        let unix = libc::AF_UNIX as u64;
+        for ty in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET] {
+            let ty = (ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) as u64;
+            assert_eq!(sock(&deny, sp, unix, ty, 0), ALLOW);
+            assert_eq!(sock(&opt_in, sp, unix, ty, 0), ALLOW);
+        }
+        let dgram = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as u64;
+        assert_eq!(sock(&deny, sp, unix, dgram, 0), EPERM);
+        assert_eq!(sock(&opt_in, sp, unix, dgram, 0), ALLOW);
+        for prog in [&deny, &opt_in] {
+            for af in [libc::AF_INET, libc::AF_TIPC, libc::AF_VSOCK] {
+                assert_eq!(
+                    sock(prog, sp, af as u64, 1, 0),
+                    SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn socket_policy_changes_the_program() {
+        let a = digest(&compile(SocketPolicy::default()).unwrap());
+        let b = digest(
+            &compile(SocketPolicy {
+                allow_unix_sockets: true,
+            })
+            .unwrap(),
+        );
+        assert_ne!(a, b);
+    }
+
     #[test]
     fn digest_is_stable() {
-        assert_eq!(digest(&compile().unwrap()), digest(&compile().unwrap()));
-        assert_eq!(digest(&compile().unwrap()).len(), 64);
+        assert_eq!(
+            digest(&compile(SocketPolicy::default()).unwrap()),
+            digest(&compile(SocketPolicy::default()).unwrap())
+        );
+        assert_eq!(digest(&compile(SocketPolicy::default()).unwrap()).len(), 64);
     }
 }

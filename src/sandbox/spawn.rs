@@ -219,6 +219,21 @@ impl SandboxChild {
         self.child.wait().ok().map(code_of)
     }
 
+    /// Ask every process in the sandbox to stop (SIGTERM, passed on by the
+    /// helper and init); returns at once. Follow up with [`Self::kill`]
+    /// after a grace period.
+    pub fn terminate(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        if let Ok(Some(_)) = self.try_wait() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
+        // The helper is our unreaped child: its pid cannot be recycled.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+
     /// Kill the sandbox and everything in it; idempotent. Asks the helper
     /// to kill init (which tears down the pid namespace) and waits for it;
     /// falls back to SIGKILL (init then dies through PDEATHSIG).
@@ -231,7 +246,7 @@ impl SandboxChild {
         }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
         // The helper is our unreaped child: its pid cannot be recycled.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, super::init::KILL_NOW);
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.try_wait() {

@@ -1,6 +1,8 @@
 //! Shared helpers for the `csc run` integration tests.
 #![allow(dead_code)]
 
+pub mod require;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,8 +3,10 @@
 //! hostile programs written in python3 / sh.
 #![allow(dead_code)]
 
-// SKIP lines bypass libtest output capture so skips are always visible.
-use std::io::Write as _;
+// Also loaded by `common` in binaries that use both helpers.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/require.rs"]
+pub mod require;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -103,11 +105,12 @@ pub fn skip_reason(who: Who) -> Option<String> {
     }
 }
 
-/// Print a loud SKIP line and return true when `who` cannot be tested.
+/// Print a loud SKIP line and return true when `who` cannot be tested;
+/// with `CSC_REQUIRE_SANDBOX=1` fail instead.
 pub fn skip(who: Who, test: &str) -> bool {
     match skip_reason(who) {
         Some(r) => {
-            let _ = writeln!(std::io::stderr(), "SKIP: {test} as {who:?}: {r}");
+            require::skip_or_fail(&format!("{test} as {who:?}: {r}"));
             true
         }
         None => false,
