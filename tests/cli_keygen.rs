@@ -154,6 +154,9 @@ fn generated(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
 #[test]
 fn openssl_reads_keygen_output() {
     if Command::new("openssl").arg("version").output().is_err() {
+        if std::env::var_os("CSC_REQUIRE_REFERENCE").is_some_and(|v| v == "1") {
+            panic!("CSC_REQUIRE_REFERENCE=1 but openssl is not installed");
+        }
         let _ = writeln!(
             std::io::stderr(),
             "SKIP: openssl not installed; keygen/OpenSSL check not run"
@@ -190,6 +193,9 @@ fn python_cryptography_reads_keygen_output() {
             .is_ok_and(|o| o.status.success())
     });
     let Some(python) = python else {
+        if std::env::var_os("CSC_REQUIRE_REFERENCE").is_some_and(|v| v == "1") {
+            panic!("CSC_REQUIRE_REFERENCE=1 but no Python with `cryptography` (/tmp/refenv)");
+        }
         let _ = writeln!(
             std::io::stderr(),
             "SKIP: no Python with `cryptography`; keygen/cryptography check not run"

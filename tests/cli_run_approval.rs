@@ -306,7 +306,7 @@ fn a_missing_marker_next_to_consumed_approvals_is_an_error() {
 fn state_owned_by_another_user_or_writable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: ownership test needs root to chown");
+        common::require::skip_or_fail("ownership test needs root to chown");
         return;
     }
     let ws = ws();
@@ -373,7 +373,7 @@ fn an_approval_from_the_future_is_refused() {
 fn an_unprivileged_csc_refuses_a_state_dir_owned_by_root() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: needs root to switch to uid 65534");
+        common::require::skip_or_fail("needs root to switch to uid 65534");
         return;
     }
     let ws = ws();

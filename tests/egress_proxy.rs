@@ -343,6 +343,9 @@ fn port_443_tunnels_must_start_with_tls() {
     let l = match TcpListener::bind("127.0.0.1:443") {
         Ok(l) => l,
         Err(e) => {
+            if std::env::var_os("CSC_REQUIRE_SANDBOX").is_some_and(|v| v == "1") {
+                panic!("CSC_REQUIRE_SANDBOX=1 but 127.0.0.1:443 cannot be bound (needs root): {e}");
+            }
             eprintln!("SKIP: port_443_tunnels_must_start_with_tls: cannot bind 127.0.0.1:443: {e}");
             return;
         }

@@ -322,7 +322,13 @@ fn init_main(
     )?;
     stage(
         "landlock",
-        landlock::restrict(&plan.landlock, plan.network, &bound, plan.allow_unix_sockets).map(drop),
+        landlock::restrict(
+            &plan.landlock,
+            plan.network,
+            &bound,
+            plan.allow_unix_sockets,
+        )
+        .map(drop),
     )?;
     drop(bound);
     if plan.probe {
