@@ -272,17 +272,7 @@ impl Conn<'_> {
         match req {
             http::ProxyRequest::Connect { host, port } => {
                 self.entry.proto = "http_connect";
-                let Some((upstream, host)) = self.open(
-                    &host,
-                    port,
-                    |d| {
-                        http::refusal(
-                            if d.code == "connect_failed" { 502 } else { 403 },
-                            &d.detail,
-                        )
-                    },
-                    client,
-                ) else {
+                let Some((upstream, host)) = self.open(&host, port, http_refusal, client) else {
                     return;
                 };
                 if (&*client)
@@ -295,17 +285,7 @@ impl Conn<'_> {
             }
             http::ProxyRequest::Forward { host, port, head } => {
                 self.entry.proto = "http_forward";
-                let Some((upstream, _)) = self.open(
-                    &host,
-                    port,
-                    |d| {
-                        http::refusal(
-                            if d.code == "connect_failed" { 502 } else { 403 },
-                            &d.detail,
-                        )
-                    },
-                    client,
-                ) else {
+                let Some((upstream, _)) = self.open(&host, port, http_refusal, client) else {
                     return;
                 };
                 self.forward(client, upstream, head, rest);
@@ -727,4 +707,13 @@ fn spawn_pump(from: &TcpStream, to: &TcpStream, counter: Arc<AtomicU64>) -> Opti
             counter.store(n, Ordering::Relaxed);
         })
         .ok()
+}
+
+/// The HTTP answer to a refused or failed destination: 502 when the
+/// connection failed, 403 when csc refused it.
+fn http_refusal(d: &Denied) -> Vec<u8> {
+    http::refusal(
+        if d.code == "connect_failed" { 502 } else { 403 },
+        &d.detail,
+    )
 }
