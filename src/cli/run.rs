@@ -14,6 +14,7 @@ use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus}
 use crate::exec::effects;
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
 use crate::exec::sandboxed::SandboxLauncher;
+use crate::exec::scan::ScanLimits;
 use crate::exec::spawn::LocalLauncher;
 use crate::protocol::approval::ApprovalScope;
 use crate::protocol::contract::{Contract, NetworkMode};
@@ -21,6 +22,7 @@ use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
 use crate::protocol::load;
 use crate::sandbox::{self, SandboxConfig};
+use crate::text::escape_control;
 use crate::time::now_rfc3339;
 
 /// Largest capture cap an operator may configure (memory stays bounded).
@@ -69,6 +71,17 @@ pub struct Args {
     /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Budget of directory entries for each `files_written` scan (before and
+    /// after the run, over all write scopes); when it runs out the count is
+    /// marked as a lower bound in the receipt.
+    #[arg(long, value_name = "ENTRIES", default_value_t = crate::exec::scan::DEFAULT_MAX_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub scan_max_entries: u64,
+    /// Time budget in seconds for each `files_written` scan; when it runs
+    /// out the count is marked as a lower bound in the receipt.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::exec::scan::DEFAULT_MAX_TIME.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub scan_max_seconds: u64,
     /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
@@ -176,15 +189,18 @@ impl Emitter<'_> {
             ReceiptStatus::Blocked => "BLOCKED".to_owned(),
             ReceiptStatus::Expired => "EXPIRED".to_owned(),
         };
-        if receipt.error.is_empty() {
-            eprintln!("{label} — receipt written to {}", self.out.display());
+        let line = if receipt.error.is_empty() {
+            format!("{label} — receipt written to {}", self.out.display())
         } else {
-            eprintln!(
+            format!(
                 "{label} — {}; receipt written to {}",
                 receipt.error,
                 self.out.display()
-            );
-        }
+            )
+        };
+        // One line, nothing the command wrote can move the cursor or
+        // paint a second verdict.
+        eprintln!("{}", escape_control(&line));
         Ok(code)
     }
 
@@ -357,6 +373,11 @@ pub fn run(args: Args) -> CliResult {
         output_dir: args.output_dir.as_deref(),
         live: &mut live,
         env_lookup: &lookup,
+        scan_limits: ScanLimits {
+            max_entries: args.scan_max_entries,
+            max_time: std::time::Duration::from_secs(args.scan_max_seconds),
+            ..ScanLimits::default()
+        },
     };
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);
     let (receipt, code) = receipt_for(&emitter, c, run);
@@ -412,6 +433,11 @@ fn receipt_for(emitter: &Emitter<'_>, contract: &Contract, run: ContractRun) -> 
             secrets_used: 0,
         });
     }
-    r.error = crate::protocol::limits::truncate_error(&error);
+    if run.started
+        && let Some(reason) = &run.files_written_lower_bound
+    {
+        error = receipt::mark_lower_bound(reason, &error);
+    }
+    r.error = receipt::receipt_error(&error);
     (r, code)
 }

@@ -202,7 +202,7 @@ pub fn run(a: RunArgs) -> CliResult {
         },
     };
     if let Some(e) = &exit.setup_error {
-        eprintln!("csc: sandbox: {e}");
+        eprintln!("csc: sandbox: {}", crate::text::escape_control(e));
     }
     Ok(u8::try_from(exit.exit_code).unwrap_or(EXIT_DENY))
 }

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod resolve;
 pub mod sandboxed;
+pub mod scan;
 pub mod spawn;
 pub mod sys;
 pub mod timeout;
