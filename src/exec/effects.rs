@@ -14,7 +14,8 @@
 //! [`FilesWritten::lower_bound`] says why (the receipt then carries the
 //! lower-bound marker of RFC 0007). If the walk before the run was cut
 //! short, a file missing from the set counts only when its ctime is not
-//! older than the run's start (ctime cannot be set back without
+//! older than the run's start read on the kernel's coarse clock, the one
+//! file times are stamped from (ctime cannot be set back without
 //! `CAP_SYS_TIME`). Writes outside the declared scopes are not counted
 //! (local mode does not confine them), a glob scope counts its whole
 //! literal directory, and deleting a file is not counted as a write.
@@ -34,7 +35,7 @@ pub struct Snapshot {
     keyed: Keyed,
     /// Sorted digests of the files seen.
     keys: Vec<u128>,
-    /// Wall-clock time when the walk started (seconds, nanoseconds).
+    /// Coarse wall-clock time when the walk started (seconds, nanoseconds).
     started: (i64, i64),
     shortfall: Option<Shortfall>,
 }
@@ -48,14 +49,10 @@ pub struct FilesWritten {
     pub lower_bound: Option<String>,
 }
 
+/// The run's start on the clock file times come from; a reading error
+/// (never seen) falls back to 0, which only makes the fallback count more.
 fn now() -> (i64, i64) {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        i64::from(d.subsec_nanos()),
-    )
+    super::sys::realtime_coarse().unwrap_or((0, 0))
 }
 
 impl Snapshot {

@@ -92,6 +92,19 @@ pub fn getdents(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// The coarse wall clock (`CLOCK_REALTIME_COARSE`): the clock the kernel
+/// stamps file times from, so a file changed after this reading has a
+/// ctime not older than it. `(seconds, nanoseconds)`.
+pub fn realtime_coarse() -> io::Result<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    cvt(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) })?;
+    Ok((ts.tv_sec, ts.tv_nsec))
+}
+
 /// Readiness of one polled descriptor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ready {
