@@ -21,6 +21,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod protocol;
 pub mod sandbox;
+pub mod text;
 pub mod time;
 
 /// Version string recorded as `runner_version` in receipts.

@@ -41,11 +41,12 @@ pub fn run(args: Args) -> CliResult {
             Verdict::NeedsApproval => "NEEDS APPROVAL",
         };
         let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
-        println!(
+        let line = format!(
             "{label} — {} [{}]",
             decision.reasons.join("; "),
             codes.join(", ")
         );
+        println!("{}", crate::text::escape_control(&line));
     }
     Ok(super::verdict_exit(decision.decision))
 }

@@ -22,7 +22,8 @@ pub fn run(args: Args) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for r in report.results.iter().filter(|r| !r.passed) {
-            println!("FAIL {}: {}", r.id, r.detail);
+            let line = format!("FAIL {}: {}", r.id, r.detail);
+            println!("{}", crate::text::escape_control(&line));
         }
         println!("{} passed, {} failed", report.passed, report.failed);
     }

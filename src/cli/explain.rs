@@ -116,7 +116,11 @@ pub fn run(args: Args) -> CliResult {
         let widths = (
             findings
                 .iter()
-                .map(|f| f.command_id.as_deref().unwrap_or("-").len())
+                .map(|f| {
+                    crate::text::escape_control(f.command_id.as_deref().unwrap_or("-"))
+                        .chars()
+                        .count()
+                })
                 .max()
                 .unwrap_or(1)
                 .max(7),
@@ -131,21 +135,22 @@ pub fn run(args: Args) -> CliResult {
             w0 = widths.0,
             w1 = widths.1
         );
+        let esc = |s: &str| crate::text::escape_control(s).into_owned();
         for f in &findings {
-            let mut value = f.value.clone();
+            let mut value = esc(&f.value);
             if value.chars().count() > 28 {
                 value = value.chars().take(27).collect::<String>() + "…";
             }
             let fix = match &f.failure {
-                Some(fail) => match ext::ext_code_of(&fail.reason) {
+                Some(fail) => esc(&match ext::ext_code_of(&fail.reason) {
                     Some(ext) => format!("{} ({ext}) — {}", fail.code.as_str(), remedy(f)),
                     None => format!("{} — {}", fail.code.as_str(), remedy(f)),
-                },
+                }),
                 None => String::new(),
             };
             println!(
                 "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
-                f.command_id.as_deref().unwrap_or("-"),
+                esc(f.command_id.as_deref().unwrap_or("-")),
                 f.check.as_str(),
                 result_label(f),
                 value,

@@ -165,7 +165,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(CliError(message)) => {
-            eprintln!("csc: error: {message}");
+            eprintln!(
+                "csc: error: {}",
+                crate::text::escape_control_lines(&message)
+            );
             ExitCode::from(EXIT_DENY)
         }
     }

@@ -18,6 +18,7 @@ use crate::exec::env::EnvAllowlist;
 use crate::exec::own_paths::{self, OwnPath};
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
 use crate::exec::sandboxed::SandboxLauncher;
+use crate::exec::scan::ScanLimits;
 use crate::exec::spawn::LocalLauncher;
 use crate::fsutil::DirFd;
 use crate::protocol::approval::ApprovalScope;
@@ -26,6 +27,7 @@ use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
 use crate::protocol::load;
 use crate::sandbox::{self, SandboxConfig};
+use crate::text::escape_control;
 use crate::time::now_rfc3339;
 
 /// Largest capture cap an operator may configure (memory stays bounded).
@@ -78,6 +80,17 @@ pub struct Args {
     /// the remaining budget is not hashed (recorded in the receipt's error).
     #[arg(long, value_name = "BYTES", default_value_t = effects::DEFAULT_ARTIFACT_MAX_BYTES)]
     pub artifact_max_bytes: u64,
+    /// Budget of directory entries for each `files_written` scan (before and
+    /// after the run, over all write scopes); when it runs out the count is
+    /// marked as a lower bound in the receipt.
+    #[arg(long, value_name = "ENTRIES", default_value_t = crate::exec::scan::DEFAULT_MAX_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub scan_max_entries: u64,
+    /// Time budget in seconds for each `files_written` scan; when it runs
+    /// out the count is marked as a lower bound in the receipt.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::exec::scan::DEFAULT_MAX_TIME.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub scan_max_seconds: u64,
     /// Reference compatibility flag; not supported (use `csc sandbox-profile`).
     #[arg(long, hide = true)]
     pub sandbox_debug: bool,
@@ -210,15 +223,18 @@ impl Emitter<'_> {
             ReceiptStatus::Blocked => "BLOCKED".to_owned(),
             ReceiptStatus::Expired => "EXPIRED".to_owned(),
         };
-        if receipt.error.is_empty() {
-            eprintln!("{label} — receipt written to {}", self.out.path().display());
+        let line = if receipt.error.is_empty() {
+            format!("{label} — receipt written to {}", self.out.path().display())
         } else {
-            eprintln!(
+            format!(
                 "{label} — {}; receipt written to {}",
                 receipt.error,
                 self.out.path().display()
-            );
-        }
+            )
+        };
+        // One line, nothing the command wrote can move the cursor or
+        // paint a second verdict.
+        eprintln!("{}", escape_control(&line));
         Ok(code)
     }
 
@@ -409,6 +425,11 @@ pub fn run(args: Args) -> CliResult {
         live: &mut live,
         env_lookup: &lookup,
         env_allow: &settings.env_allow,
+        scan_limits: ScanLimits {
+            max_entries: args.scan_max_entries,
+            max_time: std::time::Duration::from_secs(args.scan_max_seconds),
+            ..ScanLimits::default()
+        },
     };
     let started = std::time::Instant::now();
     let run = executor::run_contract(c, p, &mut cfg, &mut consume);
@@ -658,6 +679,11 @@ fn receipt_for(
             secrets_used: 0,
         });
     }
-    r.error = crate::protocol::limits::truncate_error(&error);
+    if run.started
+        && let Some(reason) = &run.files_written_lower_bound
+    {
+        error = receipt::mark_lower_bound(reason, &error);
+    }
+    r.error = receipt::receipt_error(&error);
     (r, code)
 }

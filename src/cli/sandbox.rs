@@ -247,7 +247,7 @@ pub fn run(a: RunArgs) -> CliResult {
         },
     };
     if let Some(e) = &exit.setup_error {
-        eprintln!("csc: sandbox: {e}");
+        eprintln!("csc: sandbox: {}", crate::text::escape_control(e));
     }
     if let (Some(path), Some(report)) = (&a.egress_log, child.egress_finish()) {
         let text = crate::egress::log::to_jsonl(&report.entries, report.dropped);

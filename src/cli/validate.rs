@@ -43,7 +43,7 @@ pub fn run(args: Args) -> CliResult {
     let kind: Kind = args.kind.into();
     let mut bad = 0usize;
     for file in &args.files {
-        let origin = file.display().to_string();
+        let origin = crate::text::escape_control(&file.display().to_string()).into_owned();
         let problems = match load::read_for_validation(kind, file) {
             Ok(bytes) => load::validate_bytes(kind, &bytes, PolicyFormat::for_path(file), &origin),
             Err(e) => vec![e.to_string()],
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> CliResult {
                 problems.len()
             );
             for p in problems {
-                println!("  {p}");
+                println!("  {}", crate::text::escape_control(&p));
             }
         }
     }

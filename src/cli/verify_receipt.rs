@@ -121,18 +121,19 @@ pub fn run(args: Args) -> CliResult {
             writeln!(out, "{line}")?;
         } else if r.valid {
             if !args.quiet {
-                writeln!(
-                    out,
+                let line = format!(
                     "{}: VALID (status {}, key {}, checked {})",
                     r.receipt,
                     r.status.as_deref().unwrap_or("?"),
                     r.key_id.as_deref().unwrap_or("?"),
                     r.checked.join(", ")
-                )?;
+                );
+                writeln!(out, "{}", crate::text::escape_control(&line))?;
             }
         } else {
             let reasons: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
-            writeln!(out, "{}: INVALID: {}", r.receipt, reasons.join("; "))?;
+            let line = format!("{}: INVALID: {}", r.receipt, reasons.join("; "));
+            writeln!(out, "{}", crate::text::escape_control(&line))?;
         }
     }
     out.flush()?;

@@ -129,9 +129,38 @@ impl Receipt {
             effect_summary: None,
             completed_command_ids: Vec::new(),
             failed_command_id: None,
-            error: crate::protocol::limits::truncate_error(error),
+            error: receipt_error(error),
         }
     }
+}
+
+/// The `error` text as recorded: control and display-reordering characters
+/// escaped (see [`crate::text`]), then truncated to the v0.1 cap. The
+/// receipt is read by people and by tools that print it raw (`jq -r`), so
+/// it never carries terminal sequences; the command's exact stderr bytes
+/// stay bound by `stderr_hash` (and saved by `--output-dir`).
+pub fn receipt_error(error: &str) -> String {
+    crate::protocol::limits::truncate_error(&crate::text::escape_control(error))
+}
+
+/// Token that starts `error` when `effect_summary.files_written` is only a
+/// lower bound (RFC 0007). Only csc writes the start of `error`, so a
+/// command cannot forge or hide it.
+pub const LOWER_BOUND_MARKER: &str = "csc:lower-bound:files_written";
+
+/// `error` with the lower-bound marker and its reason in front (so
+/// truncation never removes it), followed by the other errors, if any.
+pub fn mark_lower_bound(reason: &str, error: &str) -> String {
+    if error.is_empty() {
+        format!("{LOWER_BOUND_MARKER} ({reason})")
+    } else {
+        format!("{LOWER_BOUND_MARKER} ({reason}); {error}")
+    }
+}
+
+/// Whether a receipt `error` says `files_written` is only a lower bound.
+pub fn is_lower_bound(error: &str) -> bool {
+    error.starts_with(LOWER_BOUND_MARKER)
 }
 
 /// Why a receipt could not be produced or written.
@@ -322,6 +351,27 @@ mod tests {
     fn failed_receipt_without_hashes_is_rejected() {
         let r = Receipt::new(&base(), ReceiptStatus::Failed, "x".into(), "");
         assert!(matches!(render(&r, None, ""), Err(ReceiptError::Schema(_))));
+    }
+
+    #[test]
+    fn lower_bound_marker_survives_truncation_and_escaping() {
+        let long = format!("command \"x\" failed: \x1b[32mSUCCESS{}", "é".repeat(5000));
+        let marked = receipt_error(&mark_lower_bound("the scan stopped", &long));
+        assert!(is_lower_bound(&marked), "{marked}");
+        assert!(marked.starts_with("csc:lower-bound:files_written (the scan stopped); command"));
+        assert!(!marked.contains('\x1b') && marked.contains("\\x1b[32m"));
+        assert_eq!(
+            marked.chars().count(),
+            crate::protocol::limits::MAX_RECEIPT_ERROR_CHARS
+        );
+        assert!(!is_lower_bound(&receipt_error(&long)));
+        let r = Receipt::new(
+            &base(),
+            ReceiptStatus::Blocked,
+            "2026-01-01T00:00:01.000000+00:00".into(),
+            &mark_lower_bound("x", ""),
+        );
+        assert!(render(&r, None, "").is_ok());
     }
 
     #[test]

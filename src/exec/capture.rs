@@ -134,9 +134,16 @@ impl Live {
         }
     }
 
-    /// Note on csc's stderr (when not quiet) that a stream hit its cap.
+    /// A note from csc on its stderr (when not quiet), e.g. that a stream
+    /// hit its cap. Control characters are escaped (command ids come from
+    /// the contract); a final line feed is kept.
     pub fn note(&mut self, text: &str) {
-        Live::write(&mut self.err, text.as_bytes());
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (text, ""),
+        };
+        let line = format!("{}{newline}", crate::text::escape_control(body));
+        Live::write(&mut self.err, line.as_bytes());
     }
 }
 

@@ -8,11 +8,13 @@ use std::time::Duration;
 use super::capture::{Captured, Live};
 use super::effects::Snapshot;
 use super::resolve::{self, SearchPath};
+use super::scan::ScanLimits;
 use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths, scopes};
 use crate::fsutil::DirFd;
 use crate::protocol::contract::{Command, Contract};
 use crate::protocol::limits::truncate_error;
 use crate::protocol::policy::Policy;
+use crate::text::escape_control;
 
 /// Exit code recorded when a command times out.
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -51,6 +53,8 @@ pub struct ContractRun {
     pub executed: Vec<usize>,
     /// Regular files under the declared write scopes that changed.
     pub files_written: u64,
+    /// Why `files_written` is only a lower bound (`None`: exact).
+    pub files_written_lower_bound: Option<String>,
     /// Whether anything was launched at all.
     pub started: bool,
 }
@@ -74,6 +78,8 @@ pub struct RunConfig<'a> {
     pub env_lookup: &'a dyn Fn(&str) -> Option<OsString>,
     /// Which `env_allow` names the operator lets through.
     pub env_allow: &'a env::EnvAllowlist,
+    /// Budgets of the `files_written` scans.
+    pub scan_limits: ScanLimits,
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
@@ -244,6 +250,7 @@ pub fn run_contract(
         error: String::new(),
         executed: Vec::new(),
         files_written: 0,
+        files_written_lower_bound: None,
         started: false,
     };
     let write_scopes: Vec<String> = contract
@@ -251,7 +258,8 @@ pub fn run_contract(
         .iter()
         .flat_map(|c| c.write_paths.iter().cloned())
         .collect();
-    let before = (!write_scopes.is_empty()).then(|| Snapshot::take(&write_scopes));
+    let before =
+        (!write_scopes.is_empty()).then(|| Snapshot::take_with(&write_scopes, cfg.scan_limits));
     let limits = CaptureLimits {
         stdout_cap: cfg.stdout_cap,
         stderr_cap: cfg.stderr_cap,
@@ -340,6 +348,9 @@ pub fn run_contract(
                     let detail = p.status.detail.unwrap_or_default();
                     let err_text =
                         String::from_utf8_lossy(stderr.data.as_deref().unwrap_or(&[])).into_owned();
+                    // The command wrote this text: never let it reach a
+                    // terminal (or a receipt reader) raw.
+                    let err_text = escape_control(err_text.trim_end());
                     let msg = if err_text.trim().is_empty() {
                         format!("command {:?} failed: {detail}", cmd.id)
                     } else {
@@ -385,7 +396,9 @@ pub fn run_contract(
         run.exit_code = Some(0);
     }
     if let Some(before) = before {
-        run.files_written = before.changed_in(&Snapshot::take(&write_scopes));
+        let counted = before.count_changed();
+        run.files_written = counted.count;
+        run.files_written_lower_bound = counted.lower_bound;
     }
     run.stdout = stdout;
     run.stderr = stderr;

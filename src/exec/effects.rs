@@ -1,88 +1,114 @@
 //! Evidence about effects: `files_written` and `artifacts`.
 //!
-//! `files_written` is measured, not declared: before the run csc records
-//! (device, inode, size, mtime, ctime) of every regular file under the
-//! literal prefix of each declared write scope (symlinks are not followed,
-//! at most [`MAX_ENTRIES`] entries); after the run it counts the regular
-//! files there that appeared or whose record changed. Writes outside the
-//! declared scopes are not counted (local mode does not confine them), and
-//! a glob scope counts its whole literal directory.
+//! `files_written` is measured, not declared: before the run csc records a
+//! keyed 128-bit digest of (path, device, inode, size, mtime, ctime) of
+//! every regular file under the literal prefix of each declared write scope;
+//! after the run it streams the same walk and counts the regular files whose
+//! digest is not in that set (new, replaced or changed). Memory is 16 bytes
+//! per file seen before the run, bounded by the scan's entry budget, plus
+//! O(depth) for the walk itself (see [`super::scan`]: `openat`-relative,
+//! streaming, symlinks never followed, no crossing into other file systems,
+//! entry/depth/time budgets).
+//!
+//! When either walk could not see everything, the count is a lower bound and
+//! [`FilesWritten::lower_bound`] says why (the receipt then carries the
+//! lower-bound marker of RFC 0007). If the walk before the run was cut
+//! short, a file missing from the set counts only when its ctime is not
+//! older than the run's start read on the kernel's coarse clock, the one
+//! file times are stamped from (ctime cannot be set back without
+//! `CAP_SYS_TIME`). Writes outside the declared scopes are not counted
+//! (local mode does not confine them), a glob scope counts its whole
+//! literal directory, and deleting a file is not counted as a write.
 
-use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::engine::paths::glob_literal_prefix;
+use super::scan::{Keyed, ScanLimits, Scanner, Seen, Shortfall, scan_roots};
 
-/// Upper bound on directory entries visited per snapshot.
-pub const MAX_ENTRIES: usize = 100_000;
+/// Upper bound on directory entries visited per walk (default budget).
+pub const MAX_ENTRIES: u64 = super::scan::DEFAULT_MAX_ENTRIES;
 
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
-
-/// Regular files under the declared write scopes at one moment.
-#[derive(Debug, Default, Clone)]
+/// Regular files under the declared write scopes before the run.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
-    files: HashMap<PathBuf, Stamp>,
+    roots: Vec<String>,
+    limits: ScanLimits,
+    keyed: Keyed,
+    /// Sorted digests of the files seen.
+    keys: Vec<u128>,
+    /// Coarse wall-clock time when the walk started (seconds, nanoseconds).
+    started: (i64, i64),
+    shortfall: Option<Shortfall>,
 }
 
-fn stamp(meta: &std::fs::Metadata) -> Stamp {
-    (
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    )
+/// The measured `files_written`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesWritten {
+    /// Files created or changed under the write scopes (as far as seen).
+    pub count: u64,
+    /// Why `count` is only a lower bound; `None` when it is exact.
+    pub lower_bound: Option<String>,
+}
+
+/// The run's start on the clock file times come from; a reading error
+/// (never seen) falls back to 0, which only makes the fallback count more.
+fn now() -> (i64, i64) {
+    super::sys::realtime_coarse().unwrap_or((0, 0))
 }
 
 impl Snapshot {
-    /// Record the files under `write_paths` (declared scopes, may be globs).
+    /// Record the files under `write_paths` (declared scopes, may be globs)
+    /// with the default budgets.
     pub fn take(write_paths: &[String]) -> Snapshot {
-        let mut snap = Snapshot::default();
-        let mut budget = MAX_ENTRIES;
-        let mut roots: Vec<&str> = write_paths
-            .iter()
-            .map(|p| glob_literal_prefix(p))
-            .filter(|p| !p.is_empty())
-            .collect();
-        roots.sort_unstable();
-        roots.dedup();
-        for root in roots {
-            snap.walk(Path::new(root), &mut budget);
-        }
-        snap
+        Snapshot::take_with(write_paths, ScanLimits::default())
     }
 
-    fn walk(&mut self, root: &Path, budget: &mut usize) {
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(path) = stack.pop() {
-            if *budget == 0 {
+    /// Record the files under `write_paths` within `limits` (each walk,
+    /// before and after the run, gets the same budgets).
+    pub fn take_with(write_paths: &[String], limits: ScanLimits) -> Snapshot {
+        let roots = scan_roots(write_paths);
+        let keyed = Keyed::default();
+        let started = now();
+        let mut keys = Vec::new();
+        let shortfall = Scanner::new(limits, &keyed).scan(&roots, &mut |s: Seen| keys.push(s.key));
+        keys.sort_unstable();
+        keys.dedup();
+        keys.shrink_to_fit();
+        Snapshot {
+            roots,
+            limits,
+            keyed,
+            keys,
+            started,
+            shortfall,
+        }
+    }
+
+    /// Walk the scopes again and count the files that are new or changed
+    /// relative to this snapshot. Streams: nothing is stored per file.
+    pub fn count_changed(&self) -> FilesWritten {
+        let before_complete = self.shortfall.is_none();
+        let mut count = 0u64;
+        let after = Scanner::new(self.limits, &self.keyed).scan(&self.roots, &mut |s: Seen| {
+            if self.keys.binary_search(&s.key).is_ok() {
                 return;
             }
-            *budget -= 1;
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_file() {
-                self.files.insert(path, stamp(&meta));
-            } else if meta.is_dir()
-                && let Ok(entries) = std::fs::read_dir(&path)
-            {
-                stack.extend(entries.flatten().map(|e| e.path()));
+            if before_complete || s.ctime >= self.started {
+                count += 1;
             }
-        }
+        });
+        let lower_bound = match (&self.shortfall, after) {
+            (None, None) => None,
+            (Some(b), None) => Some(format!("before the run, {b}")),
+            (None, Some(a)) => Some(format!("after the run, {a}")),
+            (Some(b), Some(a)) => Some(format!("before the run, {b}; after the run, {a}")),
+        };
+        FilesWritten { count, lower_bound }
     }
 
-    /// Files in `after` that are new or changed relative to `self`.
-    pub fn changed_in(&self, after: &Snapshot) -> u64 {
-        after
-            .files
-            .iter()
-            .filter(|(p, s)| self.files.get(*p) != Some(s))
-            .count() as u64
+    /// Heap bytes held by the digest set (16 per file seen).
+    pub fn digest_bytes(&self) -> usize {
+        self.keys.capacity() * std::mem::size_of::<u128>()
     }
 }
 
@@ -213,8 +239,74 @@ mod tests {
         std::fs::write(root.join("changed"), b"22").unwrap();
         std::fs::create_dir(root.join("sub")).unwrap();
         std::fs::write(root.join("sub/new"), b"x").unwrap();
-        let after = Snapshot::take(&scopes);
-        assert_eq!(before.changed_in(&after), 2);
+        assert_eq!(
+            before.count_changed(),
+            FilesWritten {
+                count: 2,
+                lower_bound: None
+            }
+        );
+    }
+
+    fn scope(dir: &Path) -> Vec<String> {
+        vec![format!("{}/**", dir.display())]
+    }
+
+    #[test]
+    fn symlinks_are_not_followed_and_deletions_are_not_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("gone"), b"1").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        let before = Snapshot::take(&scope(root));
+        std::fs::write(outside.path().join("via-link"), b"x").unwrap();
+        std::fs::remove_file(root.join("gone")).unwrap();
+        assert_eq!(
+            before.count_changed(),
+            FilesWritten {
+                count: 0,
+                lower_bound: None
+            }
+        );
+    }
+
+    #[test]
+    fn budgets_mark_the_count_as_a_lower_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(i.to_string()), b"x").unwrap();
+        }
+        let limits = ScanLimits {
+            max_entries: 10,
+            ..ScanLimits::default()
+        };
+        let got = Snapshot::take_with(&scope(dir.path()), limits).count_changed();
+        let why = got.lower_bound.unwrap();
+        assert!(why.contains("budget of 10 entries"), "{why}");
+        let limits = ScanLimits {
+            max_time: std::time::Duration::ZERO,
+            ..ScanLimits::default()
+        };
+        let got = Snapshot::take_with(&scope(dir.path()), limits).count_changed();
+        assert!(got.lower_bound.unwrap().contains("time budget"));
+        let limits = ScanLimits {
+            max_depth: 1,
+            ..ScanLimits::default()
+        };
+        std::fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
+        let got = Snapshot::take_with(&scope(dir.path()), limits).count_changed();
+        assert!(got.lower_bound.unwrap().contains("deeper than 1 levels"));
+    }
+
+    #[test]
+    fn digest_memory_is_sixteen_bytes_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.path().join(format!("{i:0>200}")), b"x").unwrap();
+        }
+        let snap = Snapshot::take(&scope(dir.path()));
+        assert!(snap.digest_bytes() <= 1000 * 16, "{}", snap.digest_bytes());
     }
 
     fn limits(max_bytes: u64) -> ArtifactLimits {

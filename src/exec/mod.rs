@@ -19,6 +19,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod resolve;
 pub mod sandboxed;
+pub mod scan;
 pub mod scopes;
 pub mod spawn;
 pub mod sys;

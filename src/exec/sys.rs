@@ -1,5 +1,6 @@
 //! The executor's only home of raw libc calls: pipes, non-blocking mode,
-//! poll(2), process-group signals and non-reaping waits.
+//! poll(2), process-group signals, non-reaping waits and raw directory
+//! reads.
 //!
 //! Every function here is a thin, safe wrapper; each `unsafe` block names
 //! the invariant it relies on.
@@ -67,6 +68,41 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn grow_pipe(fd: BorrowedFd<'_>, bytes: libc::c_int) {
     // SAFETY: `fd` is live for the borrow; F_SETPIPE_SZ takes an int.
     let _ = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+}
+
+/// Read raw `linux_dirent64` records of the open directory `dir` into
+/// `buf` (getdents64(2)), continuing from the descriptor's position.
+/// Returns the number of bytes filled; 0 at the end of the directory.
+pub fn getdents(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `dir` is live for the borrow and `buf` is valid, writable
+    // memory of exactly `buf.len()` bytes for the duration of the call; the
+    // kernel writes at most that many bytes and returns how many.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// The coarse wall clock (`CLOCK_REALTIME_COARSE`): the clock the kernel
+/// stamps file times from, so a file changed after this reading has a
+/// ctime not older than it. `(seconds, nanoseconds)`.
+pub fn realtime_coarse() -> io::Result<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    cvt(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) })?;
+    Ok((ts.tv_sec, ts.tv_nsec))
 }
 
 /// Readiness of one polled descriptor.
