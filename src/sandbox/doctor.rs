@@ -197,7 +197,7 @@ pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
             [
                 "namespaces: user, mount, pid (csc init), ipc, uts, cgroup; net when network=deny or allowlisted",
                 "network=allowlisted (with --egress-allow and --output-dir): only lo; csc's egress proxy (reached by descriptor passing, no host listener) enforces hosts, ports, the private-address guard and TLS SNI; every attempt logged",
-                "file-system view: tmpfs root, read-only system dirs and read scopes, read-write write scopes only, private /tmp, minimal /dev, fresh read-only /proc, no /sys",
+                "file-system view: tmpfs root, read-only system dirs, an allowlist of /etc and read scopes, read-write write scopes only, private /tmp, minimal /dev, fresh read-only /proc, no /sys; every bind made from the descriptor csc checked (a symlink swapped in fails the setup); csc's key, state and evidence paths masked",
                 "seccomp filter (EPERM for mount/namespace/ptrace/bpf/io_uring/keyring/module/... families; clone3 ENOSYS; x32 guard)",
                 "no_new_privs, all capability sets empty, locked securebits, setsid, fds > 2 closed",
                 "rlimits: cpu, address space, processes, file size, open files, core=0",
