@@ -454,6 +454,57 @@ impl Store {
             Err(e) => Err(db("insert")(e)),
         }
     }
+
+    /// Atomically consume every id in `approval_ids` for this run, in one
+    /// transaction: either all are consumed now, or none is and the first
+    /// one already consumed is reported (with its time).
+    pub fn consume_all(
+        &mut self,
+        approval_ids: &[String],
+        contract_sha256: &str,
+        execution_id: &str,
+        now: &str,
+    ) -> Result<Result<(), (String, String)>, StoreError> {
+        let path = self.path.display().to_string();
+        let db = |what: &'static str| {
+            let path = path.clone();
+            move |e: rusqlite::Error| StoreError::Db {
+                path: path.clone(),
+                what,
+                message: e.to_string(),
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("begin"))?;
+        for id in approval_ids {
+            let inserted = tx.execute(
+                "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, contract_sha256, execution_id, now],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == ErrorCode::ConstraintViolation =>
+                {
+                    let at: String = tx
+                        .query_row(
+                            "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
+                            params![id],
+                            |r| r.get(0),
+                        )
+                        .map_err(db("query"))?;
+                    // Dropping the transaction rolls every insert back.
+                    return Ok(Err((id.clone(), at)));
+                }
+                Err(e) => return Err(db("insert")(e)),
+            }
+        }
+        tx.commit().map_err(db("commit"))?;
+        Ok(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +525,22 @@ mod tests {
             Consumed::Already { at: "t1".into() }
         );
         assert_eq!(s.consume("b", "h", "e2", "t2").unwrap(), Consumed::Now);
+    }
+
+    #[test]
+    fn consume_all_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.consume("b", "h", "e0", "t0").unwrap(), Consumed::Now);
+        let ids = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(
+            s.consume_all(&ids, "h", "e1", "t1").unwrap(),
+            Err(("b".to_owned(), "t0".to_owned()))
+        );
+        assert_eq!(s.consumed_at("a").unwrap(), None, "rolled back");
+        let ids = vec!["a".to_owned(), "c".to_owned()];
+        assert_eq!(s.consume_all(&ids, "h", "e2", "t2").unwrap(), Ok(()));
+        assert_eq!(s.consumed_at("c").unwrap().as_deref(), Some("t2"));
     }
 
     #[test]

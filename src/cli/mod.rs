@@ -1,6 +1,7 @@
 //! The command-line front end: clap definitions, dispatch, and the one place
 //! where errors become exit codes.
 
+mod approve;
 mod check;
 mod completions;
 mod conformance;
@@ -74,6 +75,11 @@ pub enum Verb {
         after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
     Run(Box<run::Args>),
+    /// Write a DSSE-signed approval for a contract (for `run --approver-keyring`).
+    #[command(
+        after_help = "Examples:\n  csc approve contract.json --signing-key alice.pem --key-id alice-2026 --approver alice@example.org --out alice.approval.json\n  csc approve contract.json --signing-key bob.pem --key-id bob-2026 --approver bob@example.org --expires-in 30m --ticket CHG-42 --reason 'prod migration' --out bob.approval.json"
+    )]
+    Approve(approve::Args),
     /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
     #[command(
         after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
@@ -161,6 +167,7 @@ pub fn main() -> ExitCode {
         Verb::SandboxInit(a) => sandbox::init(a),
         Verb::SandboxRun(a) => sandbox::run(a),
         Verb::Run(a) => run::run(*a),
+        Verb::Approve(a) => approve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

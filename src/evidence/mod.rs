@@ -1,6 +1,7 @@
 //! Evidence: Ed25519 keys, receipt signatures, keyrings and verification.
 
 pub mod digest;
+pub mod dsse;
 pub mod keygen;
 pub mod keyring;
 pub mod keys;
