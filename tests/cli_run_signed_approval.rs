@@ -460,3 +460,34 @@ fn approve_refuses_bad_input() {
     }
     assert!(!s.ws.path("o.json").exists());
 }
+
+#[test]
+fn dual_control_contracts_need_two_signed_approvals() {
+    let s = setup("low");
+    let contract = s.ws.contract_with(
+        "dual.json",
+        vec![s.ws.cmd("t", &["touch", "marker"])],
+        |c| {
+            c["approval_mode"] = json!("dual_control_required");
+        },
+    );
+    let a = approve(&s.ws, &contract, 1, "alice-k", "alice", "a.dsse.json");
+    let b = approve(&s.ws, &contract, 2, "bob-k", "bob", "b.dsse.json");
+    let run = |files: &[&Path]| {
+        let mut args = vec![
+            "--approver-keyring".to_owned(),
+            s.ring.display().to_string(),
+        ];
+        for f in files {
+            args.push("--approval".into());
+            args.push(f.display().to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        s.ws.run(&contract, &refs)
+    };
+    let r = run(&[&a]);
+    assert!(error(&r).contains("quorum not met"), "{}", error(&r));
+    assert!(!s.ws.path("marker").exists());
+    let r = run(&[&a, &b]);
+    assert_eq!(r.status(), "success", "{}", r.stderr);
+}

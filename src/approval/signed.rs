@@ -17,7 +17,7 @@ use std::path::Path;
 use crate::evidence::dsse::{self, Envelope, SigOutcome};
 use crate::evidence::keyring::Keyring;
 use crate::protocol::approval::{Approval, ApprovalScope};
-use crate::protocol::contract::RiskClass;
+use crate::protocol::contract::{ApprovalMode, Contract, RiskClass};
 use crate::protocol::load;
 
 /// DSSE payload type of a signed approval (the payload is the v0.1
@@ -165,6 +165,18 @@ impl Required {
             Required::All(n) => *n,
             Required::PerClass(m) => m.get(class.as_str()).copied().unwrap_or(1),
         }
+    }
+}
+
+/// Approvals a needs-approval contract requires: `--approvals-required`
+/// for its risk class, and with signatures verified (`signed`) at least
+/// two for `approval_mode: dual_control_required`.
+pub fn required_for(required: &Required, contract: &Contract, signed: bool) -> u32 {
+    let n = required.for_class(contract.risk_class);
+    if signed && contract.approval_mode == ApprovalMode::DualControlRequired {
+        n.max(2)
+    } else {
+        n
     }
 }
 

@@ -323,7 +323,11 @@ pub fn run(args: Args) -> CliResult {
         }
     }
     let required = match decision.decision {
-        Verdict::NeedsApproval => settings.approvals_required.for_class(c.risk_class),
+        Verdict::NeedsApproval => signed::required_for(
+            &settings.approvals_required,
+            c,
+            settings.approver_keyring.is_some(),
+        ),
         _ => 0,
     };
     if settings.approver_keyring.is_none() && files.iter().any(|f| f.envelope.is_some()) {
