@@ -8,6 +8,7 @@ mod conformance;
 mod explain;
 mod hash;
 mod keygen;
+mod ledger;
 mod run;
 mod sandbox;
 mod validate;
@@ -80,6 +81,11 @@ pub enum Verb {
         after_help = "Examples:\n  csc approve contract.json --signing-key alice.pem --key-id alice-2026 --approver alice@example.org --out alice.approval.json\n  csc approve contract.json --signing-key bob.pem --key-id bob-2026 --approver bob@example.org --expires-in 30m --ticket CHG-42 --reason 'prod migration' --out bob.approval.json"
     )]
     Approve(approve::Args),
+    /// Tamper-evident receipt ledger: checkpoint, verify, prove, verify-proof, export.
+    #[command(
+        after_help = "Examples:\n  csc run contract.json policy.yaml --ledger --state-dir /var/lib/csc\n  csc ledger checkpoint --signing-key ledger.pem --key-id ledger-1 --state-dir /var/lib/csc\n  csc ledger verify --state-dir /var/lib/csc --keyring keyring.json\n  csc ledger prove out/receipt.json --state-dir /var/lib/csc > proof.json\n  csc ledger verify-proof proof.json out/receipt.json --keyring keyring.json\n  csc ledger prove --consistency 100 250 --state-dir /var/lib/csc\n  csc ledger export --state-dir /var/lib/csc > ledger.jsonl && csc ledger verify --export ledger.jsonl --keyring keyring.json\n\nExit code 0 only if what was checked is valid."
+    )]
+    Ledger(ledger::Args),
     /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
     #[command(
         after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
@@ -168,6 +174,7 @@ pub fn main() -> ExitCode {
         Verb::SandboxRun(a) => sandbox::run(a),
         Verb::Run(a) => run::run(*a),
         Verb::Approve(a) => approve::run(a),
+        Verb::Ledger(a) => ledger::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

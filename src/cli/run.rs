@@ -92,6 +92,10 @@ pub struct Args {
     /// --approver-keyring.
     #[arg(long, value_name = "N|CLASS=N,...")]
     pub approvals_required: Option<String>,
+    /// Append every receipt of this run to the tamper-evident ledger in the
+    /// state directory (RFC 0011); a failed append is an error.
+    #[arg(long)]
+    pub ledger: bool,
 }
 
 /// Validated operator settings (no I/O besides loading the key).
@@ -211,6 +215,8 @@ struct Emitter<'a> {
     base: ReceiptBase,
     out: ReceiptOut,
     signer: Option<Signer<'a>>,
+    /// The state store whose ledger gets every receipt (`--ledger`).
+    ledger: Option<std::cell::RefCell<store::Store>>,
 }
 
 impl Emitter<'_> {
@@ -228,6 +234,15 @@ impl Emitter<'_> {
             };
             CliError(format!("{e}{ran}"))
         })?;
+        if let Some(l) = &self.ledger {
+            crate::ledger::db::append_rendered(&mut l.borrow_mut(), &bytes, &now_rfc3339())
+                .map_err(|e| {
+                    CliError(format!(
+                        "receipt written to {} but NOT appended to the ledger: {e}",
+                        self.out.path().display()
+                    ))
+                })?;
+        }
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
             ReceiptStatus::Failed => {
@@ -261,6 +276,23 @@ pub fn run(args: Args) -> CliResult {
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
         .map_err(|e| CliError(format!("{e}; nothing was run")))?;
+    let ledger = if args.ledger {
+        let dir = args
+            .state_dir
+            .clone()
+            .or_else(store::default_state_dir)
+            .ok_or_else(|| {
+                CliError(
+                    "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
+                        .to_owned(),
+                )
+            })?;
+        let s = store::Store::open(&dir)
+            .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
+        Some(std::cell::RefCell::new(s))
+    } else {
+        None
+    };
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
     let c = &contract.contract;
@@ -292,6 +324,7 @@ pub fn run(args: Args) -> CliResult {
             key,
             key_id: key_id.as_str(),
         }),
+        ledger,
     };
 
     if let Some(cfg) = &settings.sandbox
@@ -369,8 +402,8 @@ pub fn run(args: Args) -> CliResult {
             }
         },
     };
-    let state_dir = match single_use.first() {
-        Some(_) => match args.state_dir.clone().or_else(store::default_state_dir) {
+    let state_dir = match single_use.first().map(|_| ()).or(args.ledger.then_some(())) {
+        Some(()) => match args.state_dir.clone().or_else(store::default_state_dir) {
             Some(dir) => Some(dir),
             None => {
                 return emitter.blocked(
@@ -700,7 +733,10 @@ fn own_paths_outside_scopes(
         ));
     }
     if let Some(d) = state_dir {
-        own.push(OwnPath::dir("the approval --state-dir", d));
+        own.push(OwnPath::dir(
+            "the --state-dir (approval store and ledger)",
+            d,
+        ));
     }
     if let Some(k) = &args.signing_key {
         own.push(OwnPath::file("--signing-key", k.clone()));
