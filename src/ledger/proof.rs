@@ -190,3 +190,50 @@ pub fn verify(proof: &Value, receipt: Option<&[u8]>, keyring: &Keyring) -> Resul
         _ => Err("proof type must be inclusion or consistency".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<u64>().prop_map(|n| json!(n)),
+            "[a-z0-9]{0,70}".prop_map(Value::String),
+            Just(json!(PROOF_VERSION)),
+            Just(json!("inclusion")),
+            Just(json!("consistency")),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("proof_version".to_owned()),
+                        Just("type".to_owned()),
+                        Just("leaf_index".to_owned()),
+                        Just("tree_size".to_owned()),
+                        Just("audit_path".to_owned()),
+                        Just("checkpoint".to_owned()),
+                        Just("first_size".to_owned()),
+                        Just("proof".to_owned()),
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn proof_verifier_never_panics_nor_passes_garbage(v in arb_json()) {
+            let ring = Keyring::single("k", ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
+            let receipt: &[u8] = &[b'{', b'}'];
+            let outcome = verify(&v, Some(receipt), &ring);
+            prop_assert!(outcome.is_err());
+        }
+    }
+}
