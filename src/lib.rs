@@ -19,6 +19,7 @@ pub mod engine;
 pub mod evidence;
 pub mod exec;
 pub mod fsutil;
+pub mod ledger;
 pub mod protocol;
 pub mod sandbox;
 pub mod text;

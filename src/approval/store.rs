@@ -30,8 +30,9 @@ pub const MARKER_FILE: &str = "approvals.store-id";
 const MARKER_PREFIX: &str = "csc-approval-store v1 ";
 /// How long a writer waits for another csc holding the lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Version 1 had no `store_meta` table (adopted on open); 2 is current.
-const SCHEMA_VERSION: i64 = 2;
+/// Version 1 had no `store_meta` table (adopted on open); 2 had no ledger
+/// tables (added on open, RFC 0011); 3 is current.
+const SCHEMA_VERSION: i64 = 3;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -287,8 +288,8 @@ impl Store {
         };
         match version {
             0 if fresh => {}
-            0 | 1 | SCHEMA_VERSION if has_table("consumed_approvals")? => {}
-            0 | 1 | SCHEMA_VERSION => {
+            0..=SCHEMA_VERSION if has_table("consumed_approvals")? => {}
+            0..=SCHEMA_VERSION => {
                 return Err(lost(format!(
                     "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
                 )));
@@ -315,6 +316,19 @@ impl Store {
                  key   TEXT PRIMARY KEY NOT NULL,
                  value TEXT NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS ledger_entries (
+                 idx            INTEGER PRIMARY KEY NOT NULL,
+                 leaf_hash      BLOB NOT NULL,
+                 prev_leaf_hash BLOB NOT NULL,
+                 receipt        BLOB NOT NULL,
+                 appended_at    TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS ledger_entries_leaf ON ledger_entries (leaf_hash);
+             CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+                 seq       INTEGER PRIMARY KEY NOT NULL,
+                 tree_size INTEGER NOT NULL,
+                 envelope  TEXT NOT NULL
+             );
              PRAGMA user_version = {SCHEMA_VERSION};
              COMMIT;"
         ))
@@ -334,7 +348,11 @@ impl Store {
                 e => Err(db("read store id")(e)),
             })?;
         let consumed: i64 = conn
-            .query_row("SELECT count(*) FROM consumed_approvals", [], |r| r.get(0))
+            .query_row(
+                "SELECT (SELECT count(*) FROM consumed_approvals) + (SELECT count(*) FROM ledger_entries)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db("query"))?;
         match (&marker, &db_id) {
             (Some(m), Some(d)) if m == d => {}
@@ -383,6 +401,27 @@ impl Store {
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's identity (the id its marker names).
+    pub fn store_id(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'store_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("read store id"))
+    }
+
+    /// The open database, for the ledger tables (`crate::ledger::db`).
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The open database, read-only use.
+    pub(crate) fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 
     fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -454,6 +493,57 @@ impl Store {
             Err(e) => Err(db("insert")(e)),
         }
     }
+
+    /// Atomically consume every id in `approval_ids` for this run, in one
+    /// transaction: either all are consumed now, or none is and the first
+    /// one already consumed is reported (with its time).
+    pub fn consume_all(
+        &mut self,
+        approval_ids: &[String],
+        contract_sha256: &str,
+        execution_id: &str,
+        now: &str,
+    ) -> Result<Result<(), (String, String)>, StoreError> {
+        let path = self.path.display().to_string();
+        let db = |what: &'static str| {
+            let path = path.clone();
+            move |e: rusqlite::Error| StoreError::Db {
+                path: path.clone(),
+                what,
+                message: e.to_string(),
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("begin"))?;
+        for id in approval_ids {
+            let inserted = tx.execute(
+                "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, contract_sha256, execution_id, now],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == ErrorCode::ConstraintViolation =>
+                {
+                    let at: String = tx
+                        .query_row(
+                            "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
+                            params![id],
+                            |r| r.get(0),
+                        )
+                        .map_err(db("query"))?;
+                    // Dropping the transaction rolls every insert back.
+                    return Ok(Err((id.clone(), at)));
+                }
+                Err(e) => return Err(db("insert")(e)),
+            }
+        }
+        tx.commit().map_err(db("commit"))?;
+        Ok(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +564,22 @@ mod tests {
             Consumed::Already { at: "t1".into() }
         );
         assert_eq!(s.consume("b", "h", "e2", "t2").unwrap(), Consumed::Now);
+    }
+
+    #[test]
+    fn consume_all_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.consume("b", "h", "e0", "t0").unwrap(), Consumed::Now);
+        let ids = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(
+            s.consume_all(&ids, "h", "e1", "t1").unwrap(),
+            Err(("b".to_owned(), "t0".to_owned()))
+        );
+        assert_eq!(s.consumed_at("a").unwrap(), None, "rolled back");
+        let ids = vec!["a".to_owned(), "c".to_owned()];
+        assert_eq!(s.consume_all(&ids, "h", "e2", "t2").unwrap(), Ok(()));
+        assert_eq!(s.consumed_at("c").unwrap().as_deref(), Some("t2"));
     }
 
     #[test]

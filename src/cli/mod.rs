@@ -1,12 +1,15 @@
 //! The command-line front end: clap definitions, dispatch, and the one place
 //! where errors become exit codes.
 
+mod approve;
+mod attest;
 mod check;
 mod completions;
 mod conformance;
 mod explain;
 mod hash;
 mod keygen;
+mod ledger;
 mod run;
 mod sandbox;
 mod validate;
@@ -74,6 +77,21 @@ pub enum Verb {
         after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
     Run(Box<run::Args>),
+    /// Write a DSSE-signed approval for a contract (for `run --approver-keyring`).
+    #[command(
+        after_help = "Examples:\n  csc approve contract.json --signing-key alice.pem --key-id alice-2026 --approver alice@example.org --out alice.approval.json\n  csc approve contract.json --signing-key bob.pem --key-id bob-2026 --approver bob@example.org --expires-in 30m --ticket CHG-42 --reason 'prod migration' --out bob.approval.json"
+    )]
+    Approve(approve::Args),
+    /// Tamper-evident receipt ledger: checkpoint, verify, prove, verify-proof, export.
+    #[command(
+        after_help = "Examples:\n  csc run contract.json policy.yaml --ledger --state-dir /var/lib/csc\n  csc ledger checkpoint --signing-key ledger.pem --key-id ledger-1 --state-dir /var/lib/csc\n  csc ledger verify --state-dir /var/lib/csc --keyring keyring.json\n  csc ledger prove out/receipt.json --state-dir /var/lib/csc > proof.json\n  csc ledger verify-proof proof.json out/receipt.json --keyring keyring.json\n  csc ledger prove --consistency 100 250 --state-dir /var/lib/csc\n  csc ledger export --state-dir /var/lib/csc > ledger.jsonl && csc ledger verify --export ledger.jsonl --keyring keyring.json\n\nExit code 0 only if what was checked is valid."
+    )]
+    Ledger(ledger::Args),
+    /// Wrap a receipt as a signed in-toto Statement (DSSE, one envelope per line).
+    #[command(
+        after_help = "Examples:\n  csc attest out/receipt.json --signing-key key.pem --key-id ops-1 --out out/receipt.intoto.jsonl\n  csc verify-receipt out/receipt.intoto.jsonl --keyring keyring.json"
+    )]
+    Attest(attest::Args),
     /// Verify signed receipts: schema, Ed25519 signature, trusted key, bindings.
     #[command(
         after_help = "Examples:\n  csc verify-receipt out/receipt.json --public-key ci.pub --key-id ci-2026\n  csc verify-receipt receipts/*.json --keyring keyring.json --json\n  csc verify-receipt r.json --keyring keyring.json --contract contract.json --policy policy.yaml --outputs out/\n\nExit code 0 only if every receipt is valid; each invalid one is named with its reason."
@@ -161,6 +179,9 @@ pub fn main() -> ExitCode {
         Verb::SandboxInit(a) => sandbox::init(a),
         Verb::SandboxRun(a) => sandbox::run(a),
         Verb::Run(a) => run::run(*a),
+        Verb::Approve(a) => approve::run(a),
+        Verb::Attest(a) => attest::run(a),
+        Verb::Ledger(a) => ledger::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

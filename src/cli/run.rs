@@ -5,7 +5,7 @@ use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
-use crate::approval::{self, store};
+use crate::approval::{signed, store};
 use crate::engine;
 use crate::evidence::receipt::{
     self, EffectSummary, Receipt, ReceiptBase, ReceiptOut, ReceiptStatus, Signer,
@@ -21,7 +21,6 @@ use crate::exec::sandboxed::SandboxLauncher;
 use crate::exec::scan::ScanLimits;
 use crate::exec::spawn::LocalLauncher;
 use crate::fsutil::DirFd;
-use crate::protocol::approval::ApprovalScope;
 use crate::protocol::contract::{Contract, NetworkMode};
 use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
@@ -46,9 +45,10 @@ pub struct Args {
     /// Execution mode: local or hardened.
     #[arg(long, value_name = "MODE", default_value = "local")]
     pub mode: String,
-    /// Approval artifact JSON file.
+    /// Approval file: a v0.1 artifact or a DSSE-signed one from `csc approve`
+    /// (repeatable, for a quorum).
     #[arg(long = "approval", value_name = "PATH")]
-    pub approval: Option<PathBuf>,
+    pub approval: Vec<PathBuf>,
     /// Sign the receipt (requires --signing-key and --key-id).
     #[arg(long)]
     pub sign: bool,
@@ -100,6 +100,19 @@ pub struct Args {
     /// Hardened-mode sandbox settings.
     #[command(flatten)]
     pub hardened: super::sandbox::HardenedArgs,
+    /// Trusted approver keys (csc.keyring.v1): every approval must then be
+    /// DSSE-signed by a usable key in it.
+    #[arg(long, value_name = "FILE")]
+    pub approver_keyring: Option<PathBuf>,
+    /// Approvals needed when the policy requires approval: N, or per risk
+    /// class (`critical=2,high=1`; unlisted classes need 1). Needs
+    /// --approver-keyring.
+    #[arg(long, value_name = "N|CLASS=N,...")]
+    pub approvals_required: Option<String>,
+    /// Append every receipt of this run to the tamper-evident ledger in the
+    /// state directory (RFC 0011); a failed append is an error.
+    #[arg(long)]
+    pub ledger: bool,
 }
 
 /// Operator flags deciding which `env_allow` names reach commands. Shared
@@ -128,6 +141,8 @@ struct Settings {
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
     env_allow: EnvAllowlist,
+    approver_keyring: Option<crate::evidence::keyring::Keyring>,
+    approvals_required: signed::Required,
 }
 
 fn settings(args: &Args) -> Result<Settings, CliError> {
@@ -184,12 +199,54 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| CliError(format!("--search-path: {e}")))?;
     let env_allow = args.env.allowlist()?;
+    let (approver_keyring, approvals_required) = approval_settings(args)?;
     Ok(Settings {
         sandbox: hardened.then(|| args.hardened.config()),
         signer,
         search_path,
         env_allow,
+        approver_keyring,
+        approvals_required,
     })
+}
+
+/// `--approver-keyring`, `--approvals-required` and the number of
+/// `--approval` files, checked before anything runs.
+fn approval_settings(
+    args: &Args,
+) -> Result<(Option<crate::evidence::keyring::Keyring>, signed::Required), CliError> {
+    if args.approval.len() > signed::MAX_APPROVALS {
+        return Err(CliError(format!(
+            "at most {} --approval files",
+            signed::MAX_APPROVALS
+        )));
+    }
+    let keyring = match &args.approver_keyring {
+        None => None,
+        Some(p) => Some(
+            crate::evidence::keyring::Keyring::load(p)
+                .map_err(|e| CliError(format!("--approver-keyring: {e}")))?,
+        ),
+    };
+    let required = match &args.approvals_required {
+        None => signed::Required::default(),
+        Some(text) => text
+            .parse()
+            .map_err(|e| CliError(format!("--approvals-required: {e}")))?,
+    };
+    if keyring.is_none() {
+        if args.approvals_required.is_some() {
+            return Err(CliError(
+                "--approvals-required needs --approver-keyring: unsigned approvals cannot prove distinct approvers".to_owned(),
+            ));
+        }
+        if args.approval.len() > 1 {
+            return Err(CliError(
+                "several --approval files need --approver-keyring (a quorum of unsigned approvals proves nothing)".to_owned(),
+            ));
+        }
+    }
+    Ok((keyring, required))
 }
 
 /// Renders, signs and writes receipts; reports the outcome.
@@ -197,6 +254,8 @@ struct Emitter<'a> {
     base: ReceiptBase,
     out: ReceiptOut,
     signer: Option<Signer<'a>>,
+    /// The state store whose ledger gets every receipt (`--ledger`).
+    ledger: Option<std::cell::RefCell<store::Store>>,
 }
 
 impl Emitter<'_> {
@@ -214,6 +273,15 @@ impl Emitter<'_> {
             };
             CliError(format!("{e}{ran}"))
         })?;
+        if let Some(l) = &self.ledger {
+            crate::ledger::db::append_rendered(&mut l.borrow_mut(), &bytes, &now_rfc3339())
+                .map_err(|e| {
+                    CliError(format!(
+                        "receipt written to {} but NOT appended to the ledger: {e}",
+                        self.out.path().display()
+                    ))
+                })?;
+        }
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
             ReceiptStatus::Failed => {
@@ -250,6 +318,23 @@ pub fn run(args: Args) -> CliResult {
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
         .map_err(|e| CliError(format!("{e}; nothing was run")))?;
+    let ledger = if args.ledger {
+        let dir = args
+            .state_dir
+            .clone()
+            .or_else(store::default_state_dir)
+            .ok_or_else(|| {
+                CliError(
+                    "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
+                        .to_owned(),
+                )
+            })?;
+        let s = store::Store::open(&dir)
+            .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
+        Some(std::cell::RefCell::new(s))
+    } else {
+        None
+    };
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
     let c = &contract.contract;
@@ -281,6 +366,7 @@ pub fn run(args: Args) -> CliResult {
             key,
             key_id: key_id.as_str(),
         }),
+        ledger,
     };
 
     if let Some(cfg) = &settings.sandbox
@@ -291,34 +377,57 @@ pub fn run(args: Args) -> CliResult {
 
     let decision = engine::decide(c, p, engine::Semantics::Csc);
     let reasons = decision.reasons.join("; ");
-    let approval = match decision.decision {
+    let mut files = Vec::with_capacity(args.approval.len());
+    match decision.decision {
         Verdict::Deny => return emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY),
-        Verdict::NeedsApproval if args.approval.is_none() => {
+        Verdict::NeedsApproval if args.approval.is_empty() => {
             return emitter.blocked(
                 &format!("approval is required but none was provided: {reasons}"),
                 EXIT_NEEDS_APPROVAL,
             );
         }
-        _ => match &args.approval {
-            None => None,
-            Some(path) => match load::load_approval(path) {
-                Ok(a) => Some(a),
-                Err(e) => return emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY),
-            },
-        },
-    };
-
-    if let Some(a) = &approval
-        && let Err(problem) =
-            approval::check(a, &emitter.base.contract_sha256, jiff::Timestamp::now())
-    {
-        let status = if problem.is_expiry() {
-            ReceiptStatus::Expired
-        } else {
-            ReceiptStatus::Blocked
-        };
-        return emitter.emit(&emitter.receipt(status, &problem.to_string()), EXIT_DENY);
+        _ => {
+            for path in &args.approval {
+                match signed::load_file(path) {
+                    Ok(f) => files.push(f),
+                    Err(e) => {
+                        return emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY);
+                    }
+                }
+            }
+        }
     }
+    let required = match decision.decision {
+        Verdict::NeedsApproval => signed::required_for(
+            &settings.approvals_required,
+            c,
+            settings.approver_keyring.is_some(),
+        ),
+        _ => 0,
+    };
+    if settings.approver_keyring.is_none() && files.iter().any(|f| f.envelope.is_some()) {
+        eprintln!(
+            "csc: warning: approval signatures are not verified without --approver-keyring (v0.1 behaviour)"
+        );
+    }
+    let accepted = match signed::gate(
+        files,
+        &emitter.base.contract_sha256,
+        jiff::Timestamp::now(),
+        settings.approver_keyring.as_ref(),
+        required,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let status = if e.expired {
+                ReceiptStatus::Expired
+            } else {
+                ReceiptStatus::Blocked
+            };
+            return emitter.emit(&emitter.receipt(status, &e.message), EXIT_DENY);
+        }
+    };
+    let single_use = signed::single_use_ids(&accepted);
 
     if let Err(e) = executor::precheck(c, p, args.output_dir.is_some(), &settings.env_allow) {
         return emitter.blocked(&e, EXIT_DENY);
@@ -335,18 +444,16 @@ pub fn run(args: Args) -> CliResult {
             }
         },
     };
-    let state_dir = match &approval {
-        Some(a) if a.scope == ApprovalScope::SingleExecution => {
-            match args.state_dir.clone().or_else(store::default_state_dir) {
-                Some(dir) => Some(dir),
-                None => {
-                    return emitter.blocked(
+    let state_dir = match single_use.first().map(|_| ()).or(args.ledger.then_some(())) {
+        Some(()) => match args.state_dir.clone().or_else(store::default_state_dir) {
+            Some(dir) => Some(dir),
+            None => {
+                return emitter.blocked(
                         "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
                         EXIT_DENY,
                     );
-                }
             }
-        }
+        },
         _ => None,
     };
     if let Err(e) = own_paths_outside_scopes(
@@ -360,41 +467,41 @@ pub fn run(args: Args) -> CliResult {
     }
 
     let mut store = None;
-    if let (Some(a), Some(dir)) = (&approval, &state_dir) {
+    if let Some(dir) = &state_dir {
         let s = match store::Store::open(dir) {
             Ok(s) => s,
             Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
         };
-        match s.consumed_at(&a.approval_id) {
-            Ok(None) => {}
-            Ok(Some(at)) => {
-                return emitter.blocked(
-                    &format!(
-                        "approval {:?} has already been consumed (single_execution) at {at}",
-                        a.approval_id
-                    ),
-                    EXIT_DENY,
-                );
+        for id in &single_use {
+            match s.consumed_at(id) {
+                Ok(None) => {}
+                Ok(Some(at)) => {
+                    return emitter.blocked(
+                        &format!(
+                            "approval {id:?} has already been consumed (single_execution) at {at}"
+                        ),
+                        EXIT_DENY,
+                    );
+                }
+                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
             }
-            Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
         }
         store = Some(s);
     }
 
     let mut consume = || -> Result<(), String> {
-        let (Some(s), Some(a)) = (store.as_mut(), approval.as_ref()) else {
+        let Some(s) = store.as_mut() else {
             return Ok(());
         };
-        match s.consume(
-            &a.approval_id,
+        match s.consume_all(
+            &single_use,
             &emitter.base.contract_sha256,
             &emitter.base.execution_id,
             &now_rfc3339(),
         ) {
-            Ok(store::Consumed::Now) => Ok(()),
-            Ok(store::Consumed::Already { at }) => Err(format!(
-                "approval {:?} has already been consumed (single_execution) at {at}",
-                a.approval_id
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((id, at))) => Err(format!(
+                "approval {id:?} has already been consumed (single_execution) at {at}"
             )),
             Err(e) => Err(e.to_string()),
         }
@@ -448,25 +555,81 @@ pub fn run(args: Args) -> CliResult {
         deadline,
     };
     let executed = run.executed.clone();
+    let started_run = run.started;
     let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
+    if started_run && !accepted.is_empty() {
+        let record = signed::record(
+            &accepted,
+            &emitter.base.execution_id,
+            &emitter.base.contract_sha256,
+            required,
+            settings.approver_keyring.is_some(),
+        );
+        if let Err(e) = bind_record(&mut receipt, &emitter.out, &args.receipt_out, &record) {
+            fail_receipt(&mut receipt, &mut code, e);
+        }
+    }
     if let Some(l) = &sandbox_launcher {
         let reports = std::mem::take(&mut *l.egress.lock().unwrap_or_else(|p| p.into_inner()));
         if let Err(e) = egress_evidence(&mut receipt, c, &executed, reports, output_dir.as_ref()) {
             // The connection log could not be kept: the run cannot count
             // as a success.
-            let err = if receipt.error.is_empty() {
-                e
-            } else {
-                format!("{}; {e}", receipt.error)
-            };
-            receipt.error = crate::protocol::limits::truncate_error(&err);
-            if receipt.status == ReceiptStatus::Success {
-                receipt.status = ReceiptStatus::Failed;
-                code = EXIT_DENY;
-            }
+            fail_receipt(&mut receipt, &mut code, e);
         }
     }
     emitter.emit(&receipt, code)
+}
+
+/// Evidence csc could not keep: add `e` to the receipt's error; the run
+/// cannot count as a success.
+fn fail_receipt(receipt: &mut Receipt, code: &mut u8, e: String) {
+    let err = if receipt.error.is_empty() {
+        e
+    } else {
+        format!("{}; {e}", receipt.error)
+    };
+    receipt.error = crate::protocol::limits::truncate_error(&err);
+    if receipt.status == ReceiptStatus::Success {
+        receipt.status = ReceiptStatus::Failed;
+        *code = EXIT_DENY;
+    }
+}
+
+/// Write the approval record next to the receipt
+/// (`<receipt file name>.approvals.json`, through the receipt directory's
+/// descriptor) and bind it as an artifact (absolute path + SHA-256), so
+/// the receipt signature covers which approvals the run went ahead on.
+fn bind_record(
+    receipt: &mut Receipt,
+    out: &ReceiptOut,
+    receipt_path: &Path,
+    record: &[u8],
+) -> Result<(), String> {
+    let mut name = receipt_path
+        .file_name()
+        .ok_or("receipt path has no file name")?
+        .to_os_string();
+    name.push(".approvals.json");
+    out.dir()
+        .write_atomic(&name, record)
+        .map_err(|e| format!("cannot write approval record {name:?}: {e}"))?;
+    let path = out
+        .dir()
+        .real_path()
+        .map_err(|e| format!("cannot resolve the receipt directory: {e}"))?
+        .join(&name);
+    let path = path
+        .to_str()
+        .ok_or_else(|| format!("approval record path {} is not UTF-8", path.display()))?
+        .to_owned();
+    receipt
+        .artifacts
+        .get_or_insert_with(Vec::new)
+        .push(crate::exec::effects::Artifact {
+            path,
+            sha256: crate::canonical::sha256_hex(record),
+        });
+    Ok(())
 }
 
 /// Hardened mode and `network: allowlisted`: refuse before anything runs
@@ -581,12 +744,13 @@ fn private_paths(args: &Args) -> Vec<PathBuf> {
     [
         args.signing_key.as_ref(),
         state_dir.as_ref(),
-        args.approval.as_ref(),
+        args.approver_keyring.as_ref(),
         Some(&args.receipt_out),
         args.output_dir.as_ref(),
     ]
     .into_iter()
     .flatten()
+    .chain(&args.approval)
     .filter_map(|p| std::fs::canonicalize(p).ok())
     .collect()
 }
@@ -617,10 +781,16 @@ fn own_paths_outside_scopes(
         ));
     }
     if let Some(d) = state_dir {
-        own.push(OwnPath::dir("the approval --state-dir", d));
+        own.push(OwnPath::dir(
+            "the --state-dir (approval store and ledger)",
+            d,
+        ));
     }
     if let Some(k) = &args.signing_key {
         own.push(OwnPath::file("--signing-key", k.clone()));
+    }
+    if let Some(k) = &args.approver_keyring {
+        own.push(OwnPath::file("--approver-keyring", k.clone()));
     }
     own_paths::check(&own, contract)
 }

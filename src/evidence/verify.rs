@@ -120,6 +120,21 @@ fn key_problem(e: KeyRejection) -> Problem {
     Problem::new(code, e.to_string())
 }
 
+/// Largest attestation file (`.intoto.jsonl`) read.
+pub const MAX_ATTESTATION_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The file's bytes when it is an attestation: its first non-empty line is
+/// a JSON object with a `payloadType` member (a DSSE envelope).
+fn attestation_bytes(path: &Path) -> Option<Vec<u8>> {
+    let bytes = crate::fsutil::read_regular_file_capped(path, MAX_ATTESTATION_BYTES).ok()?;
+    let first = bytes
+        .split(|b| *b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))?;
+    let v: Value = serde_json::from_slice(first).ok()?;
+    v.get("payloadType")?;
+    Some(bytes)
+}
+
 /// SHA-256 of a regular file as `sha256:<hex>` (devices, FIFOs and
 /// directories are refused without blocking).
 pub fn stream_hash_of_file(path: &Path) -> std::io::Result<String> {
@@ -391,6 +406,9 @@ impl Verifier {
             return report;
         }
         match load::load_receipt(path) {
+            Err(_) if let Some(bytes) = attestation_bytes(path) => {
+                self.verify_attestation(&bytes, &mut report);
+            }
             Err(e) => {
                 let code = match e {
                     load::LoadError::Read { .. } => "unreadable",
@@ -412,6 +430,60 @@ impl Verifier {
         }
         report.valid = report.problems.is_empty();
         report
+    }
+
+    /// Verify an in-toto attestation file (RFC 0012): every line a DSSE
+    /// envelope signed by a keyring key, whose Statement matches its
+    /// predicate receipt, which is then verified like a receipt file.
+    fn verify_attestation(&self, bytes: &[u8], report: &mut ReceiptReport) {
+        report.checked.push("attestation");
+        let lines: Vec<&[u8]> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .collect();
+        let many = lines.len() > 1;
+        for (i, line) in lines.into_iter().enumerate() {
+            let at = if many {
+                format!("line {}: ", i + 1)
+            } else {
+                String::new()
+            };
+            let bad = |code: &'static str, m: String| Problem::new(code, format!("{at}{m}"));
+            let env = match super::dsse::Envelope::parse(line) {
+                Ok(e) => e,
+                Err(e) => {
+                    report
+                        .problems
+                        .push(bad("attestation_malformed", e.to_string()));
+                    continue;
+                }
+            };
+            let receipt = match super::attest::open(&env) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problems.push(bad("attestation_malformed", e));
+                    continue;
+                }
+            };
+            let raw = serde_json::to_vec(&receipt).unwrap_or_default();
+            if let Err(e) = load::receipt_from_bytes(&raw, "attested receipt") {
+                let text = e.to_string();
+                let one: Vec<&str> = text.lines().map(str::trim).collect();
+                report.problems.push(bad("schema", one.join(" ")));
+                continue;
+            }
+            if let Err(e) = super::attest::verify_envelope(&env, &receipt, &self.keyring) {
+                report.problems.push(bad("attestation_signature", e));
+            }
+            report.contract_id = str_field(&receipt, "contract_id").map(str::to_owned);
+            report.status = str_field(&receipt, "status").map(str::to_owned);
+            report.key_id = signing::signature_key_id(&receipt).map(str::to_owned);
+            let before = report.problems.len();
+            self.verify_value(&receipt, report);
+            for p in &mut report.problems[before..] {
+                p.message = format!("{at}{}", p.message);
+            }
+        }
     }
 
     /// Verify many files, in parallel over up to `threads` threads; results

@@ -1,0 +1,70 @@
+//! Fill a ledger for benchmarks and time the appends.
+//!
+//!     cargo run --release --example ledger_bench -- COUNT STATE_DIR
+//!
+//! Appends COUNT distinct receipts (~1.3 KiB, shaped like real signed
+//! receipts) to the ledger of a new state store in STATE_DIR, each in its
+//! own durable transaction exactly as `csc run --ledger` does, and prints
+//! the per-append latency (median, p99, mean).
+
+use csc::approval::store::Store;
+use csc::ledger::{canonical_receipt, db};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: ledger_bench COUNT STATE_DIR";
+    let count: usize = args.next().ok_or(usage)?.parse()?;
+    let dir = PathBuf::from(args.next().ok_or(usage)?);
+    let mut store = Store::open(&dir)?;
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count {
+        let receipt = json!({
+            "receipt_version": "csc.receipt.v0.1",
+            "contract_id": "ctr-list-repo-0001",
+            "execution_id": format!("exec_{:032x}", i),
+            "contract_sha256": "5a024e0f0007c896d04cd87fc6ac716bc271e616f4d8c5f439d285f48c4160c5",
+            "status": "success",
+            "started_at": "2026-11-21T12:00:00.000000+00:00",
+            "ended_at": "2026-11-21T12:00:01.000000+00:00",
+            "policy_profile": "readonly-dev",
+            "policy_schema_version": "csc.policy.v0.1",
+            "policy_sha256": "f582b66244ad7f87ebe80fd181a3ae5fa49e7260017fd837746a7793a5b5baf8",
+            "runner_version": csc::RUNNER_VERSION,
+            "execution_mode": "local",
+            "exit_code": 0,
+            "stdout_hash": format!("sha256:{}", csc::canonical::sha256_hex(format!("{i}").as_bytes())),
+            "stderr_hash": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "artifacts": [],
+            "effect_summary": {"files_written": 0, "network_used": false, "secrets_used": 0},
+            "completed_command_ids": ["ls-workspace"],
+            "failed_command_id": null,
+            "error": "",
+            "signing_key_id": "ops-1",
+            "signature": {"algorithm": "ed25519", "key_id": "ops-1",
+                "signed_at": "2026-11-21T12:00:02.000000+00:00",
+                "signature": "x".repeat(88)}
+        });
+        let bytes = canonical_receipt(&receipt);
+        let start = Instant::now();
+        db::append(&mut store, &bytes, "2026-11-21T12:00:02.000000+00:00")?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "append: {count} receipts, median {:.3} ms, p99 {:.3} ms, mean {:.3} ms",
+        at(0.5),
+        at(0.99),
+        mean
+    );
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! `csc ledger checkpoint|verify|prove|verify-proof|export` (RFC 0011).
+
+use serde_json::Value;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use crate::approval::store::{self, Store};
+use crate::evidence::keyring::Keyring;
+use crate::ledger::{self, Checkpoint, ExportLine, LogReport, LogVerifier, db, proof};
+
+/// Arguments of `csc ledger`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// The ledger verbs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Verb {
+    /// Sign the current tree head (size, root, time) after re-verifying the log.
+    Checkpoint {
+        /// Ed25519 private key (raw seed, seed+public, or PKCS#8 PEM).
+        #[arg(long, value_name = "KEY")]
+        signing_key: PathBuf,
+        /// Key id recorded in the checkpoint signature.
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// State directory [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Recompute the whole log and check every checkpoint against the keyring.
+    Verify {
+        /// State directory holding the ledger.
+        #[arg(long, value_name = "DIR", conflicts_with = "export")]
+        state_dir: Option<PathBuf>,
+        /// A `csc ledger export` file instead of the database.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// Trusted checkpoint keys (csc.keyring.v1).
+        #[arg(long, value_name = "FILE")]
+        keyring: PathBuf,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (JSON) an inclusion proof of RECEIPT, or with --consistency OLD NEW a consistency proof.
+    Prove {
+        /// The receipt file.
+        #[arg(required_unless_present = "consistency")]
+        receipt: Option<PathBuf>,
+        /// Two checkpointed tree sizes: OLD NEW.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "receipt")]
+        consistency: Option<Vec<u64>>,
+        /// State directory holding the ledger.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Check a proof offline (no database) against the keyring.
+    VerifyProof {
+        /// The proof file (`csc ledger prove` output).
+        proof: PathBuf,
+        /// The receipt (required for inclusion proofs).
+        receipt: Option<PathBuf>,
+        /// Trusted checkpoint keys (csc.keyring.v1).
+        #[arg(long, value_name = "FILE")]
+        keyring: PathBuf,
+    },
+    /// Write the log and its checkpoints as JSON lines to stdout.
+    Export {
+        /// State directory holding the ledger.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+fn open(dir: Option<PathBuf>) -> Result<Store, CliError> {
+    let dir = dir.or_else(store::default_state_dir).ok_or_else(|| {
+        CliError("no state directory: set --state-dir (or XDG_STATE_HOME / HOME)".to_owned())
+    })?;
+    if !dir.join(store::DB_FILE).exists() {
+        return Err(CliError(format!(
+            "no ledger in {}: {} does not exist",
+            dir.display(),
+            store::DB_FILE
+        )));
+    }
+    Store::open(&dir).map_err(CliError::from)
+}
+
+fn keyring(path: &Path) -> Result<Keyring, CliError> {
+    Keyring::load(path).map_err(|e| CliError(format!("--keyring: {e}")))
+}
+
+/// Receipt file → canonical bytes (strict JSON, schema-checked, capped).
+fn receipt_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+    let value = crate::protocol::load::load_receipt(path)?;
+    Ok(ledger::canonical_receipt(&value))
+}
+
+/// Run `csc ledger`.
+pub fn run(args: Args) -> CliResult {
+    match args.verb {
+        Verb::Checkpoint {
+            signing_key,
+            key_id,
+            state_dir,
+        } => checkpoint(&signing_key, &key_id, state_dir),
+        Verb::Verify {
+            state_dir,
+            export,
+            keyring: ring,
+            json,
+        } => {
+            let ring = keyring(&ring)?;
+            let report = match export {
+                Some(file) => verify_export(&file, &ring)?,
+                None => verify_store(&open(state_dir)?, &ring)?,
+            };
+            print_report(&report, json)
+        }
+        Verb::Prove {
+            receipt,
+            consistency,
+            state_dir,
+        } => prove(receipt.as_deref(), consistency, state_dir),
+        Verb::VerifyProof {
+            proof: file,
+            receipt,
+            keyring: ring,
+        } => {
+            let ring = keyring(&ring)?;
+            let bytes = crate::fsutil::read_regular_file_capped(&file, proof::MAX_PROOF_BYTES)
+                .map_err(|e| CliError(format!("cannot read proof {}: {e:?}", file.display())))?;
+            let value = crate::protocol::strict_json::parse(&bytes)
+                .map_err(|e| CliError(format!("proof {} is not JSON: {e}", file.display())))?;
+            let receipt = receipt.as_deref().map(receipt_bytes).transpose()?;
+            match proof::verify(&value, receipt.as_deref(), &ring) {
+                Ok(summary) => {
+                    println!("VALID: {summary}");
+                    Ok(EXIT_OK)
+                }
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    Ok(EXIT_DENY)
+                }
+            }
+        }
+        Verb::Export { state_dir } => export(&open(state_dir)?),
+    }
+}
+
+fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult {
+    if key_id.is_empty() {
+        return Err(CliError("--key-id must not be empty".to_owned()));
+    }
+    let key = crate::evidence::keys::load_signing_key(key)
+        .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+    let mut s = open(state_dir)?;
+    // Never sign a log that no longer matches its earlier checkpoints.
+    let mut earlier = Vec::new();
+    for env in db::checkpoints(&s).map_err(CliError)? {
+        earlier.push((
+            Checkpoint::from_envelope(&env).map_err(CliError)?,
+            "(earlier)".to_owned(),
+        ));
+    }
+    let report = db::verify(&s, &earlier).map_err(CliError)?;
+    if !report.valid() {
+        return Err(CliError(format!(
+            "refusing to sign a checkpoint: the log is inconsistent: {}",
+            report.problems.join("; ")
+        )));
+    }
+    let cp = Checkpoint {
+        checkpoint_version: ledger::CHECKPOINT_VERSION.to_owned(),
+        store_id: s.store_id()?,
+        tree_size: report.entries,
+        root_hash: report.root_hash.clone(),
+        timestamp: crate::time::now_rfc3339(),
+    };
+    let env = cp.sign(&key, key_id);
+    db::add_checkpoint(&mut s, cp.tree_size, &env)?;
+    println!(
+        "checkpoint: {} entries, root {}, signed by {key_id:?} at {}",
+        cp.tree_size, cp.root_hash, cp.timestamp
+    );
+    Ok(EXIT_OK)
+}
+
+fn checked_checkpoints(
+    envs: &[crate::evidence::dsse::Envelope],
+    ring: &Keyring,
+    problems: &mut Vec<String>,
+) -> Vec<(Checkpoint, String)> {
+    let mut out = Vec::new();
+    for (i, env) in envs.iter().enumerate() {
+        match Checkpoint::verified(env, ring) {
+            Ok((cp, keys)) => out.push((cp, keys.join("+"))),
+            Err(e) => problems.push(format!("checkpoint {i}: {e}")),
+        }
+    }
+    out
+}
+
+fn finish(mut report: LogReport, mut problems: Vec<String>) -> LogReport {
+    problems.append(&mut report.problems);
+    if report.checkpoints == 0 {
+        problems.push("no signed checkpoint verifies with the keyring: nothing anchors the log (run csc ledger checkpoint)".to_owned());
+    }
+    report.problems = problems;
+    report
+}
+
+fn verify_store(s: &Store, ring: &Keyring) -> Result<LogReport, CliError> {
+    let envs = db::checkpoints(s).map_err(CliError)?;
+    let mut problems = Vec::new();
+    let cps = checked_checkpoints(&envs, ring, &mut problems);
+    let report = db::verify(s, &cps).map_err(CliError)?;
+    Ok(finish(report, problems))
+}
+
+fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, CliError> {
+    let f = crate::fsutil::open_regular_file(file)
+        .map_err(|e| CliError(format!("cannot open export {}: {e}", file.display())))?;
+    let mut reader = std::io::BufReader::new(f);
+    let mut verifier = LogVerifier::default();
+    let mut envs = Vec::new();
+    let mut store_id = None;
+    let mut line = Vec::new();
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        let read = std::io::Read::take(&mut reader, ledger::MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CliError(format!("cannot read export {}: {e}", file.display())))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let bad = |e: String| CliError(format!("export {} line {n}: {e}", file.display()));
+        if line.len() > ledger::MAX_LINE_BYTES {
+            return Err(bad("line too long".to_owned()));
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        match (ledger::parse_line(text).map_err(bad)?, &store_id) {
+            (ExportLine::Header { store_id: id }, None) if n == 1 => store_id = Some(id),
+            (_, None) => return Err(bad("the first line must be the export header".to_owned())),
+            (ExportLine::Header { .. }, Some(_)) => {
+                return Err(bad("a second header".to_owned()));
+            }
+            (ExportLine::Entry(e), Some(_)) => verifier.push(&e),
+            (ExportLine::Checkpoint(env), Some(_)) => envs.push(env),
+        }
+    }
+    let Some(store_id) = store_id else {
+        return Err(CliError(format!("export {} is empty", file.display())));
+    };
+    let mut problems = Vec::new();
+    let cps = checked_checkpoints(&envs, ring, &mut problems);
+    Ok(finish(verifier.finish(&cps, Some(&store_id)), problems))
+}
+
+fn print_report(r: &LogReport, json: bool) -> CliResult {
+    if json {
+        let mut v = serde_json::to_value(r).map_err(|e| CliError(e.to_string()))?;
+        v["valid"] = Value::Bool(r.valid());
+        println!("{v}");
+    } else {
+        for p in &r.problems {
+            println!("PROBLEM: {p}");
+        }
+        println!(
+            "ledger: {} entries, {} checkpoint(s) verified, covered up to {}, root {}: {}",
+            r.entries,
+            r.checkpoints,
+            r.covered,
+            r.root_hash,
+            if r.valid() { "VALID" } else { "INVALID" }
+        );
+        if r.valid() && r.covered < r.entries {
+            println!(
+                "note: the last {} entries are not yet covered by a checkpoint",
+                r.entries - r.covered
+            );
+        }
+    }
+    Ok(if r.valid() { EXIT_OK } else { EXIT_DENY })
+}
+
+fn prove(
+    receipt: Option<&Path>,
+    consistency: Option<Vec<u64>>,
+    state_dir: Option<PathBuf>,
+) -> CliResult {
+    let s = open(state_dir)?;
+    let leaves = db::leaves(&s)?;
+    let envs = db::checkpoints(&s).map_err(CliError)?;
+    let mut cps = Vec::new();
+    for env in &envs {
+        cps.push((Checkpoint::from_envelope(env).map_err(CliError)?, env));
+    }
+    let value = match (receipt, consistency.as_deref()) {
+        (Some(path), None) => {
+            let leaf = crate::ledger::merkle::leaf_hash(&receipt_bytes(path)?);
+            let index = leaves.iter().position(|l| *l == leaf).ok_or_else(|| {
+                CliError(format!("receipt {} is not in the ledger", path.display()))
+            })? as u64;
+            let (cp, env) = cps
+                .iter()
+                .rev()
+                .find(|(c, _)| c.tree_size > index)
+                .ok_or_else(|| {
+                    CliError(format!(
+                        "receipt {} (entry {index}) is not yet covered by a signed checkpoint: run csc ledger checkpoint",
+                        path.display()
+                    ))
+                })?;
+            proof::inclusion(index, &leaves, env, cp.tree_size).ok_or_else(|| {
+                CliError("the checkpoint covers more entries than the log has".to_owned())
+            })?
+        }
+        (None, Some(&[old, new])) => {
+            let find = |size: u64| {
+                cps.iter()
+                    .find(|(c, _)| c.tree_size == size)
+                    .map(|(_, e)| *e)
+                    .ok_or_else(|| CliError(format!("no signed checkpoint of size {size}")))
+            };
+            if old == 0 || old > new {
+                return Err(CliError("--consistency needs 0 < OLD <= NEW".to_owned()));
+            }
+            proof::consistency(&leaves, (old, find(old)?), (new, find(new)?)).ok_or_else(|| {
+                CliError("the checkpoint covers more entries than the log has".to_owned())
+            })?
+        }
+        _ => return Err(CliError("give RECEIPT or --consistency OLD NEW".to_owned())),
+    };
+    println!("{value}");
+    Ok(EXIT_OK)
+}
+
+fn export(s: &Store) -> CliResult {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let io = |e: std::io::Error| CliError(format!("cannot write the export: {e}"));
+    out.write_all(&ledger::header_line(&s.store_id()?))
+        .map_err(io)?;
+    for env in db::checkpoints(s).map_err(CliError)? {
+        out.write_all(&ledger::checkpoint_line(&env)).map_err(io)?;
+    }
+    db::for_each_entry(s, |e| {
+        let line = ledger::entry_line(&e)?;
+        out.write_all(&line).map_err(|e| e.to_string())
+    })
+    .map_err(CliError)?;
+    out.flush().map_err(io)?;
+    Ok(EXIT_OK)
+}

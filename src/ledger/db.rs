@@ -1,0 +1,171 @@
+//! The ledger tables in the state store (`approval::store`, schema 3):
+//! `ledger_entries(idx, leaf_hash, prev_leaf_hash, receipt, appended_at)`
+//! and `ledger_checkpoints(seq, tree_size, envelope)`.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::merkle::{Hash, leaf_hash};
+use super::{Entry, LogVerifier};
+use crate::approval::store::{Store, StoreError};
+use crate::evidence::dsse::Envelope;
+
+fn db_err(store: &Store, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    let path = store.path().display().to_string();
+    move |e| StoreError::Db {
+        path: path.clone(),
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<Hash, rusqlite::Error> {
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        rusqlite::Error::FromSqlConversionFailure(
+            b.len(),
+            rusqlite::types::Type::Blob,
+            "a stored hash is not 32 bytes".into(),
+        )
+    })
+}
+
+/// Append one receipt (its canonical bytes) in one `BEGIN IMMEDIATE`
+/// transaction, committed durably before returning; returns its index.
+pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, StoreError> {
+    let path = store.path().display().to_string();
+    let err = |what: &'static str| {
+        let path = path.clone();
+        move |e: rusqlite::Error| StoreError::Db {
+            path: path.clone(),
+            what,
+            message: e.to_string(),
+        }
+    };
+    let conn = store.connection();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err("ledger begin"))?;
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(err("ledger read"))?;
+    let (index, prev) = match last {
+        None => (0i64, [0u8; 32]),
+        Some((i, h)) => (i + 1, hash_of(h).map_err(err("ledger read"))?),
+    };
+    let leaf = leaf_hash(receipt);
+    tx.execute(
+        "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![index, &leaf[..], &prev[..], receipt, now],
+    )
+    .map_err(err("ledger append"))?;
+    tx.commit().map_err(err("ledger commit"))?;
+    Ok(index as u64)
+}
+
+/// Append a receipt as rendered (pretty JSON): its canonical bytes.
+pub fn append_rendered(store: &mut Store, rendered: &[u8], now: &str) -> Result<u64, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(rendered).map_err(|e| format!("receipt is not JSON: {e}"))?;
+    append(store, &super::canonical_receipt(&value), now).map_err(|e| e.to_string())
+}
+
+/// Call `each` with every entry in stored order (by index).
+pub fn for_each_entry(
+    store: &Store,
+    mut each: impl FnMut(Entry) -> Result<(), String>,
+) -> Result<(), String> {
+    let conn = store.conn_ref();
+    let mut stmt = conn
+        .prepare("SELECT idx, leaf_hash, prev_leaf_hash, receipt, appended_at FROM ledger_entries ORDER BY idx")
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?;
+    let mut rows = stmt
+        .query([])
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?;
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?
+    {
+        let entry = (|| -> Result<Entry, rusqlite::Error> {
+            Ok(Entry {
+                index: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(u64::MAX),
+                leaf_hash: hash_of(row.get(1)?)?,
+                prev_leaf_hash: hash_of(row.get(2)?)?,
+                receipt: row.get(3)?,
+                appended_at: row.get(4)?,
+            })
+        })()
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?;
+        each(entry)?;
+    }
+    Ok(())
+}
+
+/// Every stored leaf hash, in order (for proofs).
+pub fn leaves(store: &Store) -> Result<Vec<Hash>, StoreError> {
+    let conn = store.conn_ref();
+    let mut stmt = conn
+        .prepare("SELECT leaf_hash FROM ledger_entries ORDER BY idx")
+        .map_err(db_err(store, "ledger read"))?;
+    let rows = stmt
+        .query_map([], |r| hash_of(r.get(0)?))
+        .map_err(db_err(store, "ledger read"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(db_err(store, "ledger read"))
+}
+
+/// The stored signed checkpoints, oldest first.
+pub fn checkpoints(store: &Store) -> Result<Vec<Envelope>, String> {
+    let conn = store.conn_ref();
+    let mut stmt = conn
+        .prepare("SELECT envelope FROM ledger_checkpoints ORDER BY seq")
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?;
+    let texts = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| db_err(store, "ledger read")(e).to_string())?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Envelope::parse(t.as_bytes()).map_err(|e| format!("stored checkpoint {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Store a signed checkpoint.
+pub fn add_checkpoint(store: &mut Store, tree_size: u64, env: &Envelope) -> Result<(), StoreError> {
+    let text = String::from_utf8(env.to_line()).unwrap_or_default();
+    let path = store.path().display().to_string();
+    store
+        .connection()
+        .execute(
+            "INSERT INTO ledger_checkpoints (tree_size, envelope) VALUES (?1, ?2)",
+            params![tree_size as i64, text.trim_end()],
+        )
+        .map_err(|e| StoreError::Db {
+            path,
+            what: "ledger checkpoint",
+            message: e.to_string(),
+        })?;
+    Ok(())
+}
+
+/// Recompute the whole stored log against `checkpoints` (already
+/// signature-checked by the caller).
+pub fn verify(
+    store: &Store,
+    checkpoints: &[(super::Checkpoint, String)],
+) -> Result<super::LogReport, String> {
+    let mut v = LogVerifier::default();
+    for_each_entry(store, |e| {
+        v.push(&e);
+        Ok(())
+    })?;
+    let id = store.store_id().map_err(|e| e.to_string())?;
+    Ok(v.finish(checkpoints, Some(&id)))
+}

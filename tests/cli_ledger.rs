@@ -1,0 +1,448 @@
+//! `csc run --ledger` and `csc ledger ...` (RFC 0011): every receipt is
+//! appended, checkpoints are signed, proofs verify offline, and deletion,
+//! edit, reorder and insertion are detected and named. Every accepted
+//! proof or checkpoint is paired with a tampered twin.
+
+mod common;
+use base64::Engine as _;
+use common::*;
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct L {
+    ws: Ws,
+    _trusted: tempfile::TempDir,
+    ring: PathBuf,
+    key: PathBuf,
+}
+
+fn setup() -> L {
+    let ws = ws();
+    let trusted = tempfile::tempdir().unwrap();
+    let pk = |seed: u8| {
+        base64::engine::general_purpose::STANDARD.encode(
+            SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .as_bytes(),
+        )
+    };
+    let ring = trusted.path().join("ring.json");
+    std::fs::write(
+        &ring,
+        json!({"keyring_version": "csc.keyring.v1", "keys": [
+            {"key_id": "ledger-1", "public_key": pk(5)},
+            {"key_id": "old", "public_key": pk(6), "revoked": true}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let key = trusted.path().join("ledger.seed");
+    std::fs::write(&key, [5u8; 32]).unwrap();
+    std::fs::write(trusted.path().join("old.seed"), [6u8; 32]).unwrap();
+    L {
+        ws,
+        _trusted: trusted,
+        ring,
+        key,
+    }
+}
+
+impl L {
+    fn state(&self) -> String {
+        self.ws.s("state")
+    }
+
+    /// One ledgered run; returns the receipt path (kept under a unique name).
+    fn run(&self, n: usize, argv: &[&str]) -> PathBuf {
+        let c = self
+            .ws
+            .contract(&format!("c{n}.json"), vec![self.ws.cmd("t", argv)]);
+        let r = self.ws.run(&c, &["--ledger"]);
+        assert!(r.receipt.is_some(), "{}", r.stderr);
+        let kept = self.ws.path(&format!("r{n}.json"));
+        std::fs::rename(self.ws.path("receipt.json"), &kept).unwrap();
+        kept
+    }
+
+    fn csc(&self, args: &[&str]) -> Output {
+        Command::new(CSC).args(args).output().unwrap()
+    }
+
+    fn checkpoint(&self) -> Output {
+        let o = self.csc(&[
+            "ledger",
+            "checkpoint",
+            "--signing-key",
+            self.key.to_str().unwrap(),
+            "--key-id",
+            "ledger-1",
+            "--state-dir",
+            &self.state(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        o
+    }
+
+    fn verify(&self) -> Output {
+        self.csc(&[
+            "ledger",
+            "verify",
+            "--state-dir",
+            &self.state(),
+            "--keyring",
+            self.ring.to_str().unwrap(),
+        ])
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.ws.path("state/approvals.sqlite3")).unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ledger_with(n: usize) -> L {
+    let l = setup();
+    for i in 0..n {
+        l.run(i, &["echo", &format!("run {i}")]);
+    }
+    l
+}
+
+#[test]
+fn every_receipt_is_appended_and_the_log_verifies() {
+    let l = setup();
+    l.run(0, &["true"]);
+    l.run(1, &["false"]);
+    // A denied run's blocked receipt is appended too.
+    let denied =
+        l.ws.contract("d.json", vec![l.ws.cmd("t", &["rm", "-rf", "/"])]);
+    let r = l.ws.run(&denied, &["--ledger"]);
+    assert_eq!(r.status(), "blocked");
+    let count: i64 = l
+        .db()
+        .query_row("SELECT count(*) FROM ledger_entries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 3);
+    // No checkpoint yet: nothing anchors the log.
+    let o = l.verify();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no signed checkpoint"), "{}", text(&o));
+    l.checkpoint();
+    let o = l.verify();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 entries, 1 checkpoint(s) verified"),
+        "{}",
+        text(&o)
+    );
+    // Tampered twin: a checkpoint signed by a revoked key does not count.
+    let o = l.csc(&[
+        "ledger",
+        "checkpoint",
+        "--signing-key",
+        l._trusted.path().join("old.seed").to_str().unwrap(),
+        "--key-id",
+        "old",
+        "--state-dir",
+        &l.state(),
+    ]);
+    assert!(o.status.success());
+    let o = l.verify();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("revoked"), "{}", text(&o));
+}
+
+#[test]
+fn database_tampering_is_detected_and_named() {
+    for (what, sql, needle) in [
+        ("delete", "DELETE FROM ledger_entries WHERE idx = 1", "deletion"),
+        ("delete tail", "DELETE FROM ledger_entries WHERE idx = 3", "deletion"),
+        (
+            "edit",
+            "UPDATE ledger_entries SET receipt = CAST(replace(CAST(receipt AS TEXT), 'success', 'failed') AS BLOB) WHERE idx = 2",
+            "edit: entry 2",
+        ),
+        (
+            "reorder",
+            "UPDATE ledger_entries SET idx = CASE idx WHEN 1 THEN -2 WHEN 2 THEN -1 END WHERE idx IN (1, 2);
+             UPDATE ledger_entries SET idx = CASE idx WHEN -2 THEN 2 WHEN -1 THEN 1 END WHERE idx < 0",
+            "reorder",
+        ),
+        (
+            "insert",
+            "UPDATE ledger_entries SET idx = idx + 10 WHERE idx >= 2;
+             UPDATE ledger_entries SET idx = idx - 9 WHERE idx >= 12;
+             INSERT INTO ledger_entries SELECT 2, leaf_hash, prev_leaf_hash, receipt, appended_at FROM ledger_entries WHERE idx = 0",
+            "insertion",
+        ),
+    ] {
+        let l = ledger_with(4);
+        l.checkpoint();
+        assert!(l.verify().status.success());
+        l.db().execute_batch(sql).unwrap();
+        let o = l.verify();
+        assert!(!o.status.success(), "{what}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{what}: {}", text(&o));
+        // Never sign over a tampered log.
+        let o = l.csc(&[
+            "ledger", "checkpoint", "--signing-key", l.key.to_str().unwrap(),
+            "--key-id", "ledger-1", "--state-dir", &l.state(),
+        ]);
+        assert!(!o.status.success(), "{what}: checkpoint signed a tampered log");
+    }
+}
+
+fn export(l: &L) -> Vec<String> {
+    let o = l.csc(&["ledger", "export", "--state-dir", &l.state()]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn verify_export(l: &L, lines: &[String]) -> Output {
+    let f = l.ws.path("export.jsonl");
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    l.csc(&[
+        "ledger",
+        "verify",
+        "--export",
+        f.to_str().unwrap(),
+        "--keyring",
+        l.ring.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn export_verifies_offline_and_tampered_exports_are_named() {
+    let l = ledger_with(4);
+    l.checkpoint();
+    let lines = export(&l);
+    assert_eq!(lines.len(), 1 + 1 + 4);
+    let o = verify_export(&l, &lines);
+    assert!(o.status.success(), "{}", text(&o));
+    // Entry lines are lines 2..6 (header, checkpoint first).
+    let mut del = lines.clone();
+    del.remove(3);
+    assert!(text(&verify_export(&l, &del)).contains("deletion"));
+    let mut swap = lines.clone();
+    swap.swap(3, 4);
+    assert!(text(&verify_export(&l, &swap)).contains("reorder"));
+    let mut ins = lines.clone();
+    ins.insert(4, lines[3].clone());
+    assert!(text(&verify_export(&l, &ins)).contains("insertion"));
+    let mut edit = lines.clone();
+    edit[4] = edit[4].replace("\"success\"", "\"failed\"");
+    assert_ne!(edit[4], lines[4]);
+    assert!(text(&verify_export(&l, &edit)).contains("edit"));
+    let mut sig = lines.clone();
+    let mut cp: Value = serde_json::from_str(&sig[1]).unwrap();
+    let s = cp["envelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if s.starts_with('A') {
+        s.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &s[1..])
+    };
+    cp["envelope"]["signatures"][0]["sig"] = json!(flipped);
+    sig[1] = cp.to_string();
+    let o = verify_export(&l, &sig);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("tampered") || text(&o).contains("signature"),
+        "{}",
+        text(&o)
+    );
+    for junk in [
+        vec!["{}".to_owned()],
+        vec![lines[0].clone(), "not json".to_owned()],
+        vec![],
+    ] {
+        assert!(!verify_export(&l, &junk).status.success());
+    }
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+#[test]
+fn inclusion_and_consistency_proofs_verify_offline() {
+    let l = setup();
+    let r0 = l.run(0, &["echo", "a"]);
+    let r1 = l.run(1, &["echo", "b"]);
+    // Not yet covered by a checkpoint.
+    let o = l.csc(&[
+        "ledger",
+        "prove",
+        r1.to_str().unwrap(),
+        "--state-dir",
+        &l.state(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("checkpoint"), "{}", text(&o));
+    l.checkpoint();
+    let r2 = l.run(2, &["echo", "c"]);
+    l.run(3, &["echo", "d"]);
+    l.run(4, &["echo", "e"]);
+    l.checkpoint();
+
+    let ring = l.ring.to_str().unwrap();
+    let verify_proof = |proof: &Path, receipt: Option<&Path>| {
+        let mut args = vec!["ledger", "verify-proof", proof.to_str().unwrap()];
+        if let Some(r) = receipt {
+            args.push(r.to_str().unwrap());
+        }
+        args.extend(["--keyring", ring]);
+        l.csc(&args)
+    };
+    for r in [&r0, &r2] {
+        let o = l.csc(&[
+            "ledger",
+            "prove",
+            r.to_str().unwrap(),
+            "--state-dir",
+            &l.state(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let proof: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(proof["audit_path"].as_array().unwrap().len() <= 3);
+        let pf = l.ws.path("proof.json");
+        write_json(&pf, &proof);
+        let ok = verify_proof(&pf, Some(r));
+        assert!(ok.status.success(), "{}", text(&ok));
+        // Tampered twins: another receipt, an edited receipt, a bad path, a
+        // bad checkpoint signature, no receipt.
+        assert!(!verify_proof(&pf, Some(&r1)).status.success());
+        let mut receipt: Value = serde_json::from_slice(&std::fs::read(r).unwrap()).unwrap();
+        receipt["ended_at"] = json!("2030-01-01T00:00:00+00:00");
+        let edited = l.ws.path("edited.json");
+        write_json(&edited, &receipt);
+        let o = verify_proof(&pf, Some(&edited));
+        assert!(text(&o).contains("not the one"), "{}", text(&o));
+        let mut bad = proof.clone();
+        let h = bad["audit_path"][0].as_str().unwrap().to_owned();
+        bad["audit_path"][0] = json!(format!(
+            "{}{}",
+            if h.starts_with('0') { "1" } else { "0" },
+            &h[1..]
+        ));
+        write_json(&pf, &bad);
+        assert!(text(&verify_proof(&pf, Some(r))).contains("INVALID"));
+        let mut bad = proof.clone();
+        bad["leaf_index"] = json!(proof["leaf_index"].as_u64().unwrap() + 1);
+        write_json(&pf, &bad);
+        assert!(!verify_proof(&pf, Some(r)).status.success());
+        let mut bad = proof.clone();
+        bad["checkpoint"]["payload"] = json!(
+            base64::engine::general_purpose::STANDARD.encode(
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(proof["checkpoint"]["payload"].as_str().unwrap())
+                        .unwrap()
+                )
+                .unwrap()
+                .replace("\"tree_size\":5", "\"tree_size\":6")
+            )
+        );
+        write_json(&pf, &bad);
+        assert!(!verify_proof(&pf, Some(r)).status.success());
+        write_json(&pf, &proof);
+        assert!(!verify_proof(&pf, None).status.success());
+    }
+
+    let o = l.csc(&[
+        "ledger",
+        "prove",
+        "--consistency",
+        "2",
+        "5",
+        "--state-dir",
+        &l.state(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let proof: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pf = l.ws.path("cons.json");
+    write_json(&pf, &proof);
+    let ok = verify_proof(&pf, None);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let mut bad = proof.clone();
+    let h = bad["proof"][0].as_str().unwrap().to_owned();
+    bad["proof"][0] = json!(format!(
+        "{}{}",
+        if h.starts_with('0') { "1" } else { "0" },
+        &h[1..]
+    ));
+    write_json(&pf, &bad);
+    assert!(!verify_proof(&pf, None).status.success());
+    let o = l.csc(&[
+        "ledger",
+        "prove",
+        "--consistency",
+        "3",
+        "5",
+        "--state-dir",
+        &l.state(),
+    ]);
+    assert!(
+        text(&o).contains("no signed checkpoint of size 3"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn ledger_state_dir_inside_a_write_scope_is_refused() {
+    let l = setup();
+    let mut cmd = l.ws.cmd("t", &["touch", "x"]);
+    cmd["write_paths"] = json!([l.ws.s("")]);
+    let c = l.ws.contract("w.json", vec![cmd]);
+    let out = Command::new(CSC)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            &l.ws.s("policy.yaml"),
+            "--quiet",
+            "--ledger",
+        ])
+        .args(["--receipt-out", "/tmp/csc-ledger-test-never-written.json"])
+        .args(["--state-dir", &l.state()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file("/tmp/csc-ledger-test-never-written.json");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--state-dir"), "{}", text(&out));
+    assert!(!l.ws.path("x").exists());
+}
+
+#[test]
+fn a_failed_append_is_an_error_not_silence() {
+    let l = ledger_with(1);
+    l.db()
+        .execute_batch(
+            "CREATE TRIGGER no_append BEFORE INSERT ON ledger_entries BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+        )
+        .unwrap();
+    let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
+    let r = l.ws.run(&c, &["--ledger"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("NOT appended to the ledger"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("disk says no"), "{}", r.stderr);
+}
