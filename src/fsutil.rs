@@ -357,6 +357,40 @@ pub fn walk_nofollow(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Create the directories `names` one below the other under `base` (an
+/// existing directory, opened without following any symlink), each with
+/// `mkdirat` and then opened `O_DIRECTORY|O_NOFOLLOW` relative to its
+/// parent: a symlink or non-directory at any step (one planted in a race
+/// included) fails instead of being followed. Existing directories are
+/// fine. Returns how many directories were created.
+pub fn mkdirs_nofollow(base: &Path, names: &[OsString]) -> io::Result<usize> {
+    let mut fd = walk_nofollow(base)?;
+    let mut created = 0;
+    for name in names {
+        if !is_plain_name(name) {
+            return Err(io::Error::other(format!("{name:?} is not a plain name")));
+        }
+        match nix::sys::stat::mkdirat(&fd, name.as_os_str(), Mode::from_bits_truncate(0o777)) {
+            Ok(()) => created += 1,
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        fd = openat(
+            &fd,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => io::Error::other(format!(
+                "{name:?} exists and is not a directory (symlinks are not followed)"
+            )),
+            e => errno(e),
+        })?;
+    }
+    Ok(created)
+}
+
 fn reopen_regular(pathfd: &OwnedFd) -> io::Result<std::fs::File> {
     let st = fstat(pathfd).map_err(errno)?;
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {

@@ -154,18 +154,17 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         };
         stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
     })?;
-    let mut read_paths = Vec::with_capacity(cmd.read_paths.len());
-    for p in &cmd.read_paths {
-        let r = scopes::resolve_scope(p, &policy.allowed_read_prefixes, "read_paths")
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
-        read_paths.push(r.path);
-    }
-    let mut write_paths = Vec::with_capacity(cmd.write_paths.len());
-    for p in &cmd.write_paths {
-        let r = scopes::resolve_scope(p, &policy.allowed_write_prefixes, "write_paths")
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
-        write_paths.push(r.path);
-    }
+    // Missing write scopes are created here (or the run is blocked).
+    let scopes = scopes::command_scopes(
+        &cmd.read_paths,
+        &cmd.write_paths,
+        &policy.allowed_read_prefixes,
+        &policy.allowed_write_prefixes,
+    )
+    .and_then(|s| scopes::ensure_scopes(&s, &policy.allowed_write_prefixes).map(|()| s))
+    .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+    let read_paths = scopes.read.into_iter().map(|(_, r)| r.path).collect();
+    let write_paths = scopes.write.into_iter().map(|(_, r)| r.path).collect();
     let env = env::build(
         &cmd.env_allow,
         cfg.env_allow,
