@@ -416,6 +416,23 @@ fn reopen_regular(pathfd: &OwnedFd) -> io::Result<std::fs::File> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mkdirs_nofollow_creates_and_never_follows_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let names = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(mkdirs_nofollow(&root, &names(&["a", "b"])).unwrap(), 2);
+        assert!(root.join("a/b").is_dir());
+        assert_eq!(mkdirs_nofollow(&root, &names(&["a", "b"])).unwrap(), 0);
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), root.join("link")).unwrap();
+        assert!(mkdirs_nofollow(&root, &names(&["link", "x"])).is_err());
+        assert!(!root.join("elsewhere/x").exists());
+        assert!(mkdirs_nofollow(&root.join("link"), &names(&["y"])).is_err());
+        assert!(!root.join("elsewhere/y").exists());
+    }
+
     use super::*;
 
     #[test]
