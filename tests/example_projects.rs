@@ -216,21 +216,48 @@ fn rust_crate_cargo_test_with_rustup_toolchain_in_hardened_mode() {
         let co = checkout("rust-crate", who);
         mkdir_prefix(&co, "rust-crate/target", who);
         // Exactly the toolchain flags of docs/ci-integration.md.
-        let extra: Vec<String> = vec![
+        let bin = format!("{}/bin", cargo_home.display());
+        let mut extra: Vec<String> = vec![
             "--search-path".into(),
-            format!("{}/bin:/usr/bin:/bin", cargo_home.display()),
+            format!("{bin}:/usr/bin:/bin"),
             "--ro-bind-system".into(),
-            format!("{}/bin", cargo_home.display()),
+            bin,
             "--ro-bind-system".into(),
             rustup_home.display().to_string(),
-            "--allow-env".into(),
-            "HOME".into(),
         ];
+        for name in ["HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+            extra.extend(["--allow-env".into(), name.into()]);
+        }
         run_and_verify(&co, "rust-crate", who, &extra);
         let out = std::fs::read_to_string(co.root.join("receipts/streams/test.stdout")).unwrap();
         assert!(
             out.contains("test tests::sums_only_even_numbers ... ok"),
             "{out}"
         );
+    }
+}
+
+/// The CI guide and both workflow files use the commands tested above.
+#[test]
+fn ci_guide_and_workflows_use_the_tested_commands() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in [
+        "docs/ci-integration.md",
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        for needle in [
+            "csc run examples/projects/rust-crate/csc-contract.json examples/projects/policy.yaml",
+            "csc run examples/projects/python-pkg/csc-contract.json examples/projects/policy.yaml",
+            "--search-path \"$TC_BIN:/usr/bin:/bin\"",
+            "--ro-bind-system \"$TC_BIN\" --ro-bind-system \"${RUSTUP_HOME:-$HOME/.rustup}\"",
+            "--allow-env HOME --allow-env CARGO_HOME --allow-env RUSTUP_HOME",
+            "mkdir -p /workspace/rust-crate/target /workspace/make-c/build",
+            "--contract examples/projects/rust-crate/csc-contract.json",
+            "--outputs receipts/python",
+        ] {
+            assert!(text.contains(needle), "{f} lacks {needle:?}");
+        }
     }
 }
