@@ -427,6 +427,17 @@ pub fn run(args: Args) -> CliResult {
         deadline,
     };
     let executed = run.executed.clone();
+    if settings.sandbox.is_some()
+        && run.status == RunStatus::Failed
+        && let Some(cmd) = c
+            .commands
+            .iter()
+            .find(|x| Some(&x.id) == run.failed.as_ref())
+        && let Some(hint) =
+            crate::exec::hints::foreign_owner_hint(cmd, &run.error, nix::unistd::geteuid().as_raw())
+    {
+        eprintln!("csc: {hint}");
+    }
     let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
     if let Some(l) = &sandbox_launcher {
         let reports = std::mem::take(&mut *l.egress.lock().unwrap_or_else(|p| p.into_inner()));

@@ -1,0 +1,76 @@
+//! Errors that teach: where a user gets stuck, `csc run` names the flag
+//! or the cause.
+
+mod common;
+#[path = "sandbox_support/mod.rs"]
+mod support;
+
+use common::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use support::{NOBODY, Who, skip};
+
+/// A tool missing from the trusted search path but present on the
+/// caller's PATH: the error names where it is and the `--search-path`
+/// that would trust it (it is never run from there).
+#[test]
+fn not_found_names_search_path_and_where_the_caller_has_it() {
+    let ws = ws();
+    std::fs::create_dir(ws.path("bin")).unwrap();
+    let tool = ws.path("bin/nonexistent-cmd-xyz");
+    std::fs::write(&tool, "#!/bin/sh\necho SHOULD-NOT-RUN\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let contract = ws.contract("c.json", vec![ws.cmd("t", &["nonexistent-cmd-xyz"])]);
+    let path = format!("{}:/usr/bin:/bin", ws.s("bin"));
+    let r = ws.run_env(&contract, &[], &[("PATH", &path)]);
+    assert_eq!(r.status(), "failed");
+    let err = r.receipt()["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("it is {} on the caller's PATH", tool.display()))
+            && err.contains(&format!("--search-path {}:", ws.s("bin"))),
+        "{err}"
+    );
+    assert!(!r.stdout.contains("SHOULD-NOT-RUN"));
+}
+
+/// Hardened mode, project files owned by another uid: the command gets
+/// EACCES even as root (no capabilities); csc says why in one line.
+#[test]
+fn permission_denied_on_foreign_owned_files_gets_a_hint() {
+    if skip(
+        Who::Root,
+        "permission_denied_on_foreign_owned_files_gets_a_hint",
+    ) {
+        return;
+    }
+    let ws = ws();
+    std::fs::write(ws.path("key.seed"), [5u8; 32]).unwrap();
+    let out = ws.path("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut c = ws.cmd("w", &["touch", "out/f"]);
+    c["write_paths"] = json!([ws.s("out")]);
+    let contract = ws.contract("c.json", vec![c]);
+    let key = ws.s("key.seed");
+    let r = ws.run(
+        &contract,
+        &[
+            "--mode",
+            "hardened",
+            "--sign",
+            "--signing-key",
+            &key,
+            "--key-id",
+            "k",
+        ],
+    );
+    assert_eq!(r.status(), "failed", "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "hint: {} is owned by uid {NOBODY}, but csc runs as uid 0",
+            out.display()
+        )),
+        "{}",
+        r.stderr
+    );
+}
