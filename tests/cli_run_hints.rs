@@ -74,3 +74,43 @@ fn permission_denied_on_foreign_owned_files_gets_a_hint() {
         r.stderr
     );
 }
+
+/// `--receipt-out` named like a stream file in `--output-dir` would be
+/// overwritten (or overwrite it): refused before anything runs.
+#[test]
+fn receipt_out_colliding_with_a_saved_stream_is_refused() {
+    let ws = ws();
+    std::fs::create_dir(ws.path("streams")).unwrap();
+    let marker = ws.path("ran");
+    let contract = ws.contract(
+        "c.json",
+        vec![ws.cmd("test", &["touch", marker.to_str().unwrap()])],
+    );
+    for name in ["test.json", "test.stdout"] {
+        let receipt = ws.path("streams").join(name);
+        let out = std::process::Command::new(CSC)
+            .arg("run")
+            .arg(&contract)
+            .arg(ws.path("policy.yaml"))
+            .arg("--receipt-out")
+            .arg(&receipt)
+            .arg("--output-dir")
+            .arg(ws.path("streams"))
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("is the file where --output-dir saves"),
+            "{name}: {stderr}"
+        );
+        assert!(!marker.exists(), "{name}: the command ran");
+    }
+    // Any other name in the same directory is fine.
+    let r = ws.run(
+        &contract,
+        &["--output-dir", ws.path("streams").to_str().unwrap()],
+    );
+    assert_eq!(r.status(), "success", "{}", r.stderr);
+}

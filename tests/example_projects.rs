@@ -112,6 +112,10 @@ fn run_and_verify(co: &Checkout, project: &str, who: Who, extra: &[String]) -> V
         std::fs::read_to_string(streams.join("test.stdout")).unwrap_or_default()
     );
     assert_eq!(r["execution_mode"], "hardened");
+    assert_eq!(
+        r["error"], "",
+        "{project}: a successful run records no error"
+    );
     let v = Command::new(support::csc())
         .arg("verify-receipt")
         .arg(&receipt)
@@ -258,6 +262,44 @@ fn ci_guide_and_workflows_use_the_tested_commands() {
             "--outputs receipts/python",
         ] {
             assert!(text.contains(needle), "{f} lacks {needle:?}");
+        }
+    }
+}
+
+/// `expected_outputs` are hashed as files: a build directory there makes
+/// every successful run record an error (the shipped `ci-test-run.json`
+/// once listed `/workspace/target/debug`).
+#[test]
+fn shipped_contracts_expect_files_not_build_directories() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("examples/contracts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for p in ["rust-crate", "python-pkg", "make-c"] {
+        files.push(
+            root.join("examples/projects")
+                .join(p)
+                .join("csc-contract.json"),
+        );
+    }
+    for f in files {
+        let c: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        for out in c["expected_outputs"].as_array().into_iter().flatten() {
+            let last = out
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next();
+            assert!(
+                !matches!(
+                    last,
+                    Some("debug" | "release" | "target" | "build" | "dist")
+                ),
+                "{}: expected output {out} is a build directory",
+                f.display()
+            );
         }
     }
 }
