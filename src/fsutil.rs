@@ -357,6 +357,79 @@ pub fn walk_nofollow(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Create the directories `names` one below the other under `base` (an
+/// existing directory, opened without following any symlink), each with
+/// `mkdirat` and then opened `O_DIRECTORY|O_NOFOLLOW` relative to its
+/// parent: a symlink or non-directory at any step (one planted in a race
+/// included) fails instead of being followed. Existing directories are
+/// fine. Returns how many directories were created.
+pub fn mkdirs_nofollow(base: &Path, names: &[OsString]) -> io::Result<usize> {
+    let mut fd = walk_nofollow(base)?;
+    let mut created = 0;
+    for name in names {
+        if !is_plain_name(name) {
+            return Err(io::Error::other(format!("{name:?} is not a plain name")));
+        }
+        match nix::sys::stat::mkdirat(&fd, name.as_os_str(), Mode::from_bits_truncate(0o777)) {
+            Ok(()) => created += 1,
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        fd = openat(
+            &fd,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => io::Error::other(format!(
+                "{name:?} exists and is not a directory (symlinks are not followed)"
+            )),
+            e => errno(e),
+        })?;
+    }
+    Ok(created)
+}
+
+/// Create the directories `dirs` below `base` as [`mkdirs_nofollow`] does,
+/// then an empty regular file `file` in the last one (`O_CREAT|O_EXCL|
+/// O_NOFOLLOW`; an existing entry is left alone if it is a regular file).
+pub fn mkfile_nofollow(base: &Path, dirs: &[OsString], file: &OsStr) -> io::Result<()> {
+    if !is_plain_name(file) {
+        return Err(io::Error::other(format!("{file:?} is not a plain name")));
+    }
+    mkdirs_nofollow(base, dirs)?;
+    let mut dir = walk_nofollow(base)?;
+    for name in dirs {
+        dir = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+    }
+    match openat(
+        &dir,
+        file,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    ) {
+        Ok(_) => Ok(()),
+        Err(nix::errno::Errno::EEXIST) => {
+            let st = fstatat(&dir, file, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "{file:?} exists and is not a regular file (symlinks are not followed)"
+                )))
+            }
+        }
+        Err(e) => Err(errno(e)),
+    }
+}
+
 fn reopen_regular(pathfd: &OwnedFd) -> io::Result<std::fs::File> {
     let st = fstat(pathfd).map_err(errno)?;
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
@@ -382,6 +455,23 @@ fn reopen_regular(pathfd: &OwnedFd) -> io::Result<std::fs::File> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mkdirs_nofollow_creates_and_never_follows_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let names = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(mkdirs_nofollow(&root, &names(&["a", "b"])).unwrap(), 2);
+        assert!(root.join("a/b").is_dir());
+        assert_eq!(mkdirs_nofollow(&root, &names(&["a", "b"])).unwrap(), 0);
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), root.join("link")).unwrap();
+        assert!(mkdirs_nofollow(&root, &names(&["link", "x"])).is_err());
+        assert!(!root.join("elsewhere/x").exists());
+        assert!(mkdirs_nofollow(&root.join("link"), &names(&["y"])).is_err());
+        assert!(!root.join("elsewhere/y").exists());
+    }
+
     use super::*;
 
     #[test]

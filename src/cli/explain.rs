@@ -87,6 +87,7 @@ pub fn run(args: Args) -> CliResult {
     let semantics = super::semantics(args.reference_semantics);
     let decision = engine::decide(&contract.contract, &policy.policy, semantics);
     let (findings, _) = engine::explain(&contract.contract, &policy.policy, semantics);
+    let notes = runtime_notes(&contract.contract, &policy.policy);
 
     if args.json {
         let rows: Vec<_> = findings
@@ -104,7 +105,11 @@ pub fn run(args: Args) -> CliResult {
                 })
             })
             .collect();
-        let out = json!({"decision": decision, "findings": rows});
+        let notes: Vec<_> = notes
+            .iter()
+            .map(|(id, note)| json!({"command_id": id, "note": note}))
+            .collect();
+        let out = json!({"decision": decision, "findings": rows, "runtime_notes": notes});
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
@@ -161,6 +166,36 @@ pub fn run(args: Args) -> CliResult {
         }
         let failed = findings.iter().filter(|f| f.failure.is_some()).count();
         println!("{} checks, {} failing", findings.len(), failed);
+        for (id, note) in &notes {
+            println!("on this host, csc run: command {id:?}: {note}");
+        }
     }
     Ok(super::verdict_exit(decision.decision))
+}
+
+/// What `csc run` would do on this host about declared scopes that do not
+/// exist now or resolve out of policy (the same decision and message as
+/// `run`, which makes it again right before each launch).
+fn runtime_notes(
+    c: &crate::protocol::contract::Contract,
+    p: &crate::protocol::policy::Policy,
+) -> Vec<(String, String)> {
+    use crate::exec::scopes;
+    let mut notes = Vec::new();
+    for cmd in &c.commands {
+        match scopes::command_scopes(
+            &cmd.read_paths,
+            &cmd.write_paths,
+            &p.allowed_read_prefixes,
+            &p.allowed_write_prefixes,
+        ) {
+            Ok(s) => notes.extend(
+                s.missing
+                    .iter()
+                    .map(|(d, field, m)| (cmd.id.clone(), m.describe(d, field))),
+            ),
+            Err(e) => notes.push((cmd.id.clone(), e)),
+        }
+    }
+    notes
 }

@@ -444,6 +444,11 @@ pub fn run(args: Args) -> CliResult {
             }
         },
     };
+    if let Some(d) = &output_dir
+        && let Err(e) = receipt_outside_streams(&emitter.out, d, c)
+    {
+        return emitter.blocked(&e, EXIT_DENY);
+    }
     let state_dir = match single_use.first().map(|_| ()).or(args.ledger.then_some(())) {
         Some(()) => match args.state_dir.clone().or_else(store::default_state_dir) {
             Some(dir) => Some(dir),
@@ -555,6 +560,17 @@ pub fn run(args: Args) -> CliResult {
         deadline,
     };
     let executed = run.executed.clone();
+    if settings.sandbox.is_some()
+        && run.status == RunStatus::Failed
+        && let Some(cmd) = c
+            .commands
+            .iter()
+            .find(|x| Some(&x.id) == run.failed.as_ref())
+        && let Some(hint) =
+            crate::exec::hints::foreign_owner_hint(cmd, &run.error, nix::unistd::geteuid().as_raw())
+    {
+        eprintln!("csc: {}", crate::text::escape_control(&hint));
+    }
     let started_run = run.started;
     let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
     if started_run && !accepted.is_empty() {
@@ -753,6 +769,32 @@ fn private_paths(args: &Args) -> Vec<PathBuf> {
     .chain(&args.approval)
     .filter_map(|p| std::fs::canonicalize(p).ok())
     .collect()
+}
+
+/// `--receipt-out` must not be one of the files csc saves in
+/// `--output-dir` (`<id>.stdout`, `.stderr`, `.json`, `.egress.jsonl`):
+/// one would silently overwrite the other.
+fn receipt_outside_streams(out: &ReceiptOut, dir: &DirFd, c: &Contract) -> Result<(), String> {
+    let (Ok(receipt), Ok(dir_real)) = (out.real_path(), dir.real_path()) else {
+        return Ok(());
+    };
+    if receipt.parent() != Some(dir_real.as_path()) {
+        return Ok(());
+    }
+    let name = receipt.file_name().unwrap_or_default().to_string_lossy();
+    for cmd in &c.commands {
+        for ext in [".stdout", ".stderr", ".json", ".egress.jsonl"] {
+            if name == format!("{}{ext}", cmd.id) {
+                return Err(format!(
+                    "--receipt-out {} is the file where --output-dir saves {}{ext} of command {:?}; choose another receipt name or directory; nothing was run",
+                    out.path().display(),
+                    cmd.id,
+                    cmd.id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// csc's own paths (receipt file and directory, `--output-dir`, approval

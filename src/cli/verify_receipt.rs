@@ -13,6 +13,9 @@ use crate::protocol::load;
 /// Arguments of `csc verify-receipt`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("trust").required(true).args(["public_key", "keyring"])))]
+#[command(
+    override_usage = "csc verify-receipt [OPTIONS] --keyring <FILE> <RECEIPT>...\n       csc verify-receipt [OPTIONS] --public-key <PATH> --key-id <ID> <RECEIPT>..."
+)]
 pub struct Args {
     /// Signed receipt files.
     #[arg(required = true, value_name = "RECEIPT")]
@@ -28,7 +31,8 @@ pub struct Args {
     /// Key id the --public-key is trusted under.
     #[arg(long, value_name = "ID", requires = "public_key")]
     pub key_id: Option<String>,
-    /// Trusted keys with rotation/revocation (csc.keyring.v1 JSON, see docs/keyring.md).
+    /// Trusted keys with rotation/revocation (csc.keyring.v1 JSON, see docs/keyring.md);
+    /// no --key-id needed (each receipt names its key).
     #[arg(long, value_name = "FILE")]
     pub keyring: Option<PathBuf>,
     /// Require `contract_sha256` to be this contract's canonical hash.

@@ -183,6 +183,13 @@ fn trusted_key(raw: RawKey) -> Result<TrustedKey, String> {
 }
 
 impl Keyring {
+    /// The trusted key ids, sorted.
+    pub fn key_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// A keyring holding one key with no validity window.
     pub fn single(key_id: &str, key: VerifyingKey) -> Self {
         let mut keys = HashMap::new();

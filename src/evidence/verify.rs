@@ -296,12 +296,30 @@ impl Verifier {
         Verifier { keyring, bindings }
     }
 
+    /// Name both sides of an unknown key: the signer and what is trusted.
+    fn unknown_key(&self, key_id: &str) -> String {
+        let trusted: Vec<String> = self
+            .keyring
+            .key_ids()
+            .iter()
+            .map(|id| format!("{id:?}"))
+            .collect();
+        format!(
+            "receipt signed with key_id {key_id:?}, but the trusted key_id(s) are {} (--key-id / --keyring)",
+            trusted.join(", ")
+        )
+    }
+
     /// Verify the signature block of a parsed receipt.
     pub fn check_signature(&self, receipt: &Value, problems: &mut Vec<Problem>) {
         let verdict =
             signing::verify_receipt(receipt, |id| self.keyring.get(id).map(|entry| entry.key));
         if let Err(e) = verdict {
-            problems.push(signature_problem(e));
+            let p = match &e {
+                VerifyError::UnknownKey(id) => Problem::new("unknown_key_id", self.unknown_key(id)),
+                _ => signature_problem(e),
+            };
+            problems.push(p);
             return;
         }
         // The signature is cryptographically good; now the metadata.
@@ -332,7 +350,11 @@ impl Verifier {
         }
         let key_id = sig.get("key_id").and_then(Value::as_str).unwrap_or("");
         if let Err(e) = self.keyring.usable_key(key_id, signed_at) {
-            problems.push(key_problem(e));
+            let mut p = key_problem(e);
+            if p.code == "unknown_key_id" {
+                p.message = self.unknown_key(key_id);
+            }
+            problems.push(p);
         }
         if let Some(declared) = str_field(receipt, "signing_key_id")
             && declared != key_id
@@ -578,6 +600,35 @@ mod tests {
         mismatch["signing_key_id"] = json!("other");
         signing::sign_receipt(&mut mismatch, &key, "k", "2026-11-21T12:00:02+00:00").unwrap();
         assert_eq!(problems(&v, &mismatch), ["signing_key_id_mismatch"]);
+    }
+
+    #[test]
+    fn unknown_key_names_the_signer_and_the_trusted_ids() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let v = Verifier::new(
+            Keyring::single("ci-2027", key.verifying_key()),
+            Bindings::default(),
+        );
+        let mut report = ReceiptReport {
+            receipt: "t".into(),
+            valid: false,
+            contract_id: None,
+            status: None,
+            key_id: None,
+            checked: vec![],
+            problems: vec![],
+        };
+        v.verify_value(&signed(&key, "ci-2026"), &mut report);
+        let p = report
+            .problems
+            .iter()
+            .find(|p| p.code == "unknown_key_id")
+            .unwrap();
+        assert!(
+            p.message.contains("\"ci-2026\"") && p.message.contains("\"ci-2027\""),
+            "{}",
+            p.message
+        );
     }
 
     #[test]

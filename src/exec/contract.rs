@@ -146,7 +146,12 @@ fn stop(status: RunStatus, code: Option<i32>, error: String) -> Stop {
 }
 
 /// Build the launch spec for one command (runtime checks happen here).
-fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<LaunchSpec, Stop> {
+fn prepare(
+    cmd: &Command,
+    expected_outputs: &[String],
+    policy: &Policy,
+    cfg: &RunConfig<'_>,
+) -> Result<LaunchSpec, Stop> {
     let cwd = paths::resolve_cwd(
         &cmd.cwd,
         &policy.allowed_cwd_prefixes,
@@ -160,18 +165,19 @@ fn prepare(cmd: &Command, policy: &Policy, cfg: &RunConfig<'_>) -> Result<Launch
         };
         stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
     })?;
-    let mut read_paths = Vec::with_capacity(cmd.read_paths.len());
-    for p in &cmd.read_paths {
-        let r = scopes::resolve_scope(p, &policy.allowed_read_prefixes, "read_paths")
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
-        read_paths.push(r.path);
-    }
-    let mut write_paths = Vec::with_capacity(cmd.write_paths.len());
-    for p in &cmd.write_paths {
-        let r = scopes::resolve_scope(p, &policy.allowed_write_prefixes, "write_paths")
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
-        write_paths.push(r.path);
-    }
+    // Missing write scopes are created here (or the run is blocked).
+    let scopes = scopes::command_scopes(
+        &cmd.read_paths,
+        &cmd.write_paths,
+        &policy.allowed_read_prefixes,
+        &policy.allowed_write_prefixes,
+    )
+    .and_then(|s| {
+        scopes::ensure_scopes(&s, &policy.allowed_write_prefixes, expected_outputs).map(|()| s)
+    })
+    .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+    let read_paths = scopes.read.into_iter().map(|(_, r)| r.path).collect();
+    let write_paths = scopes.write.into_iter().map(|(_, r)| r.path).collect();
     let env = env::build(
         &cmd.env_allow,
         cfg.env_allow,
@@ -280,7 +286,7 @@ pub fn run_contract(
             ));
             break;
         }
-        let spec = match prepare(cmd, policy, cfg) {
+        let spec = match prepare(cmd, &contract.expected_outputs, policy, cfg) {
             Ok(s) => s,
             Err(s) => {
                 run.failed = Some(cmd.id.clone());

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod contract;
 pub mod effects;
 pub mod env;
+pub mod hints;
 pub mod own_paths;
 pub mod paths;
 pub mod pipeline;

@@ -56,8 +56,14 @@ impl SearchPath {
 /// Why `argv[0]` cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("executable {name:?} not found in the trusted search path {path}")]
-    NotFound { name: String, path: String },
+    #[error("executable {name:?} not found in the trusted search path {path}{hint}")]
+    NotFound {
+        name: String,
+        path: String,
+        /// Where to look next: `--search-path`, and where the name is on
+        /// the caller's `PATH` if it is there.
+        hint: String,
+    },
     #[error("{path} is not an executable regular file")]
     NotExecutable { path: String },
     #[error("executable {path} does not exist")]
@@ -118,7 +124,38 @@ pub fn resolve(argv0: &str, search: &SearchPath) -> Result<PathBuf, ResolveError
         None => Err(ResolveError::NotFound {
             name: argv0.to_owned(),
             path: search.joined.clone(),
+            hint: not_found_hint(argv0, search, std::env::var_os("PATH").as_deref()),
         }),
+    }
+}
+
+/// The hint of [`ResolveError::NotFound`]: where `name` is on the
+/// caller's `PATH` (`caller_path`), and the `--search-path` value that
+/// would trust that directory. The caller's `PATH` is only reported, never
+/// used to run anything.
+pub fn not_found_hint(
+    name: &str,
+    search: &SearchPath,
+    caller_path: Option<&std::ffi::OsStr>,
+) -> String {
+    let found = caller_path
+        .map(std::env::split_paths)
+        .into_iter()
+        .flatten()
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| executable(p) == Some(true));
+    match found.as_ref().and_then(|p| p.parent()) {
+        Some(dir) => format!(
+            "; it is {} on the caller's PATH: if that directory is trusted, the operator adds it with --search-path {}:{}",
+            found
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            dir.display(),
+            search.joined
+        ),
+        None => "; the operator sets the trusted search path with --search-path DIRS".to_owned(),
     }
 }
 
@@ -206,6 +243,29 @@ mod tests {
         assert!(check_program_target(tool.to_str().unwrap(), &tool, &sp, &[]).is_ok());
         // /bin/sh -> dash through /bin -> usr/bin: inside the search path.
         assert!(check_program_target("/bin/sh", Path::new("/bin/sh"), &sp, &[]).is_ok());
+    }
+
+    #[test]
+    fn not_found_names_search_path_and_the_callers_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("mytool-xyz");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sp = SearchPath::default();
+        let caller = format!("/nonexistent:{}", dir.path().display());
+        let hint = not_found_hint("mytool-xyz", &sp, Some(caller.as_ref()));
+        assert!(
+            hint.contains(&format!("it is {} on the caller's PATH", tool.display()))
+                && hint.contains(&format!(
+                    "--search-path {}:{DEFAULT_SEARCH_PATH}",
+                    dir.path().display()
+                )),
+            "{hint}"
+        );
+        let none = not_found_hint("mytool-xyz", &sp, Some("/nonexistent".as_ref()));
+        assert!(none.contains("--search-path DIRS"), "{none}");
+        let err = resolve("no-such-tool-xyz", &sp).unwrap_err().to_string();
+        assert!(err.contains("--search-path"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,192 @@ use crate::engine::paths::{glob_literal_prefix, within_prefixes};
 /// symbolic link) outside what the policy allows.
 pub const RESOLVES_OUTSIDE_POLICY: &str = "CSC_RESOLVES_OUTSIDE_POLICY";
 
+/// Extension code of a declared scope that does not exist at launch and
+/// that csc cannot (or must not) create.
+pub const SCOPE_MISSING: &str = "CSC_SCOPE_MISSING";
+
+/// What `run` does about a declared scope that does not exist at launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissingScope {
+    /// A write scope below an existing allowed write prefix: `run` creates
+    /// the directories `names` under `base` (without following symlinks).
+    Create {
+        /// The existing, symlink-free allowed write prefix.
+        base: PathBuf,
+        /// The directories to create below it, outermost first.
+        names: Vec<std::ffi::OsString>,
+    },
+    /// The run is blocked with this message.
+    Block(String),
+}
+
+impl MissingScope {
+    /// One line for `csc explain` and the run's notes.
+    pub fn describe(&self, declared: &str, field: &str) -> String {
+        match self {
+            MissingScope::Create { base, names } => {
+                let mut full = base.clone();
+                full.extend(names);
+                format!(
+                    "{field}: {declared:?} does not exist; csc run creates {} (below the existing allowed write prefix {})",
+                    full.display(),
+                    base.display()
+                )
+            }
+            MissingScope::Block(msg) => msg.clone(),
+        }
+    }
+}
+
+/// Decide what to do about the declared scope `declared` of `field`,
+/// resolved to `resolved`, which does not exist: write scopes lying at or
+/// below an allowed write prefix that exists as a real directory are
+/// created; anything else (a read scope, a write scope whose allowed
+/// prefix is missing too) blocks the run, never a silently empty view.
+pub fn missing_scope(
+    declared: &str,
+    resolved: &Path,
+    allowed: &[String],
+    field: &str,
+) -> MissingScope {
+    if field == "write_paths" {
+        let base = allowed
+            .iter()
+            .filter_map(|a| lexical(a))
+            .filter(|a| resolved.starts_with(a) && a.as_path() != resolved)
+            .filter(|a| std::fs::canonicalize(a).is_ok_and(|c| &c == a) && a.is_dir())
+            .max_by_key(|a| a.components().count());
+        if let Some(base) = base
+            && let Ok(rest) = resolved.strip_prefix(&base)
+        {
+            let names = rest.iter().map(|n| n.to_os_string()).collect();
+            return MissingScope::Create { base, names };
+        }
+        return MissingScope::Block(format!(
+            "{field}: {declared:?} does not exist ({}) and csc creates a missing write scope only below an allowed write prefix that exists; create it before the run (mkdir -p {}) [{SCOPE_MISSING}]",
+            resolved.display(),
+            resolved.display()
+        ));
+    }
+    MissingScope::Block(format!(
+        "{field}: {declared:?} does not exist ({}); a missing read scope would be an empty view: create it before the run or remove it from the contract [{SCOPE_MISSING}]",
+        resolved.display()
+    ))
+}
+
+/// A command's declared scopes, resolved now, and what `run` does about
+/// the missing ones. Shared by `run` (which acts on it right before the
+/// launch) and `explain` (which reports it), so both say the same thing.
+#[derive(Debug, Default)]
+pub struct CommandScopes {
+    /// `(declared, resolved)` read scopes.
+    pub read: Vec<(String, Resolved)>,
+    /// `(declared, resolved)` write scopes.
+    pub write: Vec<(String, Resolved)>,
+    /// `(declared, field, decision)` for every missing scope that matters:
+    /// a missing read scope inside another existing scope of the command
+    /// (or inside one of its write scopes) is visible once created there
+    /// and is not listed.
+    pub missing: Vec<(String, &'static str, MissingScope)>,
+}
+
+/// Resolve and check all scopes of one command (see [`CommandScopes`]).
+pub fn command_scopes(
+    read_paths: &[String],
+    write_paths: &[String],
+    allowed_read: &[String],
+    allowed_write: &[String],
+) -> Result<CommandScopes, String> {
+    let mut out = CommandScopes::default();
+    for p in write_paths {
+        let r = resolve_scope(p, allowed_write, "write_paths")?;
+        if !r.exists {
+            let m = missing_scope(p, &r.path, allowed_write, "write_paths");
+            out.missing.push((p.clone(), "write_paths", m));
+        }
+        out.write.push((p.clone(), r));
+    }
+    for p in read_paths {
+        out.read
+            .push((p.clone(), resolve_scope(p, allowed_read, "read_paths")?));
+    }
+    for (p, r) in &out.read {
+        let covered = out.write.iter().any(|(_, w)| r.path.starts_with(&w.path))
+            || out
+                .read
+                .iter()
+                .any(|(_, o)| o.exists && o.path != r.path && r.path.starts_with(&o.path));
+        if !r.exists && !covered {
+            let m = missing_scope(p, &r.path, allowed_read, "read_paths");
+            out.missing.push((p.clone(), "read_paths", m));
+        }
+    }
+    Ok(out)
+}
+
+/// Act on [`CommandScopes::missing`]: block on the first scope that must
+/// not be created, else create the missing write scopes (re-checked): as
+/// an empty regular file when the contract lists the scope itself in
+/// `expected_outputs` (a file the command produces), else as a directory.
+pub fn ensure_scopes(
+    scopes: &CommandScopes,
+    allowed_write: &[String],
+    expected_outputs: &[String],
+) -> Result<(), String> {
+    if let Some((_, _, MissingScope::Block(msg))) = scopes
+        .missing
+        .iter()
+        .find(|(_, _, m)| matches!(m, MissingScope::Block(_)))
+    {
+        return Err(msg.clone());
+    }
+    for (declared, field, _) in &scopes.missing {
+        if let Some((_, r)) = scopes.write.iter().find(|(d, _)| d == declared) {
+            let is_file = expected_outputs
+                .iter()
+                .any(|o| lexical(o).is_some_and(|o| o == r.path));
+            create_scope(declared, &r.path, allowed_write, field, is_file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make a missing write scope exist as [`missing_scope`] decided, then
+/// resolve and re-check it: it must now exist at exactly `resolved`.
+pub fn create_scope(
+    declared: &str,
+    resolved: &Path,
+    allowed: &[String],
+    field: &str,
+    is_file: bool,
+) -> Result<(), String> {
+    match missing_scope(declared, resolved, allowed, field) {
+        MissingScope::Block(msg) => Err(msg),
+        MissingScope::Create { base, names } => {
+            let made = match names.split_last() {
+                Some((file, dirs)) if is_file => {
+                    crate::fsutil::mkfile_nofollow(&base, dirs, file).map(drop)
+                }
+                _ => crate::fsutil::mkdirs_nofollow(&base, &names).map(drop),
+            };
+            made.map_err(|e| {
+                format!(
+                    "{field}: cannot create {declared:?} at {}: {e} [{SCOPE_MISSING}]",
+                    resolved.display()
+                )
+            })?;
+            let again = resolve_scope(declared, allowed, field)?;
+            if !again.exists || again.path != resolved {
+                return Err(format!(
+                    "{field}: {declared:?} changed while csc created it (now {}) [{SCOPE_MISSING}]",
+                    again.path.display()
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A declared scope after resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {

@@ -5,7 +5,7 @@
 pub const SHIPPED: &[(&str, &str)] = &[
     (
         "examples/contracts/ci-test-run.json",
-        "09a3ec37d8390d88f2348a60175ac357407c405e257fc73b1321ef66cc00ea92",
+        "e3182d4b64de05d9a7639880b579018d9eb7cbaa52749860b9672e5d8cf9331d",
     ),
     (
         "examples/contracts/deploy-release.json",
