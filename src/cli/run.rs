@@ -715,7 +715,7 @@ fn gate_and_run(
         eprintln!("csc: {}", crate::text::escape_control(&hint));
     }
     let started_run = run.started;
-    let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
+    let (mut receipt, mut code) = receipt_for(emitter, c, run, &limits);
     if started_run && !accepted.is_empty() {
         let record = signed::record(
             &accepted,
