@@ -55,7 +55,11 @@ impl Mcp {
             json!({"protocolVersion": "2025-11-25", "capabilities": {},
                    "clientInfo": {"name": "csc-test", "version": "0"}}),
         );
-        assert!(init.get("result").is_some(), "{init}");
+        assert_eq!(init["result"]["serverInfo"]["name"], "csc", "{init}");
+        assert!(
+            init["result"]["capabilities"]["tools"].is_object(),
+            "{init}"
+        );
         m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
         m
     }
