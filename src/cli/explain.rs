@@ -90,26 +90,7 @@ pub fn run(args: Args) -> CliResult {
     let notes = runtime_notes(&contract.contract, &policy.policy);
 
     if args.json {
-        let rows: Vec<_> = findings
-            .iter()
-            .map(|f| {
-                json!({
-                    "command_id": f.command_id,
-                    "check": f.check.as_str(),
-                    "result": result_label(f),
-                    "value": f.value,
-                    "reason_code": f.failure.as_ref().map(|x| x.code.as_str()),
-                    "extension_code": f.failure.as_ref().and_then(|x| ext::ext_code_of(&x.reason)),
-                    "reason": f.failure.as_ref().map(|x| x.reason.clone()),
-                    "remedy": f.failure.as_ref().map(|_| remedy(f)),
-                })
-            })
-            .collect();
-        let notes: Vec<_> = notes
-            .iter()
-            .map(|(id, note)| json!({"command_id": id, "note": note}))
-            .collect();
-        let out = json!({"decision": decision, "findings": rows, "runtime_notes": notes});
+        let out = json_report(&decision, &findings, &notes);
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
@@ -171,6 +152,46 @@ pub fn run(args: Args) -> CliResult {
         }
     }
     Ok(super::verdict_exit(decision.decision))
+}
+
+/// Every check as `csc explain --json` prints it (also `csc mcp`'s
+/// `explain_contract`).
+pub(crate) fn explain_json(
+    contract: &crate::protocol::contract::Contract,
+    policy: &crate::protocol::policy::Policy,
+    semantics: engine::Semantics,
+) -> serde_json::Value {
+    let decision = engine::decide(contract, policy, semantics);
+    let (findings, _) = engine::explain(contract, policy, semantics);
+    let notes = runtime_notes(contract, policy);
+    json_report(&decision, &findings, &notes)
+}
+
+fn json_report(
+    decision: &crate::protocol::decision::Decision,
+    findings: &[Finding],
+    notes: &[(String, String)],
+) -> serde_json::Value {
+    let rows: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "command_id": f.command_id,
+                "check": f.check.as_str(),
+                "result": result_label(f),
+                "value": f.value,
+                "reason_code": f.failure.as_ref().map(|x| x.code.as_str()),
+                "extension_code": f.failure.as_ref().and_then(|x| ext::ext_code_of(&x.reason)),
+                "reason": f.failure.as_ref().map(|x| x.reason.clone()),
+                "remedy": f.failure.as_ref().map(|_| remedy(f)),
+            })
+        })
+        .collect();
+    let notes: Vec<_> = notes
+        .iter()
+        .map(|(id, note)| json!({"command_id": id, "note": note}))
+        .collect();
+    json!({"decision": decision, "findings": rows, "runtime_notes": notes})
 }
 
 /// What `csc run` would do on this host about declared scopes that do not

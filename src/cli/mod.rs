@@ -10,6 +10,7 @@ mod explain;
 mod hash;
 mod keygen;
 mod ledger;
+mod mcp;
 mod run;
 mod sandbox;
 mod validate;
@@ -77,6 +78,11 @@ pub enum Verb {
         after_help = "Examples:\n  csc run contract.json policy.yaml\n  csc run contract.json policy.yaml --receipt-out out/r.json --sign --signing-key key.pem --key-id ops-1\n  csc run contract.json policy.yaml --approval approval.json --state-dir /var/lib/csc\n  csc run contract.json policy.yaml --quiet --output-dir out/streams\n  csc run contract.json policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1\n\nExit codes: 0 success, 2 blocked for a missing approval, 1 otherwise."
     )]
     Run(Box<run::Args>),
+    /// Serve check_contract, explain_contract and run_contract over MCP stdio (JSON-RPC).
+    #[command(
+        after_help = "Examples:\n  csc mcp --policy policy.yaml --sign --signing-key key.pem --key-id ops-1\n  csc mcp --policy policy.yaml --mode hardened --sign --signing-key key.pem --key-id ops-1 --receipt-dir /var/lib/csc/receipts --max-parallel 2\n\nStdout carries only JSON-RPC; logs go to stderr. Exit code 0 when the client closes the session."
+    )]
+    Mcp(Box<mcp::Args>),
     /// Write a DSSE-signed approval for a contract (for `run --approver-keyring`).
     #[command(
         after_help = "Examples:\n  csc approve contract.json --signing-key alice.pem --key-id alice-2026 --approver alice@example.org --out alice.approval.json\n  csc approve contract.json --signing-key bob.pem --key-id bob-2026 --approver bob@example.org --expires-in 30m --ticket CHG-42 --reason 'prod migration' --out bob.approval.json"
@@ -179,6 +185,7 @@ pub fn main() -> ExitCode {
         Verb::SandboxInit(a) => sandbox::init(a),
         Verb::SandboxRun(a) => sandbox::run(a),
         Verb::Run(a) => run::run(*a),
+        Verb::Mcp(a) => mcp::run(*a),
         Verb::Approve(a) => approve::run(a),
         Verb::Attest(a) => attest::run(a),
         Verb::Ledger(a) => ledger::run(a),

@@ -42,13 +42,28 @@ pub struct Args {
     /// Where to write the receipt (parent directories are created).
     #[arg(long, value_name = "PATH", default_value = "./out/receipt.json")]
     pub receipt_out: PathBuf,
-    /// Execution mode: local or hardened.
-    #[arg(long, value_name = "MODE", default_value = "local")]
-    pub mode: String,
     /// Approval file: a v0.1 artifact or a DSSE-signed one from `csc approve`
     /// (repeatable, for a quorum).
     #[arg(long = "approval", value_name = "PATH")]
     pub approval: Vec<PathBuf>,
+    /// Do not echo command output live.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Operator settings shared with `csc mcp`.
+    #[command(flatten)]
+    pub op: OperatorArgs,
+}
+
+/// Operator flags of every verb that runs contracts (`csc run`, `csc mcp`):
+/// mode, keys, state, caps, sandbox, environment and approval settings.
+#[derive(Debug, clap::Args)]
+pub struct OperatorArgs {
+    /// Execution mode: local or hardened.
+    #[arg(long, value_name = "MODE", default_value = "local")]
+    pub mode: String,
     /// Sign the receipt (requires --signing-key and --key-id).
     #[arg(long)]
     pub sign: bool,
@@ -70,12 +85,6 @@ pub struct Args {
     /// Max stderr bytes captured per command.
     #[arg(long, value_name = "BYTES", default_value_t = MAX_STDERR_CAPTURE_BYTES)]
     pub stderr_cap: u64,
-    /// Do not echo command output live.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Save each command's captured streams as DIR/<id>.stdout, .stderr, .json.
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
     /// Max bytes hashed over all expected outputs; a file that does not fit
     /// the remaining budget is not hashed (recorded in the receipt's error).
     #[arg(long, value_name = "BYTES", default_value_t = effects::DEFAULT_ARTIFACT_MAX_BYTES)]
@@ -135,7 +144,7 @@ impl EnvArgs {
 }
 
 /// Validated operator settings (no I/O besides loading the key).
-struct Settings {
+pub(crate) struct Settings {
     /// `Some` in hardened mode.
     sandbox: Option<SandboxConfig>,
     signer: Option<(SigningKey, String)>,
@@ -145,7 +154,9 @@ struct Settings {
     approvals_required: signed::Required,
 }
 
-fn settings(args: &Args) -> Result<Settings, CliError> {
+/// Check the operator flags and load the signing key and keyring.
+/// `approvals` is the number of approvals a run may bring.
+pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings, CliError> {
     let hardened = match args.mode.as_str() {
         "local" => false,
         "hardened" => true,
@@ -199,7 +210,7 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| CliError(format!("--search-path: {e}")))?;
     let env_allow = args.env.allowlist()?;
-    let (approver_keyring, approvals_required) = approval_settings(args)?;
+    let (approver_keyring, approvals_required) = approval_settings(args, approvals)?;
     Ok(Settings {
         sandbox: hardened.then(|| args.hardened.config()),
         signer,
@@ -213,9 +224,10 @@ fn settings(args: &Args) -> Result<Settings, CliError> {
 /// `--approver-keyring`, `--approvals-required` and the number of
 /// `--approval` files, checked before anything runs.
 fn approval_settings(
-    args: &Args,
+    args: &OperatorArgs,
+    approvals: usize,
 ) -> Result<(Option<crate::evidence::keyring::Keyring>, signed::Required), CliError> {
-    if args.approval.len() > signed::MAX_APPROVALS {
+    if approvals > signed::MAX_APPROVALS {
         return Err(CliError(format!(
             "at most {} --approval files",
             signed::MAX_APPROVALS
@@ -240,7 +252,7 @@ fn approval_settings(
                 "--approvals-required needs --approver-keyring: unsigned approvals cannot prove distinct approvers".to_owned(),
             ));
         }
-        if args.approval.len() > 1 {
+        if approvals > 1 {
             return Err(CliError(
                 "several --approval files need --approver-keyring (a quorum of unsigned approvals proves nothing)".to_owned(),
             ));
@@ -263,7 +275,9 @@ impl Emitter<'_> {
         Receipt::new(&self.base, status, now_rfc3339(), error)
     }
 
-    fn emit(&self, receipt: &Receipt, code: u8) -> CliResult {
+    /// Render, write (and append to the ledger) the receipt; returns the
+    /// bytes written.
+    fn emit(&self, receipt: &Receipt, code: u8) -> Result<Vec<u8>, CliError> {
         let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
         self.out.write(&bytes).map_err(|e| {
             let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
@@ -303,40 +317,141 @@ impl Emitter<'_> {
         // One line, nothing the command wrote can move the cursor or
         // paint a second verdict.
         eprintln!("{}", escape_control(&line));
-        Ok(code)
+        Ok(bytes)
     }
 
-    fn blocked(&self, error: &str, code: u8) -> CliResult {
-        self.emit(&self.receipt(ReceiptStatus::Blocked, error), code)
+    fn blocked(&self, error: &str, code: u8) -> Ran {
+        (
+            self.receipt(ReceiptStatus::Blocked, error),
+            code,
+            Vec::new(),
+        )
     }
+}
+
+/// Where an approval comes from: a file (`csc run --approval`) or the
+/// bytes of an approval object received by `csc mcp`.
+pub(crate) enum ApprovalInput {
+    /// An approval file.
+    File(PathBuf),
+    /// An approval document; `shown` names it in messages.
+    Bytes {
+        /// The JSON bytes.
+        bytes: Vec<u8>,
+        /// How messages name it.
+        shown: String,
+    },
+}
+
+impl ApprovalInput {
+    fn load(&self) -> Result<signed::LoadedApproval, String> {
+        match self {
+            ApprovalInput::File(path) => signed::load_file(path),
+            ApprovalInput::Bytes { bytes, shown } => signed::from_bytes(bytes, shown),
+        }
+    }
+
+    fn path(&self) -> Option<&PathBuf> {
+        match self {
+            ApprovalInput::File(path) => Some(path),
+            ApprovalInput::Bytes { .. } => None,
+        }
+    }
+}
+
+/// One contract run as `csc run` and `csc mcp`'s `run_contract` request
+/// it; the operator side comes from [`OperatorArgs`] and [`Settings`].
+pub(crate) struct Request<'a> {
+    /// The contract, loaded and validated.
+    pub contract: &'a load::LoadedContract,
+    /// The operator's policy, loaded and validated.
+    pub policy: &'a crate::protocol::policy::LoadedPolicy,
+    /// Approvals brought for this run.
+    pub approvals: &'a [ApprovalInput],
+    /// Where the receipt goes (already opened as `out`).
+    pub receipt_out: &'a Path,
+    /// Where each command's streams are saved.
+    pub output_dir: Option<&'a Path>,
+    /// Do not echo command output live.
+    pub quiet: bool,
+    /// Keep at most this many bytes of each command's stdout and stderr
+    /// in [`Outcome::commands`] (`None`: keep none).
+    pub keep_outputs: Option<usize>,
+}
+
+/// What one run produced: the receipt as written, its exit code, and the
+/// kept part of each launched command's output.
+pub(crate) struct Outcome {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The rendered (possibly signed) receipt bytes, as written.
+    pub rendered: Vec<u8>,
+    /// The `csc run` exit code.
+    pub code: u8,
+    /// Per launched command (only with [`Request::keep_outputs`]).
+    pub commands: Vec<executor::CommandOutput>,
 }
 
 /// Run `csc run`.
 pub fn run(args: Args) -> CliResult {
-    let settings = settings(&args)?;
+    let settings = settings(&args.op, args.approval.len())?;
     // Before anything else: the receipt's directory is opened once and the
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
         .map_err(|e| CliError(format!("{e}; nothing was run")))?;
-    let ledger = if args.ledger {
-        let dir = args
-            .state_dir
-            .clone()
-            .or_else(store::default_state_dir)
-            .ok_or_else(|| {
-                CliError(
-                    "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
-                        .to_owned(),
-                )
-            })?;
-        let s = store::Store::open(&dir)
-            .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
-        Some(std::cell::RefCell::new(s))
-    } else {
-        None
-    };
+    let ledger = open_ledger(&args.op)?;
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
+    let approvals: Vec<_> = args
+        .approval
+        .iter()
+        .cloned()
+        .map(ApprovalInput::File)
+        .collect();
+    let request = Request {
+        contract: &contract,
+        policy: &policy,
+        approvals: &approvals,
+        receipt_out: &args.receipt_out,
+        output_dir: args.output_dir.as_deref(),
+        quiet: args.quiet,
+        keep_outputs: None,
+    };
+    execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
+}
+
+/// The approval store for `--ledger`, opened before anything runs.
+pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, CliError> {
+    if !op.ledger {
+        return Ok(None);
+    }
+    let dir = op
+        .state_dir
+        .clone()
+        .or_else(store::default_state_dir)
+        .ok_or_else(|| {
+            CliError(
+                "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
+                    .to_owned(),
+            )
+        })?;
+    let s = store::Store::open(&dir)
+        .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
+    Ok(Some(s))
+}
+
+/// Decide, gate, execute and write the receipt: the one run path of
+/// `csc run` and `csc mcp`. `out` and `ledger` were opened by the caller
+/// before the contract was read.
+pub(crate) fn execute(
+    settings: &Settings,
+    op: &OperatorArgs,
+    req: &Request<'_>,
+    out: ReceiptOut,
+    ledger: Option<store::Store>,
+) -> Result<Outcome, CliError> {
+    let contract = req.contract;
+    let policy = req.policy;
     let c = &contract.contract;
     let p = &policy.policy;
 
@@ -366,32 +481,58 @@ pub fn run(args: Args) -> CliResult {
             key,
             key_id: key_id.as_str(),
         }),
-        ledger,
+        ledger: ledger.map(std::cell::RefCell::new),
     };
+    let (receipt, code, commands) = gate_and_run(&emitter, settings, op, req)?;
+    let rendered = emitter.emit(&receipt, code)?;
+    Ok(Outcome {
+        receipt,
+        rendered,
+        code,
+        commands,
+    })
+}
 
+/// A receipt, its exit code and the kept command outputs.
+type Ran = (Receipt, u8, Vec<executor::CommandOutput>);
+
+/// Everything between the receipt base and writing the receipt: egress
+/// precheck, decision, approvals, own-path checks, execution, evidence.
+fn gate_and_run(
+    emitter: &Emitter<'_>,
+    settings: &Settings,
+    op: &OperatorArgs,
+    req: &Request<'_>,
+) -> Result<Ran, CliError> {
+    let c = &req.contract.contract;
+    let p = &req.policy.policy;
     if let Some(cfg) = &settings.sandbox
-        && let Err(e) = egress_precheck(cfg, c, args.output_dir.as_deref())
+        && let Err(e) = egress_precheck(cfg, c, req.output_dir)
     {
-        return emitter.blocked(&e, EXIT_DENY);
+        return Ok(emitter.blocked(&e, EXIT_DENY));
     }
 
     let decision = engine::decide(c, p, engine::Semantics::Csc);
     let reasons = decision.reasons.join("; ");
-    let mut files = Vec::with_capacity(args.approval.len());
+    let mut files = Vec::with_capacity(req.approvals.len());
     match decision.decision {
-        Verdict::Deny => return emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY),
-        Verdict::NeedsApproval if args.approval.is_empty() => {
-            return emitter.blocked(
+        Verdict::Deny => {
+            return Ok(emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY));
+        }
+        Verdict::NeedsApproval if req.approvals.is_empty() => {
+            return Ok(emitter.blocked(
                 &format!("approval is required but none was provided: {reasons}"),
                 EXIT_NEEDS_APPROVAL,
-            );
+            ));
         }
         _ => {
-            for path in &args.approval {
-                match signed::load_file(path) {
+            for input in req.approvals {
+                match input.load() {
                     Ok(f) => files.push(f),
                     Err(e) => {
-                        return emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY);
+                        return Ok(
+                            emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY)
+                        );
                     }
                 }
             }
@@ -424,39 +565,39 @@ pub fn run(args: Args) -> CliResult {
             } else {
                 ReceiptStatus::Blocked
             };
-            return emitter.emit(&emitter.receipt(status, &e.message), EXIT_DENY);
+            return Ok((emitter.receipt(status, &e.message), EXIT_DENY, Vec::new()));
         }
     };
     let single_use = signed::single_use_ids(&accepted);
 
-    if let Err(e) = executor::precheck(c, p, args.output_dir.is_some(), &settings.env_allow) {
-        return emitter.blocked(&e, EXIT_DENY);
+    if let Err(e) = executor::precheck(c, p, req.output_dir.is_some(), &settings.env_allow) {
+        return Ok(emitter.blocked(&e, EXIT_DENY));
     }
-    let output_dir = match &args.output_dir {
+    let output_dir = match req.output_dir {
         None => None,
         Some(dir) => match DirFd::open(dir, true) {
             Ok(d) => Some(d),
             Err(e) => {
-                return emitter.blocked(
+                return Ok(emitter.blocked(
                     &format!("cannot create --output-dir {}: {e}", dir.display()),
                     EXIT_DENY,
-                );
+                ));
             }
         },
     };
     if let Some(d) = &output_dir
         && let Err(e) = receipt_outside_streams(&emitter.out, d, c)
     {
-        return emitter.blocked(&e, EXIT_DENY);
+        return Ok(emitter.blocked(&e, EXIT_DENY));
     }
-    let state_dir = match single_use.first().map(|_| ()).or(args.ledger.then_some(())) {
-        Some(()) => match args.state_dir.clone().or_else(store::default_state_dir) {
+    let state_dir = match single_use.first().map(|_| ()).or(op.ledger.then_some(())) {
+        Some(()) => match op.state_dir.clone().or_else(store::default_state_dir) {
             Some(dir) => Some(dir),
             None => {
-                return emitter.blocked(
+                return Ok(emitter.blocked(
                         "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
                         EXIT_DENY,
-                    );
+                    ));
             }
         },
         _ => None,
@@ -465,30 +606,30 @@ pub fn run(args: Args) -> CliResult {
         &emitter.out,
         output_dir.as_ref(),
         state_dir.as_deref(),
-        &args,
+        op,
         c,
     ) {
-        return emitter.blocked(&e, EXIT_DENY);
+        return Ok(emitter.blocked(&e, EXIT_DENY));
     }
 
     let mut store = None;
     if let Some(dir) = &state_dir {
         let s = match store::Store::open(dir) {
             Ok(s) => s,
-            Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+            Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
         };
         for id in &single_use {
             match s.consumed_at(id) {
                 Ok(None) => {}
                 Ok(Some(at)) => {
-                    return emitter.blocked(
+                    return Ok(emitter.blocked(
                         &format!(
                             "approval {id:?} has already been consumed (single_execution) at {at}"
                         ),
                         EXIT_DENY,
-                    );
+                    ));
                 }
-                Err(e) => return emitter.blocked(&e.to_string(), EXIT_DENY),
+                Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
             }
         }
         store = Some(s);
@@ -513,7 +654,7 @@ pub fn run(args: Args) -> CliResult {
     };
     crate::exec::sys::catch_interrupts()
         .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
-    let mut live = if args.quiet {
+    let mut live = if req.quiet {
         Live::quiet()
     } else {
         Live::stdio()
@@ -521,7 +662,7 @@ pub fn run(args: Args) -> CliResult {
     let lookup = |name: &str| std::env::var_os(name);
     let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
         config,
-        hidden_paths: private_paths(&args),
+        hidden_paths: private_paths(op, req),
         egress: Default::default(),
     });
     let launcher: &dyn Launcher = match &sandbox_launcher {
@@ -531,20 +672,22 @@ pub fn run(args: Args) -> CliResult {
     let mut cfg = RunConfig {
         launcher,
         search_path: &settings.search_path,
-        stdout_cap: args.stdout_cap,
-        stderr_cap: args.stderr_cap,
+        stdout_cap: op.stdout_cap,
+        stderr_cap: op.stderr_cap,
         output_dir: output_dir.as_ref(),
         live: &mut live,
         env_lookup: &lookup,
         env_allow: &settings.env_allow,
         scan_limits: ScanLimits {
-            max_entries: args.scan_max_entries,
-            max_time: std::time::Duration::from_secs(args.scan_max_seconds),
+            max_entries: op.scan_max_entries,
+            max_time: std::time::Duration::from_secs(op.scan_max_seconds),
             ..ScanLimits::default()
         },
+        keep_outputs: req.keep_outputs,
     };
     let started = std::time::Instant::now();
-    let run = executor::run_contract(c, p, &mut cfg, &mut consume);
+    let mut run = executor::run_contract(c, p, &mut cfg, &mut consume);
+    let outputs = std::mem::take(&mut run.outputs);
     // Artifacts are hashed within what is left of the contract's own time
     // budget (the sum of its commands' timeouts), and at least a moment.
     let budget = c
@@ -556,7 +699,7 @@ pub fn run(args: Args) -> CliResult {
         .unwrap_or_else(|| started + std::time::Duration::from_secs(86_400))
         .max(std::time::Instant::now() + effects::MIN_ARTIFACT_TIME);
     let limits = effects::ArtifactLimits {
-        max_bytes: args.artifact_max_bytes,
+        max_bytes: op.artifact_max_bytes,
         deadline,
     };
     let executed = run.executed.clone();
@@ -572,7 +715,7 @@ pub fn run(args: Args) -> CliResult {
         eprintln!("csc: {}", crate::text::escape_control(&hint));
     }
     let started_run = run.started;
-    let (mut receipt, mut code) = receipt_for(&emitter, c, run, &limits);
+    let (mut receipt, mut code) = receipt_for(emitter, c, run, &limits);
     if started_run && !accepted.is_empty() {
         let record = signed::record(
             &accepted,
@@ -581,7 +724,7 @@ pub fn run(args: Args) -> CliResult {
             required,
             settings.approver_keyring.is_some(),
         );
-        if let Err(e) = bind_record(&mut receipt, &emitter.out, &args.receipt_out, &record) {
+        if let Err(e) = bind_record(&mut receipt, &emitter.out, req.receipt_out, &record) {
             fail_receipt(&mut receipt, &mut code, e);
         }
     }
@@ -593,7 +736,7 @@ pub fn run(args: Args) -> CliResult {
             fail_receipt(&mut receipt, &mut code, e);
         }
     }
-    emitter.emit(&receipt, code)
+    Ok((receipt, code, outputs))
 }
 
 /// Evidence csc could not keep: add `e` to the receipt's error; the run
@@ -755,18 +898,20 @@ fn write_egress_log(dir: &DirFd, id: &str, bytes: &[u8]) -> Result<String, Strin
 /// approval, receipt, output dir), as the kernel resolves them: hardened
 /// mode masks them wherever a bind would expose them. Paths that do not
 /// exist yet hold nothing to hide.
-fn private_paths(args: &Args) -> Vec<PathBuf> {
-    let state_dir = args.state_dir.clone().or_else(store::default_state_dir);
+fn private_paths(op: &OperatorArgs, req: &Request<'_>) -> Vec<PathBuf> {
+    let state_dir = op.state_dir.clone().or_else(store::default_state_dir);
+    let receipt_out = req.receipt_out.to_path_buf();
+    let output_dir = req.output_dir.map(Path::to_path_buf);
     [
-        args.signing_key.as_ref(),
+        op.signing_key.as_ref(),
         state_dir.as_ref(),
-        args.approver_keyring.as_ref(),
-        Some(&args.receipt_out),
-        args.output_dir.as_ref(),
+        op.approver_keyring.as_ref(),
+        Some(&receipt_out),
+        output_dir.as_ref(),
     ]
     .into_iter()
     .flatten()
-    .chain(&args.approval)
+    .chain(req.approvals.iter().filter_map(ApprovalInput::path))
     .filter_map(|p| std::fs::canonicalize(p).ok())
     .collect()
 }
@@ -803,7 +948,7 @@ fn own_paths_outside_scopes(
     out: &ReceiptOut,
     output_dir: Option<&DirFd>,
     state_dir: Option<&Path>,
-    args: &Args,
+    args: &OperatorArgs,
     contract: &Contract,
 ) -> Result<(), String> {
     let real = |what: &str, r: std::io::Result<PathBuf>| {

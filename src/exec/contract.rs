@@ -57,6 +57,49 @@ pub struct ContractRun {
     pub files_written_lower_bound: Option<String>,
     /// Whether anything was launched at all.
     pub started: bool,
+    /// Each launched command's kept output (only with
+    /// [`RunConfig::keep_outputs`]).
+    pub outputs: Vec<CommandOutput>,
+}
+
+/// The kept head of one launched command's output.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// The command's id.
+    pub id: String,
+    /// Its exit code (or the refusal/timeout code).
+    pub exit_code: i32,
+    /// The first bytes of its stdout.
+    pub stdout: Vec<u8>,
+    /// The first bytes of its stderr.
+    pub stderr: Vec<u8>,
+    /// stdout produced more than was kept.
+    pub stdout_truncated: bool,
+    /// stderr produced more than was kept.
+    pub stderr_truncated: bool,
+}
+
+impl CommandOutput {
+    fn new(id: &str, exit_code: i32, stdout: &Captured, stderr: &Captured, max: usize) -> Self {
+        let head = |c: &Captured| {
+            let data = c.data.as_deref().unwrap_or(&[]);
+            let kept = &data[..data.len().min(max)];
+            (
+                kept.to_vec(),
+                c.truncated || c.total_bytes > kept.len() as u64,
+            )
+        };
+        let (out, out_t) = head(stdout);
+        let (err, err_t) = head(stderr);
+        CommandOutput {
+            id: id.to_owned(),
+            exit_code,
+            stdout: out,
+            stderr: err,
+            stdout_truncated: out_t,
+            stderr_truncated: err_t,
+        }
+    }
 }
 
 /// Executor settings chosen by the operator.
@@ -80,6 +123,9 @@ pub struct RunConfig<'a> {
     pub env_allow: &'a env::EnvAllowlist,
     /// Budgets of the `files_written` scans.
     pub scan_limits: ScanLimits,
+    /// Keep the first N bytes of each command's stdout and stderr in
+    /// [`ContractRun::outputs`] (`None`: keep nothing).
+    pub keep_outputs: Option<usize>,
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
@@ -258,6 +304,7 @@ pub fn run_contract(
         files_written: 0,
         files_written_lower_bound: None,
         started: false,
+        outputs: Vec::new(),
     };
     let write_scopes: Vec<String> = contract
         .commands
@@ -269,7 +316,7 @@ pub fn run_contract(
     let limits = CaptureLimits {
         stdout_cap: cfg.stdout_cap,
         stderr_cap: cfg.stderr_cap,
-        keep_stdout: cfg.output_dir.is_some(),
+        keep_stdout: cfg.output_dir.is_some() || cfg.keep_outputs.is_some(),
     };
 
     let mut outcome: Option<Stop> = None;
@@ -369,6 +416,10 @@ pub fn run_contract(
             }
         };
         run.exit_code = Some(code);
+        if let Some(max) = cfg.keep_outputs {
+            run.outputs
+                .push(CommandOutput::new(&cmd.id, code, &stdout, &stderr, max));
+        }
         let mut failure = failure;
         if let Some(dir) = cfg.output_dir
             && let Err(e) = save_output(dir, cmd, code, timed_out, &stdout, &stderr)

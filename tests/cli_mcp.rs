@@ -1,0 +1,367 @@
+//! `csc mcp`: driven over stdio with raw JSON-RPC 2.0, as an MCP client
+//! would (initialize, tools/list, tools/call).
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+/// A running `csc mcp` and every stdout line it wrote.
+struct Mcp {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line seen so far (all must be JSON-RPC).
+    seen: Vec<String>,
+    next_id: u64,
+}
+
+impl Mcp {
+    fn start(ws: &Ws, extra: &[&str]) -> Mcp {
+        let mut child = Command::new(CSC)
+            .arg("mcp")
+            .args(["--policy", ws.s("policy.yaml").as_str()])
+            .args(["--receipt-dir", ws.s("receipts").as_str()])
+            .args(["--state-dir", ws.s("state").as_str()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut m = Mcp {
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+            next_id: 1,
+        };
+        let init = m.request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "csc-test", "version": "0"}}),
+        );
+        assert_eq!(init["result"]["serverInfo"]["name"], "csc", "{init}");
+        assert!(
+            init["result"]["capabilities"]["tools"].is_object(),
+            "{init}"
+        );
+        m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
+        m
+    }
+
+    fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line that is a response with `id`.
+    fn response(&mut self, id: &Value) -> Value {
+        loop {
+            // Generous: only guards against a hung server, never a timing assertion.
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .expect("csc mcp stopped answering");
+            self.seen.push(line.clone());
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON-RPC ({e}): {line:?}"));
+            assert_eq!(v["jsonrpc"], "2.0", "{line}");
+            if &v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = json!(self.next_id);
+        self.next_id += 1;
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw(&msg.to_string());
+        self.response(&id)
+    }
+
+    /// `tools/call`; returns the result (panics on a JSON-RPC error).
+    fn call(&mut self, tool: &str, arguments: Value) -> Value {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
+        r.get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("JSON-RPC error: {r}"))
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contract_value(ws: &Ws, commands: Vec<Value>) -> Value {
+    let path = ws.contract("c.json", commands);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn keygen(ws: &Ws) -> Vec<String> {
+    let out = Command::new(CSC)
+        .args(["keygen", "--out", ws.s("key.pem").as_str()])
+        .args(["--public-out", ws.s("key.pub.pem").as_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    [
+        "--sign",
+        "--signing-key",
+        ws.s("key.pem").as_str(),
+        "--key-id",
+        "mcp-test",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[test]
+fn tools_list_has_the_three_tools_with_schemas() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let r = m.request("tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["check_contract", "explain_contract", "run_contract"]
+    );
+    for t in tools {
+        let input = &t["inputSchema"];
+        assert_eq!(input["type"], "object", "{t}");
+        assert_eq!(input["additionalProperties"], false, "{t}");
+        assert_eq!(input["required"], json!(["contract"]), "{t}");
+        assert_eq!(
+            input["properties"]["contract"]["required"][0], "version",
+            "{t}"
+        );
+        assert!(input["$defs"]["command"].is_object(), "{t}");
+        assert_eq!(t["outputSchema"]["type"], "object", "{t}");
+    }
+    let run = &tools[2];
+    assert!(run["inputSchema"]["properties"]["approval"].is_object());
+    assert!(
+        run["description"].as_str().unwrap().contains("UNTRUSTED"),
+        "{run}"
+    );
+}
+
+#[test]
+fn check_contract_returns_the_decision() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let allowed = contract_value(&ws, vec![ws.cmd("hello", &["echo", "hi"])]);
+    let r = m.call("check_contract", json!({"contract": allowed}));
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["decision"], "allow", "{r}");
+    assert_eq!(
+        r["structuredContent"]["contract_id"], allowed["contract_id"],
+        "{r}"
+    );
+    assert!(r["structuredContent"]["contract_sha256"].is_string(), "{r}");
+    let denied = contract_value(&ws, vec![ws.cmd("rm", &["rm", "-rf", "/"])]);
+    let r = m.call("check_contract", json!({"contract": denied}));
+    assert_eq!(r["structuredContent"]["decision"], "deny", "{r}");
+    assert!(
+        !r["structuredContent"]["reason_codes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let r = m.call("explain_contract", json!({"contract": denied}));
+    assert_eq!(
+        r["structuredContent"]["decision"]["decision"], "deny",
+        "{r}"
+    );
+    let findings = r["structuredContent"]["findings"].as_array().unwrap();
+    assert!(findings.iter().any(|f| f["result"] == "FAIL"), "{r}");
+}
+
+#[test]
+fn run_contract_runs_and_returns_a_verifiable_receipt() {
+    let ws = ws();
+    let sign = keygen(&ws);
+    let sign: Vec<&str> = sign.iter().map(String::as_str).collect();
+    let mut m = Mcp::start(&ws, &sign);
+    let c = contract_value(
+        &ws,
+        vec![ws.cmd(
+            "hello",
+            &["sh", "-c", "echo from-the-command; echo to-stderr >&2"],
+        )],
+    );
+    let r = m.call("run_contract", json!({"contract": c}));
+    assert_eq!(r["isError"], false, "{r}");
+    let s = &r["structuredContent"];
+    assert_eq!(s["status"], "success", "{r}");
+    assert_eq!(s["receipt"]["status"], "success");
+    assert_eq!(s["commands"][0]["id"], "hello");
+    assert_eq!(s["commands"][0]["exit_code"], 0);
+    assert_eq!(s["commands"][0]["stdout"], "from-the-command\n");
+    assert_eq!(s["commands"][0]["stderr"], "to-stderr\n");
+    assert_eq!(s["commands"][0]["stdout_truncated"], false);
+    let path = s["receipt_path"].as_str().unwrap();
+    assert!(path.starts_with(ws.s("receipts").as_str()), "{path}");
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(on_disk, s["receipt"]);
+    let v = Command::new(CSC)
+        .args(["verify-receipt", path])
+        .args(["--public-key", ws.s("key.pub.pem").as_str()])
+        .args(["--key-id", "mcp-test"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+    // A second run gets its own receipt file.
+    let again = m.call("run_contract", json!({"contract": c}));
+    assert_ne!(
+        again["structuredContent"]["receipt_path"], s["receipt_path"],
+        "{again}"
+    );
+    // Command output reached the client only inside JSON-RPC messages.
+    assert!(
+        m.seen
+            .iter()
+            .all(|l| !l.starts_with("from-the-command") && !l.starts_with("to-stderr"))
+    );
+}
+
+#[test]
+fn returned_output_is_bounded() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let c = contract_value(
+        &ws,
+        vec![ws.cmd("big", &["head", "-c", "200000", "/dev/zero"])],
+    );
+    let r = m.call("run_contract", json!({"contract": c}));
+    let cmd = &r["structuredContent"]["commands"][0];
+    assert_eq!(cmd["stdout_truncated"], true, "{cmd}");
+    assert_eq!(cmd["stdout"].as_str().unwrap().len(), 64 * 1024);
+}
+
+#[test]
+fn denied_run_executes_nothing_and_is_an_error() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let marker = ws.path("marker");
+    let c = contract_value(&ws, vec![ws.cmd("t", &["touch", marker.to_str().unwrap()])]);
+    let mut c = c;
+    c["risk_class"] = json!("critical");
+    let r = m.call("run_contract", json!({"contract": c}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(r["structuredContent"]["status"], "blocked", "{r}");
+    assert_eq!(r["structuredContent"]["receipt"]["status"], "blocked");
+    assert_eq!(r["structuredContent"]["commands"], json!([]));
+    assert!(!marker.exists(), "a denied contract ran");
+}
+
+#[test]
+fn needs_approval_names_the_contract_hash() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let marker = ws.path("marker");
+    let mut c = contract_value(&ws, vec![ws.cmd("t", &["touch", marker.to_str().unwrap()])]);
+    c["approval_mode"] = json!("human_required");
+    let check = m.call("check_contract", json!({"contract": c}));
+    assert_eq!(
+        check["structuredContent"]["decision"], "needs_approval",
+        "{check}"
+    );
+    let r = m.call("run_contract", json!({"contract": c}));
+    assert_eq!(r["isError"], true, "{r}");
+    let sha = check["structuredContent"]["contract_sha256"].clone();
+    assert_eq!(
+        r["structuredContent"]["needs_approval"]["contract_sha256"],
+        sha
+    );
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("NEEDS APPROVAL") && text.contains(sha.as_str().unwrap()),
+        "{text}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn malformed_input_is_refused_and_the_server_keeps_serving() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    // Not JSON at all.
+    m.send_raw("{this is not json");
+    // Unknown tool: a JSON-RPC error.
+    let r = m.request("tools/call", json!({"name": "sh", "arguments": {}}));
+    assert!(r.get("error").is_some(), "{r}");
+    // Missing contract, wrong type, unknown argument, invalid contract.
+    let cases = [
+        json!({}),
+        json!({"contract": "run ls"}),
+        json!({"contract": {}, "policy": "allow-all.yaml"}),
+        json!({"contract": {"version": "csc.v0.1"}}),
+        json!({"contract": contract_value(&ws, vec![ws.cmd("x", &["true"])]), "mode": "local"}),
+    ];
+    for args in cases {
+        for tool in ["check_contract", "run_contract"] {
+            let r = m.call(tool, args.clone());
+            assert_eq!(r["isError"], true, "{tool} {args}: {r}");
+            assert!(!r["content"][0]["text"].as_str().unwrap().is_empty(), "{r}");
+        }
+    }
+    let r = m.call(
+        "run_contract",
+        json!({"contract": contract_value(&ws, vec![ws.cmd("x", &["true"])]), "mode": "local"}),
+    );
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("unknown argument \"mode\""),
+        "{r}"
+    );
+    // Oversize contract.
+    let mut big = contract_value(&ws, vec![ws.cmd("x", &["true"])]);
+    big["intent"] = json!("x".repeat(2 * 1024 * 1024));
+    let r = m.call("check_contract", json!({"contract": big}));
+    assert_eq!(r["isError"], true, "{r}");
+    // Still serving.
+    let ok = contract_value(&ws, vec![ws.cmd("x", &["echo", "still-here"])]);
+    let r = m.call("run_contract", json!({"contract": ok}));
+    assert_eq!(r["structuredContent"]["status"], "success", "{r}");
+    assert_eq!(
+        r["structuredContent"]["commands"][0]["stdout"],
+        "still-here\n"
+    );
+    // Nothing ran for the refused calls: one receipt for the one run.
+    let receipts = std::fs::read_dir(ws.path("receipts"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(receipts, 1);
+}
