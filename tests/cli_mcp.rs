@@ -365,3 +365,37 @@ fn malformed_input_is_refused_and_the_server_keeps_serving() {
         .count();
     assert_eq!(receipts, 1);
 }
+
+/// Hardened `run_contract`: earlier runs' receipts and streams under
+/// `--receipt-dir` are csc's own evidence and stay hidden even when a read
+/// scope (here the cwd) covers them.
+#[test]
+fn hardened_runs_cannot_read_the_receipt_dir() {
+    let doctor = Command::new(CSC).args(["doctor"]).output().unwrap();
+    if !doctor.status.success() {
+        common::require::skip_or_fail("hardened mode unavailable for the csc mcp receipt-dir test");
+        return;
+    }
+    let ws = ws();
+    let sign = keygen(&ws);
+    let mut args: Vec<&str> = sign.iter().map(String::as_str).collect();
+    args.extend(["--mode", "hardened"]);
+    let mut m = Mcp::start(&ws, &args);
+    let c = contract_value(
+        &ws,
+        vec![ws.cmd(
+            "look",
+            &["sh", "-c", "echo ENTRIES:$(ls -A receipts | wc -l)"],
+        )],
+    );
+    let first = m.call("run_contract", json!({"contract": c}));
+    assert_eq!(first["structuredContent"]["status"], "success", "{first}");
+    assert!(
+        std::fs::read_dir(ws.path("receipts")).unwrap().count() > 0,
+        "the first run left a receipt"
+    );
+    let second = m.call("run_contract", json!({"contract": c}));
+    let s = &second["structuredContent"];
+    assert_eq!(s["status"], "success", "{second}");
+    assert_eq!(s["commands"][0]["stdout"], "ENTRIES:0\n", "{second}");
+}

@@ -374,6 +374,7 @@ impl Server {
             output_dir: Some(&streams),
             quiet: true,
             keep_outputs: Some(RETURNED_STREAM_BYTES),
+            private_dir: Some(&self.receipt_dir),
         };
         let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
             Ok(o) => o,

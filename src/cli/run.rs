@@ -377,6 +377,10 @@ pub(crate) struct Request<'a> {
     /// Keep at most this many bytes of each command's stdout and stderr
     /// in [`Outcome::commands`] (`None`: keep none).
     pub keep_outputs: Option<usize>,
+    /// A directory of csc's own evidence to hide from the command as a
+    /// whole in hardened mode (`csc mcp --receipt-dir`: earlier runs'
+    /// receipts and streams).
+    pub private_dir: Option<&'a Path>,
 }
 
 /// What one run produced: the receipt as written, its exit code, and the
@@ -416,6 +420,7 @@ pub fn run(args: Args) -> CliResult {
         output_dir: args.output_dir.as_deref(),
         quiet: args.quiet,
         keep_outputs: None,
+        private_dir: None,
     };
     execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
 }
@@ -911,7 +916,14 @@ fn private_paths(op: &OperatorArgs, req: &Request<'_>) -> Vec<PathBuf> {
     ]
     .into_iter()
     .flatten()
-    .chain(req.approvals.iter().filter_map(ApprovalInput::path))
+    .map(PathBuf::as_path)
+    .chain(req.private_dir)
+    .chain(
+        req.approvals
+            .iter()
+            .filter_map(ApprovalInput::path)
+            .map(PathBuf::as_path),
+    )
     .filter_map(|p| std::fs::canonicalize(p).ok())
     .collect()
 }
