@@ -447,7 +447,8 @@ impl Store {
         }
     }
 
-    /// Atomically consume `approval_id` for this run.
+    /// Atomically consume `approval_id` for this run ([`Store::consume_all`]
+    /// with one id).
     pub fn consume(
         &mut self,
         approval_id: &str,
@@ -455,43 +456,13 @@ impl Store {
         execution_id: &str,
         now: &str,
     ) -> Result<Consumed, StoreError> {
-        let path = self.path.display().to_string();
-        let db = |what: &'static str| {
-            let path = path.clone();
-            move |e: rusqlite::Error| StoreError::Db {
-                path: path.clone(),
-                what,
-                message: e.to_string(),
-            }
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("begin"))?;
-        let inserted = tx.execute(
-            "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![approval_id, contract_sha256, execution_id, now],
-        );
-        match inserted {
-            Ok(_) => {
-                tx.commit().map_err(db("commit"))?;
-                Ok(Consumed::Now)
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::ConstraintViolation =>
-            {
-                let at: String = tx
-                    .query_row(
-                        "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
-                        params![approval_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(db("query"))?;
-                Ok(Consumed::Already { at })
-            }
-            Err(e) => Err(db("insert")(e)),
-        }
+        let ids = [approval_id.to_owned()];
+        Ok(
+            match self.consume_all(&ids, contract_sha256, execution_id, now)? {
+                Ok(()) => Consumed::Now,
+                Err((_, at)) => Consumed::Already { at },
+            },
+        )
     }
 
     /// Atomically consume every id in `approval_ids` for this run, in one
