@@ -543,42 +543,15 @@ pub fn dup_cloexec_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
 /// Send one descriptor over a unix socket (`SCM_RIGHTS`) with a one-byte
 /// payload (egress bridge → proxy).
 pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
-    let byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: zeroed msghdr is a valid "empty" header; every pointer set
-    // below points into `iov`/`cbuf`, which outlive the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control holds CMSG_SPACE(sizeof(int)) bytes, so the
-    // first header and its data (one int) lie inside `cbuf`.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() {
-            return Err(io::Error::other("no room for SCM_RIGHTS"));
-        }
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
-    }
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [io::IoSlice::new(&[0u8])];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
     loop {
-        // SAFETY: `msg` is fully initialized and its buffers are live.
-        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -587,49 +560,31 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
 /// `Ok(None)` at end of stream; a message without a descriptor is an
 /// error, extra descriptors are closed.
 pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    // SAFETY: pure size computation.
-    let space = unsafe { libc::CMSG_SPACE((4 * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: as in `send_fd`: pointers refer to live local buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
-    let n = loop {
-        // SAFETY: `msg` describes writable buffers of the stated sizes.
-        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if r >= 0 {
-            break r;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    // SAFETY: the kernel filled msg_control with msg_controllen bytes of
-    // well-formed control messages; CMSG_* walk only inside them, and each
-    // SCM_RIGHTS descriptor is a new descriptor now owned by this process.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c) as *const RawFd;
-                let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / std::mem::size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let (n, raw) = loop {
+        let mut iov = [io::IoSliceMut::new(&mut byte)];
+        match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let mut raw: Vec<RawFd> = Vec::new();
+                for c in msg.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        raw.extend(fds);
+                    }
                 }
+                break (msg.bytes, raw);
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
-    }
+    };
+    let fds: Vec<OwnedFd> = raw
+        .into_iter()
+        // SAFETY: each SCM_RIGHTS descriptor is a new descriptor the kernel
+        // just installed in this process; nothing else owns it.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
     if n == 0 && fds.is_empty() {
         return Ok(None);
     }
