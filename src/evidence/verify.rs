@@ -559,8 +559,8 @@ mod tests {
         r
     }
 
-    fn problems(v: &Verifier, r: &Value) -> Vec<&'static str> {
-        let mut report = ReceiptReport {
+    fn empty_report() -> ReceiptReport {
+        ReceiptReport {
             receipt: "t".into(),
             valid: false,
             contract_id: None,
@@ -568,7 +568,11 @@ mod tests {
             key_id: None,
             checked: vec![],
             problems: vec![],
-        };
+        }
+    }
+
+    fn problems(v: &Verifier, r: &Value) -> Vec<&'static str> {
+        let mut report = empty_report();
         v.verify_value(r, &mut report);
         report.problems.iter().map(|p| p.code).collect()
     }
@@ -609,15 +613,7 @@ mod tests {
             Keyring::single("ci-2027", key.verifying_key()),
             Bindings::default(),
         );
-        let mut report = ReceiptReport {
-            receipt: "t".into(),
-            valid: false,
-            contract_id: None,
-            status: None,
-            key_id: None,
-            checked: vec![],
-            problems: vec![],
-        };
+        let mut report = empty_report();
         v.verify_value(&signed(&key, "ci-2026"), &mut report);
         let p = report
             .problems
