@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod require;
+pub mod shipped_hashes;
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

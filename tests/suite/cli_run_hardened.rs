@@ -1,9 +1,8 @@
 //! `csc run --mode hardened`: the executor drives the native sandbox; the
 //! receipt is signed and names the enforced sandbox profile.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::{Value, json};

@@ -3,8 +3,7 @@
 //! here on the host, names mapped to them through the proxy's test-only
 //! resolver override. Nothing leaves the machine.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};

@@ -1,12 +1,11 @@
 //! CLI integration tests: drive the real `csc` binary.
 
+use crate::common::shipped_hashes as shipped;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-#[path = "common/shipped_hashes.rs"]
-mod shipped;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,8 @@
 //! edit, reorder and insertion are detected and named. Every accepted
 //! proof or checkpoint is paired with a tampered twin.
 
-mod common;
+use crate::common;
+
 use base64::Engine as _;
 use common::*;
 use ed25519_dalek::SigningKey;

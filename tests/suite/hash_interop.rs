@@ -3,12 +3,12 @@
 //! computes for the same files. Inputs live in `tests/data/hash/` and the
 //! shipped examples; each targets one canonicalization hazard.
 
+use crate::common::shipped_hashes as shipped;
+
 use std::path::{Path, PathBuf};
 
 use csc::protocol::load;
 
-#[path = "common/shipped_hashes.rs"]
-mod shipped;
 use shipped::SHIPPED;
 
 #[derive(Clone, Copy, Debug)]

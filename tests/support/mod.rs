@@ -3,10 +3,7 @@
 //! hostile programs written in python3 / sh.
 #![allow(dead_code)]
 
-// Also loaded by `common` in binaries that use both helpers.
-#[allow(clippy::duplicate_mod)]
-#[path = "../common/require.rs"]
-pub mod require;
+pub use crate::common::require;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -4,8 +4,7 @@
 //! csc's own files (keys, state) sit where the docs recommend or inside a
 //! read scope, and the command tries to read them.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;

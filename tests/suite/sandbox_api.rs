@@ -1,8 +1,7 @@
 //! The library API as the executor uses it: `spawn` from a multi-threaded
 //! process, capture through pipes, `wait_timeout`, `kill`, `Drop`.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

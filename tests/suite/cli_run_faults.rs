@@ -2,7 +2,8 @@
 //! hardened mode. Each gets a clear error, a receipt where a runtime
 //! outcome exists, and never an unsigned or silent success.
 
-mod common;
+use crate::common;
+
 use common::*;
 use serde_json::json;
 use std::process::Command;
@@ -325,8 +326,13 @@ fn always_skips() {
 fn require_sandbox_turns_skips_into_failures() {
     let run = |require: Option<&str>| {
         let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args(["--exact", "always_skips", "--ignored", "--nocapture"])
-            .env_remove("CSC_REQUIRE_SANDBOX");
+        c.args([
+            "--exact",
+            "suite::cli_run_faults::always_skips",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env_remove("CSC_REQUIRE_SANDBOX");
         if let Some(v) = require {
             c.env("CSC_REQUIRE_SANDBOX", v);
         }

@@ -1,9 +1,8 @@
 //! `effect_summary.files_written` under hostile trees (issue 16 item 3) and
 //! escaping of command-derived text in what csc prints (issue 16 item 4).
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::{Value, json};

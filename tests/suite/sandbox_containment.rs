@@ -2,8 +2,7 @@
 //! namespaces, /proc, devices, privileges, limits, leaks. Each test runs
 //! as root and as uid 65534.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{BOTH, Fixture, py, run, sh, skip};

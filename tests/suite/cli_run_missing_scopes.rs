@@ -4,9 +4,8 @@
 //! the path and what to do, the same one `csc explain` prints. Never a
 //! silently missing (read-only) view.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

@@ -4,9 +4,8 @@
 //! refusals are summarized on stderr; the allowlist is part of the
 //! sandbox profile id.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::{Value, json};

@@ -2,8 +2,7 @@
 //! symlink swapped in after the check fails the setup), `/etc` is an
 //! allowlist, and operator binds and masks work. Root and uid 65534.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::process::Stdio;

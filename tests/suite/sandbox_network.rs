@@ -1,10 +1,9 @@
 //! Network containment: host loopback TCP/UDP and host abstract Unix
 //! sockets are unreachable with `network: deny`; `full` shares the host
 //! network but still scopes abstract sockets; `allowlisted` without an
-//! egress allowlist is refused (with one: tests/egress_sandbox.rs).
+//! egress allowlist is refused (with one: tests/suite/egress_sandbox.rs).
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::net::{TcpListener, UdpSocket};
 use std::os::linux::net::SocketAddrExt;

@@ -4,8 +4,7 @@
 //! out of reach; loopback inside the private network namespace,
 //! `socketpair`, and name resolution keep working.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};

@@ -5,8 +5,7 @@
 //! checkout at `/workspace`; the contract and policy are the shipped ones
 //! with `/workspace` replaced by that directory.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! `csc mcp`: driven over stdio with raw JSON-RPC 2.0, as an MCP client
 //! would (initialize, tools/list, tools/call).
 
-mod common;
+use crate::common;
+
 use common::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};

@@ -1,8 +1,8 @@
 //! `csc run` with approval artifacts: binding, expiry, durable single use.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
+
 use common::*;
 use serde_json::json;
 use std::path::PathBuf;

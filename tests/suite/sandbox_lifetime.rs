@@ -2,8 +2,7 @@
 //! killed csc, `kill(-1)` stays inside, fork and memory bombs hit their
 //! caps, and 1 GiB of output streams through.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! `csc run` in local mode: execution semantics, capture, environment,
 //! receipts.
 
-mod common;
+use crate::common;
+
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -4,9 +4,8 @@
 //! before the run and never follow the command's symlinks, and artifacts
 //! are bounded and never follow links.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

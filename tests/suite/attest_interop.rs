@@ -5,7 +5,8 @@
 //! `.ci/run`. Skips loudly without the venv; FAILS without it when
 //! CSC_REQUIRE_SANDBOX=1 (CI).
 
-mod common;
+use crate::common;
+
 use base64::Engine as _;
 use common::*;
 use ed25519_dalek::SigningKey;

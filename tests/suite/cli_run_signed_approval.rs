@@ -2,7 +2,8 @@
 //! (RFC 0010): signed approvals, quorum, the approval record bound in the
 //! receipt. Every accepted signature is paired with a tampered twin.
 
-mod common;
+use crate::common;
+
 use base64::Engine as _;
 use common::*;
 use ed25519_dalek::SigningKey;

@@ -1,9 +1,8 @@
 //! Errors that teach: where a user gets stuck, `csc run` names the flag
 //! or the cause.
 
-mod common;
-#[path = "sandbox_support/mod.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use serde_json::json;

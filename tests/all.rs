@@ -1,0 +1,8 @@
+//! The integration suite: one test binary (the crate is linked once), with
+//! shared harnesses in `common` (CLI workspaces) and `support` (the sandbox
+//! harness: root / uid 65534, skips) and one topic module per file in
+//! `suite/`. Run one topic with `cargo test --test all suite::cli_mcp`.
+
+mod common;
+mod suite;
+mod support;

@@ -1,0 +1,34 @@
+//! Topic modules of the integration suite, one per file.
+
+mod attest_interop;
+mod cli_check;
+mod cli_explain;
+mod cli_keygen;
+mod cli_ledger;
+mod cli_mcp;
+mod cli_run;
+mod cli_run_approval;
+mod cli_run_effects;
+mod cli_run_egress;
+mod cli_run_evidence_paths;
+mod cli_run_faults;
+mod cli_run_hardened;
+mod cli_run_hints;
+mod cli_run_missing_scopes;
+mod cli_run_paths;
+mod cli_run_signed_approval;
+mod cli_verify_receipt;
+mod egress_proxy;
+mod egress_sandbox;
+mod evidence_interop;
+mod example_projects;
+mod hash_interop;
+mod packs_examples;
+mod proptest_loaders;
+mod sandbox_api;
+mod sandbox_containment;
+mod sandbox_lifetime;
+mod sandbox_network;
+mod sandbox_paths;
+mod sandbox_sockets;
+mod yaml_ambiguity;
