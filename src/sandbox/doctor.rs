@@ -4,7 +4,6 @@
 //! sysctls for the explanation.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde::Serialize;
 
@@ -295,7 +294,17 @@ fn run_probe(cfg: &SandboxConfig) -> ProbeResult {
         Err(e) => return fail("plan", e.to_string()),
     };
     plan.probe = true;
-    let mut child = match spawn_plan(cfg, &plan, Stdio::null(), Stdio::null()) {
+    let devnull = |_| -> std::io::Result<std::os::fd::OwnedFd> {
+        Ok(std::fs::File::options()
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    };
+    let (stdout, stderr) = match (devnull(()), devnull(())) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => return fail("spawn", format!("open /dev/null: {e}")),
+    };
+    let mut child = match spawn_plan(cfg, &plan, stdout, stderr) {
         Ok(c) => c,
         Err(e) => return fail("spawn", e.to_string()),
     };

@@ -24,7 +24,7 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -94,6 +94,68 @@ pub fn helper_main(plan_fd: RawFd, status_fd: RawFd) -> i32 {
     }
 }
 
+/// Entry point of the forked helper (csc was single-threaded when it
+/// forked, see `spawn::launch_mode`): the same work as
+/// [`helper_main`] on the plan already in memory, after what the re-exec
+/// path gets from `execve` and its `pre_exec` hook — parent-death signal,
+/// default signal dispositions (`SIGPIPE` ignored, as Rust's runtime does
+/// at start), the caller's signal mask, `/` as cwd, the given stdio. Never
+/// returns, never unwinds into csc's code: a panic ends the helper with
+/// [`SETUP_FAILED_EXIT`].
+pub(crate) fn forked_helper_main(
+    plan: &SandboxPlan,
+    stdio: [OwnedFd; 3],
+    status: OwnedFd,
+    parent: libc::pid_t,
+    mask: &SigSet,
+) -> ! {
+    let status = Status(Some(std::fs::File::from(status)));
+    let run = std::panic::AssertUnwindSafe(|| match forked_helper(stdio, parent, mask) {
+        Ok(()) => run_helper(plan, &status),
+        Err(m) => Err(("helper", m)),
+    });
+    let code = match std::panic::catch_unwind(run) {
+        Ok(Ok(code)) => code,
+        Ok(Err((stage, m))) => {
+            status.error(stage, m);
+            SETUP_FAILED_EXIT
+        }
+        Err(_) => SETUP_FAILED_EXIT,
+    };
+    sys::exit_now(code)
+}
+
+fn forked_helper(stdio: [OwnedFd; 3], parent: libc::pid_t, mask: &SigSet) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+    // csc may have died before PDEATHSIG was armed.
+    if nix::unistd::getppid().as_raw() != parent {
+        return Err("csc exited during sandbox start".into());
+    }
+    sys::reset_signal_dispositions().map_err(|e| format!("reset signals: {e}"))?;
+    sys::ignore_sigpipe().map_err(|e| format!("ignore SIGPIPE: {e}"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // Move the sources out of the way first: one of them may already sit
+    // on a stdio number another one is about to be placed on.
+    let high = stdio
+        .iter()
+        .map(|fd| sys::dup_cloexec_above(fd, 10))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("dup stdio: {e}"))?;
+    for (fd, target) in stdio.into_iter().zip(0..) {
+        if fd.as_raw_fd() == target {
+            // Already in place: closing it would close the stdio slot.
+            let _ = fd.into_raw_fd();
+        }
+    }
+    for (fd, target) in high.iter().zip(0..) {
+        sys::dup2(fd.as_raw_fd(), target).map_err(|e| format!("dup2 stdio: {e}"))?;
+    }
+    Ok(())
+}
+
 fn read_plan(fd: RawFd) -> Result<SandboxPlan, String> {
     let f = std::fs::File::from(sys::take_inherited_fd(fd).map_err(|e| format!("plan fd: {e}"))?);
     let mut buf = Vec::new();
@@ -113,9 +175,7 @@ fn stage<T>(name: &'static str, r: Result<T, String>) -> StageResult<T> {
 }
 
 fn ensure_single_threaded() -> Result<(), String> {
-    let n = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| format!("read /proc/self/task: {e}"))?
-        .count();
+    let n = super::spawn::thread_count().map_err(|e| format!("read /proc/self/task: {e}"))?;
     if n != 1 {
         return Err(format!("helper has {n} threads; refusing to fork"));
     }

@@ -9,6 +9,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use super::plan::{self, RealFs, SandboxPlan};
 use super::sys;
@@ -17,7 +20,7 @@ use super::{SETUP_FAILED_EXIT, SandboxConfig, SandboxError, SandboxExit, Sandbox
 /// A running sandbox (the helper process and everything below it).
 #[derive(Debug)]
 pub struct SandboxChild {
-    child: Child,
+    helper: Helper,
     status_rx: Option<std::fs::File>,
     exit: Option<SandboxExit>,
     /// The egress proxy serving this sandbox (`network: allowlisted`).
@@ -49,15 +52,109 @@ pub fn spawn_with(
     stderr: OwnedFd,
 ) -> Result<SandboxChild, SandboxError> {
     let plan = plan::build(cfg, spec, fs)?;
-    spawn_plan(cfg, &plan, Stdio::from(stdout), Stdio::from(stderr))
+    spawn_plan(cfg, &plan, stdout, stderr)
+}
+
+/// How the setup helper is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// `fork(2)` of the calling process: csc is single-threaded here, so
+    /// the child may run ordinary code (allocate, take locks) and goes
+    /// straight to the helper's work, without a second exec of csc.
+    Fork,
+    /// Re-execute this binary as `__sandbox-init` (the caller has other
+    /// threads, or the configuration names a helper binary); the child
+    /// runs only async-signal-safe code until `execve`.
+    Exec(PathBuf),
+}
+
+/// Number of threads of this process (`/proc/self/task` entries).
+pub(crate) fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Fork when (and only when) this process is single-threaded right now.
+/// Invariant: the check and the `fork` run on the only thread, so no
+/// other thread can appear in between; a multi-threaded caller (`csc mcp`
+/// under tokio, a run whose egress proxy threads still exist, the test
+/// harness) always takes the re-exec path.
+pub(crate) fn launch_mode(cfg: &SandboxConfig) -> Launch {
+    match &cfg.helper_exe {
+        Some(exe) => Launch::Exec(exe.clone()),
+        None if matches!(thread_count(), Ok(1)) => Launch::Fork,
+        None => Launch::Exec(PathBuf::from("/proc/self/exe")),
+    }
+}
+
+/// The helper process as the parent sees it.
+#[derive(Debug)]
+enum Helper {
+    /// Re-executed `csc __sandbox-init`.
+    Exec(Child),
+    /// Forked helper: our unreaped child, and its status once reaped.
+    Forked {
+        pid: libc::pid_t,
+        status: Option<ExitStatus>,
+    },
+}
+
+impl Helper {
+    fn id(&self) -> u32 {
+        match self {
+            Helper::Exec(c) => c.id(),
+            Helper::Forked { pid, .. } => *pid as u32,
+        }
+    }
+
+    fn reap(&mut self, block: bool) -> std::io::Result<Option<ExitStatus>> {
+        let (pid, status) = match self {
+            Helper::Exec(c) => {
+                return if block {
+                    c.wait().map(Some)
+                } else {
+                    c.try_wait()
+                };
+            }
+            Helper::Forked { pid, status } => (*pid, status),
+        };
+        if let Some(st) = status {
+            return Ok(Some(*st));
+        }
+        let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+        loop {
+            let raw = match waitpid(Pid::from_raw(pid), flags) {
+                Ok(WaitStatus::Exited(_, code)) => (code & 0xff) << 8,
+                Ok(WaitStatus::Signaled(_, sig, _)) => sig as i32,
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let st = ExitStatus::from_raw(raw);
+            *status = Some(st);
+            return Ok(Some(st));
+        }
+    }
+
+    fn sigkill(&mut self) {
+        match self {
+            Helper::Exec(c) => {
+                let _ = c.kill();
+            }
+            Helper::Forked { pid, status: None } => {
+                // Our unreaped child: the pid cannot have been recycled.
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            Helper::Forked { .. } => {}
+        }
+    }
 }
 
 /// Start the helper for an already built plan.
 pub(crate) fn spawn_plan(
     cfg: &SandboxConfig,
     plan: &SandboxPlan,
-    stdout: Stdio,
-    stderr: Stdio,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
 ) -> Result<SandboxChild, SandboxError> {
     // network: allowlisted — the helper gets one end of the bridge
     // socketpair, csc's proxy serves the other.
@@ -74,39 +171,17 @@ pub(crate) fn spawn_plan(
         }
         bridge_fds = Some((policy, ours, theirs));
     }
-    let json = serde_json::to_vec(&*plan)
-        .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
-    let (plan_r, plan_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
-    let exe = cfg
-        .helper_exe
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-    let mut cmd = Command::new(&exe);
-    cmd.arg("__sandbox-init")
-        .arg("--plan-fd")
-        .arg(plan_r.as_raw_fd().to_string())
-        .arg("--status-fd")
-        .arg(status_w.as_raw_fd().to_string())
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
-    let channel_fd = bridge_fds
-        .as_ref()
-        .map(|(_, _, t)| t.as_raw_fd())
-        .unwrap_or(status_w.as_raw_fd());
-    sys::configure_helper_command(
-        &mut cmd,
-        std::process::id() as libc::pid_t,
-        [plan_r.as_raw_fd(), status_w.as_raw_fd(), channel_fd],
-    );
-    let child = cmd
-        .spawn()
-        .map_err(|e| SandboxError::io(format!("spawn sandbox helper {}", exe.display()), e))?;
-    drop(plan_r);
-    drop(status_w);
+    let (helper, plan_out) = match launch_mode(cfg) {
+        Launch::Fork => (fork_helper(&plan, stdout, stderr, status_w)?, None),
+        Launch::Exec(exe) => {
+            let channel_fd = bridge_fds
+                .as_ref()
+                .map(|(_, _, t)| t.as_raw_fd())
+                .unwrap_or(status_w.as_raw_fd());
+            exec_helper(&exe, &plan, stdout, stderr, status_w, channel_fd)?
+        }
+    };
     let egress = match bridge_fds {
         Some((policy, ours, theirs)) => {
             drop(theirs);
@@ -118,21 +193,96 @@ pub(crate) fn spawn_plan(
         None => None,
     };
     let mut sc = SandboxChild {
-        child,
+        helper,
         status_rx: Some(std::fs::File::from(status_r)),
         exit: None,
         egress,
     };
-    let mut w = std::fs::File::from(plan_w);
-    if let Err(e) = w.write_all(&json) {
-        // The helper died before reading the plan; its status says why.
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            sc.kill();
-            return Err(SandboxError::io("send plan to helper", e));
+    if let Some((plan_w, json)) = plan_out {
+        let mut w = std::fs::File::from(plan_w);
+        if let Err(e) = w.write_all(&json) {
+            // The helper died before reading the plan; its status says why.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                sc.kill();
+                return Err(SandboxError::io("send plan to helper", e));
+            }
         }
     }
-    drop(w);
     Ok(sc)
+}
+
+/// Fork the helper (see [`Launch::Fork`]). Every signal is blocked across
+/// the fork, as `posix_spawn` does, so none of csc's handlers can run in
+/// the child; the child resets the dispositions and restores the mask.
+fn fork_helper(
+    plan: &SandboxPlan,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    status_w: OwnedFd,
+) -> Result<Helper, SandboxError> {
+    let stdin: OwnedFd = std::fs::File::open("/dev/null")
+        .map_err(|e| SandboxError::io("open /dev/null", e))?
+        .into();
+    let parent = nix::unistd::getpid().as_raw();
+    let mut mask = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut mask),
+    )
+    .map_err(|e| SandboxError::io("sigprocmask", e.into()))?;
+    let forked = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            let stdio = [stdin, stdout, stderr];
+            super::init::forked_helper_main(plan, stdio, status_w, parent, &mask)
+        }
+        Ok(sys::Forked::Parent(pid)) => Ok(pid),
+        Err(e) => Err(e),
+    };
+    let restored = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+    let pid = forked.map_err(|e| SandboxError::io("fork sandbox helper", e))?;
+    let mut helper = Helper::Forked { pid, status: None };
+    if let Err(e) = restored {
+        helper.sigkill();
+        let _ = helper.reap(true);
+        return Err(SandboxError::io("sigprocmask", e.into()));
+    }
+    Ok(helper)
+}
+
+/// Re-execute csc as the helper (see [`Launch::Exec`]); returns the child
+/// and the plan (JSON) still to be written to its plan pipe.
+fn exec_helper(
+    exe: &std::path::Path,
+    plan: &SandboxPlan,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    status_w: OwnedFd,
+    channel_fd: libc::c_int,
+) -> Result<(Helper, Option<(OwnedFd, Vec<u8>)>), SandboxError> {
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
+    let (plan_r, plan_w) = pipe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__sandbox-init")
+        .arg("--plan-fd")
+        .arg(plan_r.as_raw_fd().to_string())
+        .arg("--status-fd")
+        .arg(status_w.as_raw_fd().to_string())
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    sys::configure_helper_command(
+        &mut cmd,
+        std::process::id() as libc::pid_t,
+        [plan_r.as_raw_fd(), status_w.as_raw_fd(), channel_fd],
+    );
+    let child = cmd
+        .spawn()
+        .map_err(|e| SandboxError::io(format!("spawn sandbox helper {}", exe.display()), e))?;
+    Ok((Helper::Exec(child), Some((plan_w, json))))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
@@ -155,7 +305,7 @@ fn code_of(st: ExitStatus) -> i32 {
 impl SandboxChild {
     /// Host pid of the helper process.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.helper.id()
     }
 
     /// Non-blocking: `Some` once the sandbox has exited.
@@ -163,7 +313,7 @@ impl SandboxChild {
         if let Some(e) = &self.exit {
             return Ok(Some(e.clone()));
         }
-        match self.child.try_wait() {
+        match self.helper.reap(false) {
             Ok(Some(st)) => Ok(Some(self.finish(st))),
             Ok(None) => Ok(None),
             Err(e) => Err(SandboxError::io("wait for sandbox", e)),
@@ -176,9 +326,10 @@ impl SandboxChild {
             return Ok(e.clone());
         }
         let st = self
-            .child
-            .wait()
-            .map_err(|e| SandboxError::io("wait for sandbox", e))?;
+            .helper
+            .reap(true)
+            .map_err(|e| SandboxError::io("wait for sandbox", e))?
+            .unwrap_or_else(|| ExitStatus::from_raw(SETUP_FAILED_EXIT << 8));
         Ok(self.finish(st))
     }
 
@@ -188,7 +339,7 @@ impl SandboxChild {
             return Ok(Some(e));
         }
         // The helper is our unreaped child, so its pid is stable.
-        let pidfd = sys::pidfd_open(self.child.id() as libc::pid_t)
+        let pidfd = sys::pidfd_open(self.helper.id() as libc::pid_t)
             .map_err(|e| SandboxError::io("pidfd_open", e))?;
         let deadline = Instant::now() + timeout;
         loop {
@@ -216,7 +367,7 @@ impl SandboxChild {
 
     /// Wait and return the raw exit code without consuming status lines.
     pub(crate) fn wait_raw(&mut self) -> Option<i32> {
-        self.child.wait().ok().map(code_of)
+        self.helper.reap(true).ok().flatten().map(code_of)
     }
 
     /// Ask every process in the sandbox to stop (SIGTERM, passed on by the
@@ -229,9 +380,9 @@ impl SandboxChild {
         if let Ok(Some(_)) = self.try_wait() {
             return;
         }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
+        let pid = Pid::from_raw(self.helper.id() as libc::pid_t);
         // The helper is our unreaped child: its pid cannot be recycled.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
     }
 
     /// Kill the sandbox and everything in it; idempotent. Asks the helper
@@ -244,7 +395,7 @@ impl SandboxChild {
         if let Ok(Some(_)) = self.try_wait() {
             return;
         }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
+        let pid = Pid::from_raw(self.helper.id() as libc::pid_t);
         // The helper is our unreaped child: its pid cannot be recycled.
         let _ = nix::sys::signal::kill(pid, super::init::KILL_NOW);
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -254,7 +405,7 @@ impl SandboxChild {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let _ = self.child.kill();
+        self.helper.sigkill();
         let _ = self.wait();
     }
 
@@ -345,5 +496,37 @@ impl Drop for SandboxChild {
     fn drop(&mut self) {
         // Nothing may survive a run, even if the caller forgets to wait.
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Never fork a multi-threaded process: with a second thread alive the
+    /// default configuration takes the re-exec path.
+    #[test]
+    fn multi_threaded_caller_reexecs_instead_of_forking() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(thread_count().unwrap() >= 2);
+        assert_eq!(
+            launch_mode(&SandboxConfig::default()),
+            Launch::Exec(PathBuf::from("/proc/self/exe"))
+        );
+        drop(tx);
+        let _ = t.join();
+    }
+
+    #[test]
+    fn a_configured_helper_binary_is_always_reexecuted() {
+        let cfg = SandboxConfig {
+            helper_exe: Some(PathBuf::from("/usr/bin/csc")),
+            ..SandboxConfig::default()
+        };
+        assert_eq!(
+            launch_mode(&cfg),
+            Launch::Exec(PathBuf::from("/usr/bin/csc"))
+        );
     }
 }

@@ -281,12 +281,14 @@ pub enum Forked {
     Parent(libc::pid_t),
 }
 
-/// `fork(2)`. Only called by the sandbox helper, which checks that it is
-/// single-threaded first, so the child may run ordinary (allocating) code.
+/// `fork(2)`. Only called by a single-threaded process (the helper and
+/// init, checked by `ensure_single_threaded`; csc itself when
+/// `spawn::launch_mode` found it single-threaded), so the child may run
+/// ordinary (allocating) code.
 pub fn fork() -> io::Result<Forked> {
-    // SAFETY: the helper process is single-threaded (checked by
-    // `ensure_single_threaded` before any fork), so no lock can be held by
-    // another thread at the time of the fork.
+    // SAFETY: every caller is single-threaded (checked before the fork by
+    // `ensure_single_threaded` or `launch_mode`, on the only thread), so
+    // no lock can be held by another thread at the time of the fork.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
@@ -482,6 +484,19 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ignore `SIGPIPE` (what Rust's runtime does at process start): writes
+/// to a closed pipe fail with `EPIPE` instead of killing the process.
+pub fn ignore_sigpipe() -> io::Result<()> {
+    // SAFETY: installs SIG_IGN (no handler code, no pointers kept); a
+    // zeroed sigaction with sa_sigaction = SIG_IGN is valid.
+    let ret = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    cvt(ret as libc::c_long).map(drop)
 }
 
 /// Terminate immediately without running atexit handlers.
