@@ -9,6 +9,8 @@
 #      workspace, of `true` (no Landlock, seccomp, policy, signature, receipt)
 #   C  csc run --mode local, signed receipt, of `true`
 #   D  csc check of the same contract and policy
+# CPU ms is user+system time of the whole process tree (wait4 rusage),
+# which a loaded machine distorts far less than wall time.
 # Prints medians, p10/p90, the hardened csc/bwrap ratio, and peak RSS (GNU
 # time's %M: the largest process of the tree, max over 10 runs; not from
 # the timing harness, whose posix_spawn would report its own RSS).
@@ -85,11 +87,11 @@ if extra:
 def run(argv):
     t = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=fa)
-    _, status, _ = os.wait4(pid, 0)
+    _, status, ru = os.wait4(pid, 0)
     dt = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed ({os.waitstatus_to_exitcode(status)}): {shlex.join(argv)}")
-    return dt
+    return dt, ru.ru_utime + ru.ru_stime
 
 def peak_rss_mib(argv):
     best = 0
@@ -109,18 +111,26 @@ for _ in range(10):
     for _, argv in cmds:
         run(argv)
 times = [[] for _ in cmds]
+cpu = [[] for _ in cmds]
 for _ in range(n):
     for i, (_, argv) in enumerate(cmds):
-        times[i].append(run(argv) * 1e3)
+        dt, c = run(argv)
+        times[i].append(dt * 1e3)
+        cpu[i].append(c * 1e3)
 rss = [peak_rss_mib(argv) for _, argv in cmds]
 print(f"load average after: {open('/proc/loadavg').read().split()[:3]}; rounds: {n}")
-print(f"| command | median ms | p10 ms | p90 ms | peak RSS MiB (max) |")
-print(f"|---|---|---|---|---|")
+print(f"| command | median ms | p10 ms | p90 ms | CPU ms (median) | peak RSS MiB (max) |")
+print(f"|---|---|---|---|---|---|")
 med = []
+cmed = []
 for i, (name, _) in enumerate(cmds):
     t = sorted(times[i])
     p = lambda q: t[min(len(t) - 1, int(q * len(t)))]
     med.append(statistics.median(t))
-    print(f"| {name} | {med[-1]:.2f} | {p(0.1):.2f} | {p(0.9):.2f} | {rss[i]:.1f} |")
-print(f"hardened csc / bwrap = {med[0] / med[1]:.2f}")
+    cmed.append(statistics.median(cpu[i]))
+    print(f"| {name} | {med[-1]:.2f} | {p(0.1):.2f} | {p(0.9):.2f} | {cmed[-1]:.2f} | {rss[i]:.1f} |")
+print(f"hardened csc / bwrap: wall {med[0] / med[1]:.2f}, CPU {cmed[0] / cmed[1]:.2f}")
+for i in range(4, len(cmds)):
+    print(f"extra / bwrap: wall {med[i] / med[1]:.2f}, CPU {cmed[i] / cmed[1]:.2f}; "
+          f"extra / hardened csc: wall {med[i] / med[0]:.2f}, CPU {cmed[i] / cmed[0]:.2f}")
 PY

@@ -27,8 +27,8 @@ pub(crate) const SECUREBITS: libc::c_ulong = SECBIT_NOROOT
 /// Empty every capability set of the calling process and verify the result.
 pub(crate) fn drop_all() -> Result<(), String> {
     // Bounding set first: needs CAP_SETPCAP, which we still hold. Drop every
-    // capability the kernel knows, including ones newer than the caps crate.
-    ::caps::clear(None, CapSet::Bounding).map_err(|e| format!("clear bounding set: {e}"))?;
+    // capability the kernel knows (until EINVAL), including ones newer than
+    // the caps crate. One prctl per capability; the sets are read back below.
     for cap in 0..64u32 {
         if !sys::capbset_drop(cap).map_err(|e| format!("PR_CAPBSET_DROP {cap}: {e}"))? {
             break;
@@ -36,7 +36,7 @@ pub(crate) fn drop_all() -> Result<(), String> {
     }
     sys::set_securebits(SECUREBITS).map_err(|e| format!("PR_SET_SECUREBITS: {e}"))?;
     sys::ambient_clear_all().map_err(|e| format!("clear ambient set: {e}"))?;
-    ::caps::clear(None, CapSet::Inheritable).map_err(|e| format!("clear inheritable set: {e}"))?;
+    // Effective, permitted and inheritable in one capset(2).
     sys::capset_empty().map_err(|e| format!("capset: {e}"))?;
     for set in [
         CapSet::Effective,

@@ -247,7 +247,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     }
     let seccomp_prog = stage(
         "seccomp",
-        seccomp::compile(seccomp::SocketPolicy {
+        seccomp::program(seccomp::SocketPolicy {
             allow_unix_sockets: plan.allow_unix_sockets,
         }),
     )?;
@@ -267,7 +267,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     match stage("helper", sys::fork().map_err(|e| format!("fork init: {e}")))? {
         Forked::Child => {
             drop(life_w);
-            let code = match init_main(plan, status, life_r, &seccomp_prog, channel.take()) {
+            let code = match init_main(plan, status, life_r, seccomp_prog, channel.take()) {
                 Ok(code) => code,
                 Err((st, m)) => {
                     status.error(st, m);

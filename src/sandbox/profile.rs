@@ -40,8 +40,8 @@ pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
         allow_unix_sockets: cfg.allow_unix_sockets,
     };
     let unix = cfg.allow_unix_sockets;
-    let (digest, instructions) = match seccomp::compile(sockets) {
-        Ok(p) => (Value::String(seccomp::digest(&p)), json!(p.len())),
+    let (digest, instructions) = match seccomp::program(sockets) {
+        Ok(p) => (Value::String(seccomp::digest(p)), json!(p.len())),
         Err(e) => (Value::String(format!("unavailable: {e}")), Value::Null),
     };
     let denied: Vec<Value> = seccomp::denied_list()

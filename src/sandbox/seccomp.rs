@@ -392,6 +392,18 @@ pub fn compile(sockets: SocketPolicy) -> Result<BpfProgram, String> {
     Ok(prog)
 }
 
+/// The program for `sockets`, compiled once per process and then shared:
+/// the profile computed before a run and the (forked) helper use the same
+/// copy, so a run compiles it at most once.
+pub fn program(sockets: SocketPolicy) -> Result<&'static [sock_filter], String> {
+    static PROGRAMS: [std::sync::OnceLock<Result<BpfProgram, String>>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    PROGRAMS[usize::from(sockets.allow_unix_sockets)]
+        .get_or_init(|| compile(sockets))
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
 /// Bytes of the program as the kernel sees them (`struct sock_filter`
 /// array, native endianness).
 pub fn program_bytes(prog: &[sock_filter]) -> Vec<u8> {
