@@ -272,9 +272,10 @@ impl DirFd {
     }
 
     /// Write `bytes` to `name` atomically inside this directory: stale
-    /// temps removed, temp created `O_EXCL|O_NOFOLLOW`, written, fsynced,
-    /// `renameat` over `name` (refused when a non-regular file is there),
-    /// directory fsynced.
+    /// temps removed, temp created `O_EXCL|O_NOFOLLOW`, written,
+    /// `fdatasync`ed, `renameat` over `name` (refused when a non-regular
+    /// file is there), directory fsynced. Once this returns `Ok`, the new
+    /// content survives a crash under `name`.
     pub fn write_atomic(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
         if !is_plain_name(name) {
             return Err(io::Error::other("not a plain file name"));
@@ -285,7 +286,10 @@ impl DirFd {
         let result = (|| -> io::Result<()> {
             let mut file = self.create_new(&tmp, 0o644)?;
             file.write_all(bytes)?;
-            file.sync_all()?;
+            // fdatasync: the data and the metadata needed to read it back
+            // (size, blocks) are durable; the name is made durable by the
+            // directory fsync after the rename. Only timestamps may be lost.
+            file.sync_data()?;
             drop(file);
             self.check_replaceable(name)?;
             renameat(&self.fd, tmp.as_os_str(), &self.fd, name).map_err(errno)?;

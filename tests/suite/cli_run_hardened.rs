@@ -371,3 +371,82 @@ fn csc_own_environment_is_not_the_agents() {
         );
     }
 }
+
+/// The forked helper and init start as copies of csc, whose memory holds
+/// the signing key. A hostile command scans the memory of every process
+/// it can see (`/proc/PID/maps` + `/proc/PID/mem`, `process_vm_readv` on
+/// init) for the key: init is non-dumpable and the command has no
+/// capabilities, and `process_vm_readv` is denied by seccomp.
+#[test]
+fn the_signing_key_in_csc_memory_is_unreadable_from_the_sandbox() {
+    const SEED: [u8; 32] = [
+        0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a, 0x7c, 0x15, 0xf3, 0x9c, 0xc0, 0x60, 0x5c, 0xed, 0xc8,
+        0x34, 0x10, 0x82, 0x27, 0x6b, 0xf3, 0xa2, 0x72, 0x04, 0xe3, 0x67, 0xd4, 0x96, 0x21, 0x5b,
+        0x88, 0x3f,
+    ];
+    for who in BOTH {
+        if skip(who, "the_signing_key_in_csc_memory_is_unreadable") {
+            continue;
+        }
+        let ws = hardened_ws();
+        std::fs::write(ws.path("key.seed"), SEED).unwrap();
+        let policy = std::fs::read_to_string(ws.path("policy.yaml")).unwrap();
+        std::fs::write(
+            ws.path("policy.yaml"),
+            policy.replacen("allow_commands: [", "allow_commands: [python3, ", 1),
+        )
+        .unwrap();
+        let hex: String = SEED.iter().map(|b| format!("{b:02x}")).collect();
+        let report = ws.s("out/scan.txt");
+        let script = format!(
+            r#"
+import ctypes, os
+KEY = bytes.fromhex("{hex}")
+out = []
+def scan(pid):
+    try:
+        maps = open("/proc/%s/maps" % pid).read().splitlines()
+        mem = open("/proc/%s/mem" % pid, "rb", buffering=0)
+    except OSError as e:
+        out.append("denied %s %d" % (pid, e.errno)); return
+    out.append("opened %s" % pid)
+    for line in maps:
+        a, b = [int(x, 16) for x in line.split()[0].split("-")]
+        try:
+            mem.seek(a); data = mem.read(b - a)
+        except (OSError, OverflowError, ValueError):
+            continue
+        if data and KEY in data:
+            out.append("BREACH key in %s %s" % (pid, line))
+for pid in os.listdir("/proc"):
+    if pid.isdigit() and int(pid) != os.getpid():
+        scan(pid)
+class IOV(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(4096)
+local = IOV(ctypes.cast(buf, ctypes.c_void_p), 4096)
+remote = IOV(0x400000, 4096)
+r = libc.process_vm_readv(1, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+out.append("process_vm_readv %d errno %d" % (r, ctypes.get_errno()))
+open("{report}", "w").write("\n".join(out) + "\n")
+"#
+        );
+        let c = ws.contract(
+            "c.json",
+            vec![scoped(&ws, "scan", &["python3", "-c", &script])],
+        );
+        let r = hardened_as(who, &ws, &c, &[]);
+        assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
+        let scan = std::fs::read_to_string(&report).unwrap();
+        assert!(!scan.contains("BREACH"), "{who:?}: {scan}");
+        assert!(
+            scan.contains("denied 1 "),
+            "{who:?}: init's memory opened: {scan}"
+        );
+        assert!(
+            scan.contains("process_vm_readv -1 errno 1\n"),
+            "{who:?}: {scan}"
+        );
+    }
+}
