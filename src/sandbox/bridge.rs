@@ -10,6 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::sys;
 
+use super::error::{StepResult, failed};
+
 /// Send a descriptor to the proxy.
 pub fn send_fd(channel: &OwnedFd, fd: &impl AsRawFd) -> std::io::Result<()> {
     sys::send_fd(channel.as_raw_fd(), fd.as_raw_fd())
@@ -34,9 +36,9 @@ pub fn channel() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// Bind and listen on `127.0.0.1:port` (inside the sandbox's namespace,
 /// before Landlock restricts binding).
-pub(crate) fn listen(port: u16) -> Result<TcpListener, String> {
+pub(crate) fn listen(port: u16) -> StepResult<TcpListener> {
     TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-        .map_err(|e| format!("egress bridge: listen on 127.0.0.1:{port}: {e}"))
+        .map_err(failed(format!("egress bridge: listen on 127.0.0.1:{port}")))
 }
 
 /// The bridge loop: accept, pass, close our copy. Returns when the proxy

@@ -6,6 +6,8 @@ use ::caps::CapSet;
 
 use super::sys;
 
+use super::error::{Cause, StepResult, failed};
+
 // <linux/securebits.h>
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
@@ -25,19 +27,19 @@ pub(crate) const SECUREBITS: libc::c_ulong = SECBIT_NOROOT
     | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
 
 /// Empty every capability set of the calling process and verify the result.
-pub(crate) fn drop_all() -> Result<(), String> {
+pub(crate) fn drop_all() -> StepResult<()> {
     // Bounding set first: needs CAP_SETPCAP, which we still hold. Drop every
     // capability the kernel knows (until EINVAL), including ones newer than
     // the caps crate. One prctl per capability; the sets are read back below.
     for cap in 0..64u32 {
-        if !sys::capbset_drop(cap).map_err(|e| format!("PR_CAPBSET_DROP {cap}: {e}"))? {
+        if !sys::capbset_drop(cap).map_err(failed(format!("PR_CAPBSET_DROP {cap}")))? {
             break;
         }
     }
-    sys::set_securebits(SECUREBITS).map_err(|e| format!("PR_SET_SECUREBITS: {e}"))?;
-    sys::ambient_clear_all().map_err(|e| format!("clear ambient set: {e}"))?;
+    sys::set_securebits(SECUREBITS).map_err(failed("PR_SET_SECUREBITS"))?;
+    sys::ambient_clear_all().map_err(failed("clear ambient set"))?;
     // Effective, permitted and inheritable in one capset(2).
-    sys::capset_empty().map_err(|e| format!("capset: {e}"))?;
+    sys::capset_empty().map_err(failed("capset"))?;
     for set in [
         CapSet::Effective,
         CapSet::Permitted,
@@ -45,9 +47,11 @@ pub(crate) fn drop_all() -> Result<(), String> {
         CapSet::Ambient,
         CapSet::Bounding,
     ] {
-        let left = ::caps::read(None, set).map_err(|e| format!("read {set:?}: {e}"))?;
+        let left = ::caps::read(None, set).map_err(failed(format!("read {set:?}")))?;
         if !left.is_empty() {
-            return Err(format!("capability set {set:?} still holds {left:?}"));
+            return Err(Cause::refused(format!(
+                "capability set {set:?} still holds {left:?}"
+            )));
         }
     }
     Ok(())

@@ -33,6 +33,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::error::{Cause, SetupError, Stage, StepResult, failed};
 use super::plan::SandboxPlan;
 use super::sys::{self, Forked};
 use super::{
@@ -56,10 +57,11 @@ impl Status {
             let _ = (&*f).write_all(&line);
         }
     }
-    fn error(&self, stage: &str, message: impl Into<String>) {
+    /// The status-pipe edge: a typed setup error becomes a status line.
+    fn error(&self, e: &SetupError) {
         self.send(&StatusMsg::Error {
-            stage: stage.to_string(),
-            message: message.into(),
+            stage: e.stage.as_str().to_string(),
+            message: e.source.to_string(),
         });
     }
     fn raw(&self) -> RawFd {
@@ -80,15 +82,15 @@ pub fn helper_main(plan_fd: RawFd, status_fd: RawFd) -> i32 {
     }
     let plan = match read_plan(plan_fd) {
         Ok(p) => p,
-        Err(m) => {
-            status.error("plan", m);
+        Err(c) => {
+            status.error(&SetupError::new(Stage::Plan, c));
             return SETUP_FAILED_EXIT;
         }
     };
     match run_helper(&plan, &status) {
         Ok(code) => code,
-        Err((stage, m)) => {
-            status.error(stage, m);
+        Err(e) => {
+            status.error(&e);
             SETUP_FAILED_EXIT
         }
     }
@@ -112,12 +114,12 @@ pub(crate) fn forked_helper_main(
     let status = Status(Some(std::fs::File::from(status)));
     let run = std::panic::AssertUnwindSafe(|| match forked_helper(stdio, parent, mask) {
         Ok(()) => run_helper(plan, &status),
-        Err(m) => Err(("helper", m)),
+        Err(c) => Err(SetupError::new(Stage::Helper, c)),
     });
     let code = match std::panic::catch_unwind(run) {
         Ok(Ok(code)) => code,
-        Ok(Err((stage, m))) => {
-            status.error(stage, m);
+        Ok(Err(e)) => {
+            status.error(&e);
             SETUP_FAILED_EXIT
         }
         Err(_) => SETUP_FAILED_EXIT,
@@ -125,25 +127,23 @@ pub(crate) fn forked_helper_main(
     sys::exit_now(code)
 }
 
-fn forked_helper(stdio: [OwnedFd; 3], parent: libc::pid_t, mask: &SigSet) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+fn forked_helper(stdio: [OwnedFd; 3], parent: libc::pid_t, mask: &SigSet) -> StepResult<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(failed("PR_SET_PDEATHSIG"))?;
     // csc may have died before PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() != parent {
-        return Err("csc exited during sandbox start".into());
+        return Err(Cause::refused("csc exited during sandbox start"));
     }
-    sys::reset_signal_dispositions().map_err(|e| format!("reset signals: {e}"))?;
-    sys::ignore_sigpipe().map_err(|e| format!("ignore SIGPIPE: {e}"))?;
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    sys::reset_signal_dispositions().map_err(failed("reset signals"))?;
+    sys::ignore_sigpipe().map_err(failed("ignore SIGPIPE"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(failed("sigprocmask"))?;
+    nix::unistd::chdir("/").map_err(failed("chdir /"))?;
     // Move the sources out of the way first: one of them may already sit
     // on a stdio number another one is about to be placed on.
     let high = stdio
         .iter()
         .map(|fd| sys::dup_cloexec_above(fd, 10))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("dup stdio: {e}"))?;
+        .map_err(failed("dup stdio"))?;
     for (fd, target) in stdio.into_iter().zip(0..) {
         if fd.as_raw_fd() == target {
             // Already in place: closing it would close the stdio slot.
@@ -151,33 +151,36 @@ fn forked_helper(stdio: [OwnedFd; 3], parent: libc::pid_t, mask: &SigSet) -> Res
         }
     }
     for (fd, target) in high.iter().zip(0..) {
-        sys::dup2(fd.as_raw_fd(), target).map_err(|e| format!("dup2 stdio: {e}"))?;
+        sys::dup2(fd.as_raw_fd(), target).map_err(failed("dup2 stdio"))?;
     }
     Ok(())
 }
 
-fn read_plan(fd: RawFd) -> Result<SandboxPlan, String> {
-    let f = std::fs::File::from(sys::take_inherited_fd(fd).map_err(|e| format!("plan fd: {e}"))?);
+fn read_plan(fd: RawFd) -> StepResult<SandboxPlan> {
+    let f = std::fs::File::from(sys::take_inherited_fd(fd).map_err(failed("plan fd"))?);
     let mut buf = Vec::new();
     f.take(MAX_PLAN_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("read plan: {e}"))?;
+        .map_err(failed("read plan"))?;
     if buf.len() as u64 > MAX_PLAN_BYTES {
-        return Err("plan too large".into());
+        return Err(Cause::refused("plan too large"));
     }
-    serde_json::from_slice(&buf).map_err(|e| format!("parse plan: {e}"))
+    serde_json::from_slice(&buf).map_err(failed("parse plan"))
 }
 
-type StageResult<T> = Result<T, (&'static str, String)>;
+type StageResult<T> = Result<T, SetupError>;
 
-fn stage<T>(name: &'static str, r: Result<T, String>) -> StageResult<T> {
-    r.map_err(|m| (name, m))
+/// Attach the stage to a step's failure.
+fn stage<T>(name: Stage, r: StepResult<T>) -> StageResult<T> {
+    r.map_err(|c| SetupError::new(name, c))
 }
 
-fn ensure_single_threaded() -> Result<(), String> {
-    let n = super::spawn::thread_count().map_err(|e| format!("read /proc/self/task: {e}"))?;
+fn ensure_single_threaded() -> StepResult<()> {
+    let n = super::spawn::thread_count().map_err(failed("read /proc/self/task"))?;
     if n != 1 {
-        return Err(format!("helper has {n} threads; refusing to fork"));
+        return Err(Cause::refused(format!(
+            "helper has {n} threads; refusing to fork"
+        )));
     }
     Ok(())
 }
@@ -216,28 +219,27 @@ fn init_set() -> SigSet {
 }
 
 fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
-    stage("helper", ensure_single_threaded())?;
+    stage(Stage::Helper, ensure_single_threaded())?;
     let channel_fd = plan.egress.as_ref().map(|e| e.channel_fd).unwrap_or(-1);
     stage(
-        "helper",
-        sys::close_fds_except(&[status.raw(), channel_fd])
-            .map_err(|e| format!("close inherited fds: {e}")),
+        Stage::Helper,
+        sys::close_fds_except(&[status.raw(), channel_fd]).map_err(failed("close inherited fds")),
     )?;
     let mut channel = match &plan.egress {
         Some(e) => Some(stage(
-            "egress",
-            sys::take_inherited_fd(e.channel_fd).map_err(|e| format!("bridge channel fd: {e}")),
+            Stage::Egress,
+            sys::take_inherited_fd(e.channel_fd).map_err(failed("bridge channel fd")),
         )?),
         None => None,
     };
     // Check Landlock before doing anything: fail early and clearly.
     stage(
-        "landlock",
+        Stage::Landlock,
         landlock::check_requirements(&plan.landlock, plan.network).map(drop),
     )?;
-    stage("namespaces", namespaces::enter(plan.network))?;
+    stage(Stage::Namespaces, namespaces::enter(plan.network))?;
     stage(
-        "namespaces",
+        Stage::Namespaces,
         namespaces::configure(plan.network, &plan.hostname),
     )?;
     if plan.probe {
@@ -246,7 +248,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         });
     }
     let seccomp_prog = stage(
-        "seccomp",
+        Stage::Seccomp,
         seccomp::program(seccomp::SocketPolicy {
             allow_unix_sockets: plan.allow_unix_sockets,
         }),
@@ -256,21 +258,20 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
     // replaces the mask with its own before anything else runs.
     let mask = helper_set();
     stage(
-        "helper",
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-            .map_err(|e| format!("sigprocmask: {e}")),
+        Stage::Helper,
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(failed("sigprocmask")),
     )?;
     let (life_r, life_w) = stage(
-        "helper",
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}")),
+        Stage::Helper,
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2")),
     )?;
-    match stage("helper", sys::fork().map_err(|e| format!("fork init: {e}")))? {
+    match stage(Stage::Helper, sys::fork().map_err(failed("fork init")))? {
         Forked::Child => {
             drop(life_w);
             let code = match init_main(plan, status, life_r, seccomp_prog, channel.take()) {
                 Ok(code) => code,
-                Err((st, m)) => {
-                    status.error(st, m);
+                Err(e) => {
+                    status.error(&e);
                     SETUP_FAILED_EXIT
                 }
             };
@@ -281,7 +282,7 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
             drop(channel);
             let r = supervise(pid, &mask);
             drop(life_w);
-            stage("helper", r)
+            stage(Stage::Helper, r)
         }
     }
 }
@@ -289,9 +290,9 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
 /// Wait for init. A termination signal is forwarded to init as SIGTERM;
 /// [`KILL_NOW`] kills init (and with it the whole pid namespace). Both go
 /// through a pidfd, which cannot hit a recycled pid.
-fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
-    let pidfd = sys::pidfd_open(init).map_err(|e| format!("pidfd_open: {e}"))?;
-    let sfd = SignalFd::new(mask).map_err(|e| format!("signalfd: {e}"))?;
+fn supervise(init: libc::pid_t, mask: &SigSet) -> StepResult<i32> {
+    let pidfd = sys::pidfd_open(init).map_err(failed("pidfd_open"))?;
+    let sfd = SignalFd::new(mask).map_err(failed("signalfd"))?;
     loop {
         let mut fds = [
             PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
@@ -302,7 +303,7 @@ fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-                return Err(format!("poll: {e}"));
+                return Err(Cause::refused(format!("poll: {e}")));
             }
         }
         let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
@@ -325,7 +326,7 @@ fn supervise(init: libc::pid_t, mask: &SigSet) -> Result<i32, String> {
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("waitpid init: {e}")),
+            Err(e) => return Err(Cause::refused(format!("waitpid init: {e}"))),
         }
     }
 }
@@ -338,50 +339,54 @@ fn init_main(
     channel: Option<OwnedFd>,
 ) -> StageResult<i32> {
     stage(
-        "init",
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|e| format!("PR_SET_PDEATHSIG: {e}")),
+        Stage::Init,
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(failed("PR_SET_PDEATHSIG")),
     )?;
     // If the helper died before PDEATHSIG was armed, the life pipe is
     // already closed.
     let mut pfd = [PollFd::new(life.as_fd(), PollFlags::POLLIN)];
-    if poll(&mut pfd, PollTimeout::ZERO).map_err(|e| ("init", format!("poll: {e}")))? > 0 {
-        return Err(("init", "helper exited during setup".into()));
+    if stage(
+        Stage::Init,
+        poll(&mut pfd, PollTimeout::ZERO).map_err(failed("poll")),
+    )? > 0
+    {
+        return Err(SetupError::new(
+            Stage::Init,
+            Cause::refused("helper exited during setup"),
+        ));
     }
     drop(life);
     stage(
-        "init",
+        Stage::Init,
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&init_set()), None)
-            .map_err(|e| format!("sigprocmask: {e}")),
+            .map_err(failed("sigprocmask")),
     )?;
     stage(
-        "init",
-        nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}")),
+        Stage::Init,
+        nix::sys::prctl::set_dumpable(false).map_err(failed("PR_SET_DUMPABLE")),
     )?;
-    stage("rlimits", limit_pids(plan.rlimits.processes))?;
-    let bound = stage("mounts", mounts::setup(&plan.mounts, &plan.cwd))?;
+    stage(Stage::Rlimits, limit_pids(plan.rlimits.processes))?;
+    let bound = stage(Stage::Mounts, mounts::setup(&plan.mounts, &plan.cwd))?;
     if plan.probe {
         status.send(&StatusMsg::StageOk {
             stage: "mounts".into(),
         });
     }
     stage(
-        "init",
-        nix::unistd::setsid()
-            .map(drop)
-            .map_err(|e| format!("setsid: {e}")),
+        Stage::Init,
+        nix::unistd::setsid().map(drop).map_err(failed("setsid")),
     )?;
     // The egress listener is bound before Landlock denies TCP bind.
     let listener = match &plan.egress {
-        Some(e) if !plan.probe => Some(stage("egress", bridge::listen(e.port))?),
+        Some(e) if !plan.probe => Some(stage(Stage::Egress, bridge::listen(e.port))?),
         _ => None,
     };
     stage(
-        "privileges",
-        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}")),
+        Stage::Privileges,
+        nix::sys::prctl::set_no_new_privs().map_err(failed("PR_SET_NO_NEW_PRIVS")),
     )?;
     stage(
-        "landlock",
+        Stage::Landlock,
         landlock::restrict(
             &plan.landlock,
             plan.network,
@@ -396,20 +401,20 @@ fn init_main(
             stage: "landlock".into(),
         });
     }
-    stage("privileges", caps::drop_all())?;
-    stage("rlimits", rlimits::apply(&plan.rlimits))?;
+    stage(Stage::Privileges, caps::drop_all())?;
+    stage(Stage::Rlimits, rlimits::apply(&plan.rlimits))?;
     if plan.probe {
         // Verify the filter installs (in init itself: nothing runs after).
-        stage("seccomp", seccomp::install(prog))?;
+        stage(Stage::Seccomp, seccomp::install(prog))?;
         status.send(&StatusMsg::StageOk {
             stage: "seccomp".into(),
         });
         return Ok(0);
     }
     if let (Some(listener), Some(channel)) = (listener, channel) {
-        stage("egress", start_bridge(listener, channel, status, prog))?;
+        stage(Stage::Egress, start_bridge(listener, channel, status, prog))?;
     }
-    stage("init", run_pipeline(plan, status, prog))
+    stage(Stage::Init, run_pipeline(plan, status, prog))
 }
 
 /// Fork the egress bridge (confined like a segment: Landlock, no
@@ -421,16 +426,18 @@ fn start_bridge(
     channel: OwnedFd,
     status: &Status,
     prog: &[seccompiler::sock_filter],
-) -> Result<(), String> {
-    match sys::fork().map_err(|e| format!("fork egress bridge: {e}"))? {
+) -> StepResult<()> {
+    match sys::fork().map_err(failed("fork egress bridge"))? {
         Forked::Child => {
             let keep = [listener.as_raw_fd(), channel.as_raw_fd(), status.raw()];
             if let Err(e) = sys::close_fds_except(&keep) {
-                status.error("egress", format!("bridge: close fds: {e}"));
+                let c = Cause::call("bridge: close fds", e);
+                status.error(&SetupError::new(Stage::Egress, c));
                 sys::exit_now(SETUP_FAILED_EXIT);
             }
-            if let Err(m) = seccomp::install(prog) {
-                status.error("egress", format!("bridge: {m}"));
+            if let Err(c) = seccomp::install(prog) {
+                let c = Cause::call("bridge", c);
+                status.error(&SetupError::new(Stage::Egress, c));
                 sys::exit_now(SETUP_FAILED_EXIT);
             }
             sys::exit_now(bridge::serve(listener, channel))
@@ -446,15 +453,15 @@ pub const PID_MAX_MIN: u64 = 301;
 /// namespaces `kernel.pid_max`). Unlike `RLIMIT_NPROC`, this also binds a
 /// sandbox started by root (the kernel exempts global root from NPROC);
 /// so it is mandatory for uid 0 and best effort otherwise.
-fn limit_pids(processes: u64) -> Result<(), String> {
+fn limit_pids(processes: u64) -> StepResult<()> {
     let max = processes.saturating_add(1).max(PID_MAX_MIN);
     match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
         Ok(()) => Ok(()),
         // Non-root: RLIMIT_NPROC binds, the pid_max cap is extra.
         Err(_) if !nix::unistd::Uid::effective().is_root() => Ok(()),
-        Err(e) => Err(format!(
+        Err(e) => Err(Cause::refused(format!(
             "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
-        )),
+        ))),
     }
 }
 
@@ -463,15 +470,15 @@ struct Prepared {
     argv: Vec<CString>,
 }
 
-fn cstr(s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| "string contains a NUL byte".to_string())
+fn cstr(s: &str) -> StepResult<CString> {
+    CString::new(s).map_err(|_| Cause::refused("string contains a NUL byte"))
 }
 
 fn run_pipeline(
     plan: &SandboxPlan,
     status: &Status,
     prog: &[seccompiler::sock_filter],
-) -> Result<i32, String> {
+) -> StepResult<i32> {
     let env: Vec<CString> = plan
         .env
         .iter()
@@ -482,26 +489,26 @@ fn run_pipeline(
         .iter()
         .map(|argv| {
             Ok(Prepared {
-                path: cstr(argv.first().ok_or("empty argv")?)?,
+                path: cstr(argv.first().ok_or(Cause::refused("empty argv"))?)?,
                 argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<StepResult<_>>()?;
     // stdin of the first segment: /dev/null inside the new root.
     let mut next_stdin: OwnedFd = std::fs::File::open("/dev/null")
-        .map_err(|e| format!("open /dev/null: {e}"))?
+        .map_err(failed("open /dev/null"))?
         .into();
     let mut pids: Vec<libc::pid_t> = Vec::with_capacity(prepared.len());
     let n = prepared.len();
     for (i, seg) in prepared.iter().enumerate() {
         let (read_end, write_end) = if i + 1 < n {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| format!("pipe2: {e}"))?;
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2"))?;
             (Some(r), Some(w))
         } else {
             (None, None)
         };
-        match sys::fork().map_err(|e| format!("fork segment {i}: {e}"))? {
+        match sys::fork().map_err(failed(format!("fork segment {i}")))? {
             Forked::Child => {
                 let stdout = write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1);
                 exec_segment(seg, &env, next_stdin.as_raw_fd(), stdout, status, prog)
@@ -516,8 +523,8 @@ fn run_pipeline(
         }
     }
     drop(next_stdin);
-    let signals = SignalFd::with_flags(&init_set(), SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| format!("signalfd: {e}"))?;
+    let signals =
+        SignalFd::with_flags(&init_set(), SfdFlags::SFD_CLOEXEC).map_err(failed("signalfd"))?;
     // Reap everything (orphans are reparented to us) until every segment
     // has been collected; whatever is left dies with us. A termination
     // request is passed on to every process of the namespace.
@@ -540,14 +547,16 @@ fn run_pipeline(
                 }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("waitpid: {e}")),
+                Err(e) => return Err(Cause::refused(format!("waitpid: {e}"))),
             }
         }
         if codes.iter().all(Option::is_some) {
             break;
         }
         if no_children {
-            return Err("waitpid: a segment vanished without an exit status".into());
+            return Err(Cause::refused(
+                "waitpid: a segment vanished without an exit status",
+            ));
         }
         match signals.read_signal() {
             Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
@@ -556,7 +565,7 @@ fn run_pipeline(
                 let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGTERM);
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("read signalfd: {e}")),
+            Err(e) => return Err(Cause::refused(format!("read signalfd: {e}"))),
         }
     }
     Ok(pipeline_status(
@@ -588,31 +597,43 @@ fn exec_segment(
     status: &Status,
     prog: &[seccompiler::sock_filter],
 ) -> ! {
-    let fail = |stage: &str, m: String, code: i32| -> ! {
-        status.error(stage, m);
+    let fail = |stage: Stage, c: Cause, code: i32| -> ! {
+        status.error(&SetupError::new(stage, c));
         sys::exit_now(code)
     };
     if let Err(e) = sys::dup2(stdin, 0) {
-        fail("exec", format!("dup2 stdin: {e}"), SETUP_FAILED_EXIT);
+        fail(Stage::Exec, Cause::call("dup2 stdin", e), SETUP_FAILED_EXIT);
     }
     if stdout != 1
         && let Err(e) = sys::dup2(stdout, 1)
     {
-        fail("exec", format!("dup2 stdout: {e}"), SETUP_FAILED_EXIT);
+        fail(
+            Stage::Exec,
+            Cause::call("dup2 stdout", e),
+            SETUP_FAILED_EXIT,
+        );
     }
     if let Err(e) = sys::reset_signal_dispositions() {
-        fail("exec", format!("reset signals: {e}"), SETUP_FAILED_EXIT);
+        fail(
+            Stage::Exec,
+            Cause::call("reset signals", e),
+            SETUP_FAILED_EXIT,
+        );
     }
     // Init's blocked set survives execve: the target starts unblocked.
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
-        fail("exec", format!("sigprocmask: {e}"), SETUP_FAILED_EXIT);
+        fail(
+            Stage::Exec,
+            Cause::call("sigprocmask", e),
+            SETUP_FAILED_EXIT,
+        );
     }
     // The status fd stays open (close-on-exec) to report an exec failure.
     if let Err(e) = sys::close_fds_except(&[status.raw()]) {
-        fail("exec", format!("close fds: {e}"), SETUP_FAILED_EXIT);
+        fail(Stage::Exec, Cause::call("close fds", e), SETUP_FAILED_EXIT);
     }
     if let Err(m) = seccomp::install(prog) {
-        fail("seccomp", m, SETUP_FAILED_EXIT);
+        fail(Stage::Seccomp, m, SETUP_FAILED_EXIT);
     }
     let err = match nix::unistd::execve(&seg.path, &seg.argv, env) {
         Err(e) => e,
@@ -621,7 +642,11 @@ fn exec_segment(
     let path = Path::new(seg.path.to_str().unwrap_or("?"))
         .display()
         .to_string();
-    fail("exec", format!("execve {path}: {err}"), EXEC_FAILED_EXIT)
+    fail(
+        Stage::Exec,
+        Cause::call(format!("execve {path}"), err),
+        EXEC_FAILED_EXIT,
+    )
 }
 
 #[cfg(test)]

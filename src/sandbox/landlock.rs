@@ -23,6 +23,8 @@ use super::plan::{LandlockPlan, RuleClass};
 use super::sys;
 use crate::protocol::contract::NetworkMode;
 
+use super::error::{Cause, StepResult, failed};
+
 /// Landlock ABI offered by the running kernel (0 = unavailable).
 pub fn kernel_abi() -> u32 {
     sys::landlock_abi_version().max(0) as u32
@@ -115,30 +117,29 @@ pub struct Enforced {
 }
 
 /// Check the host against the plan's requirements without restricting.
-pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> Result<Enforced, String> {
+pub fn check_requirements(plan: &LandlockPlan, network: NetworkMode) -> StepResult<Enforced> {
     let kernel = kernel_abi();
     if kernel == 0 {
-        return Err(
-            "Landlock is not available (kernel built without it or not in the `lsm=` boot list)"
-                .into(),
-        );
+        return Err(Cause::refused(
+            "Landlock is not available (kernel built without it or not in the `lsm=` boot list)",
+        ));
     }
     let abi = effective_abi(kernel);
     if abi < plan.min_abi {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "kernel offers Landlock ABI {kernel}, the configured minimum is {}",
             plan.min_abi
-        ));
+        )));
     }
     if network == NetworkMode::Allowlisted && abi < 4 {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "network 'allowlisted' needs Landlock ABI 4 (TCP connect limited to the egress proxy port); kernel offers {kernel}"
-        ));
+        )));
     }
     if network == NetworkMode::Full && abi < 6 {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "network 'full' needs Landlock ABI 6 (abstract Unix socket scoping); kernel offers {kernel}"
-        ));
+        )));
     }
     Ok(Enforced {
         abi,
@@ -157,49 +158,46 @@ pub(crate) fn restrict(
     network: NetworkMode,
     bound: &[(std::path::PathBuf, std::os::fd::OwnedFd)],
     allow_unix_sockets: bool,
-) -> Result<Enforced, String> {
+) -> StepResult<Enforced> {
     let enforced = check_requirements(plan, network)?;
     let abi = abi_of(enforced.abi);
-    let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(abi))
-        .map_err(|e| err("handle fs access", &e))?;
+        .map_err(failed("handle fs access"))?;
     if enforced.net {
         ruleset = ruleset
             .handle_access(AccessNet::from_all(abi))
-            .map_err(|e| err("handle net access", &e))?;
+            .map_err(failed("handle net access"))?;
     }
     if enforced.scoped {
         ruleset = ruleset
             .scope(Scope::from_all(abi))
-            .map_err(|e| err("scope", &e))?;
+            .map_err(failed("scope"))?;
     }
-    let mut created = ruleset.create().map_err(|e| err("create ruleset", &e))?;
+    let mut created = ruleset.create().map_err(failed("create ruleset"))?;
     for rule in &plan.rules {
         let access = access_with_sockets(rule.class, enforced.abi, rule.is_dir, allow_unix_sockets);
         let added = match bound.iter().find(|(dst, _)| dst == &rule.path) {
             Some((_, fd)) => created.add_rule(PathBeneath::new(fd.as_fd(), access)),
             None => {
                 let fd = PathFd::new(&rule.path)
-                    .map_err(|e| err(&format!("open {}", rule.path.display()), &e))?;
+                    .map_err(failed(format!("open {}", rule.path.display())))?;
                 created.add_rule(PathBeneath::new(fd, access))
             }
         };
-        created = added.map_err(|e| err(&format!("add rule {}", rule.path.display()), &e))?;
+        created = added.map_err(failed(format!("add rule {}", rule.path.display())))?;
     }
     if enforced.net {
         for &port in &plan.connect_tcp_ports {
             created = created
                 .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
-                .map_err(|e| err(&format!("add connect rule for port {port}"), &e))?;
+                .map_err(failed(format!("add connect rule for port {port}")))?;
         }
     }
-    let status = created
-        .restrict_self()
-        .map_err(|e| err("restrict_self", &e))?;
+    let status = created.restrict_self().map_err(failed("restrict_self"))?;
     if status.ruleset != RulesetStatus::FullyEnforced {
-        return Err(format!("ruleset only {:?}", status.ruleset));
+        return Err(Cause::refused(format!("ruleset only {:?}", status.ruleset)));
     }
     Ok(enforced)
 }

@@ -18,6 +18,7 @@
 pub mod bridge;
 mod caps;
 pub mod doctor;
+pub mod error;
 pub mod init;
 pub mod landlock;
 mod mounts;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::contract::NetworkMode;
 
 pub use doctor::{HostReport, preflight};
+pub use error::{Cause, SetupError, Stage};
 pub use profile::{SandboxProfile, profile};
 pub use rlimits::RlimitConfig;
 pub use spawn::{SandboxChild, spawn, spawn_with};

@@ -25,6 +25,8 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use super::plan::{BindAccess, DEV_NODES, MountOp};
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
+use super::error::{Cause, StepResult, failed};
+
 const SCRATCH: &str = "/tmp";
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
@@ -43,15 +45,11 @@ fn under(base: &str, p: &Path) -> PathBuf {
     Path::new(base).join(rel)
 }
 
-fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
-    move |err| format!("{what}: {err}")
+fn mkdir_p(p: &Path) -> StepResult<()> {
+    std::fs::create_dir_all(p).map_err(failed(format!("mkdir {}", p.display())))
 }
 
-fn mkdir_p(p: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(p).map_err(e(format!("mkdir {}", p.display())))
-}
-
-fn ensure_mountpoint(p: &Path, is_dir: bool) -> Result<(), String> {
+fn ensure_mountpoint(p: &Path, is_dir: bool) -> StepResult<()> {
     if std::fs::symlink_metadata(p).is_ok() {
         return Ok(());
     }
@@ -66,11 +64,11 @@ fn ensure_mountpoint(p: &Path, is_dir: bool) -> Result<(), String> {
             .create_new(true)
             .open(p)
             .map(drop)
-            .map_err(e(format!("create {}", p.display())))
+            .map_err(failed(format!("create {}", p.display())))
     }
 }
 
-fn tmpfs(target: &Path, data: &str, extra: MsFlags) -> Result<(), String> {
+fn tmpfs(target: &Path, data: &str, extra: MsFlags) -> StepResult<()> {
     mount(
         Some("tmpfs"),
         target,
@@ -78,23 +76,23 @@ fn tmpfs(target: &Path, data: &str, extra: MsFlags) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | extra,
         Some(data),
     )
-    .map_err(e(format!("mount tmpfs on {}", target.display())))
+    .map_err(failed(format!("mount tmpfs on {}", target.display())))
 }
 
-fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<(), String> {
+fn bind(src: &Path, dst: &Path, recursive: bool) -> StepResult<()> {
     let mut flags = MsFlags::MS_BIND;
     if recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(Some(src), dst, None::<&str>, flags, None::<&str>).map_err(e(format!(
+    mount(Some(src), dst, None::<&str>, flags, None::<&str>).map_err(failed(format!(
         "bind {} on {}",
         src.display(),
         dst.display()
     )))
 }
 
-fn setattr(p: &Path, set: u64, recursive: bool) -> Result<(), String> {
-    sys::mount_setattr(p, set, recursive).map_err(e(format!("mount_setattr {}", p.display())))
+fn setattr(p: &Path, set: u64, recursive: bool) -> StepResult<()> {
+    sys::mount_setattr(p, set, recursive).map_err(failed(format!("mount_setattr {}", p.display())))
 }
 
 fn components(p: &Path) -> Vec<&std::ffi::OsStr> {
@@ -107,16 +105,17 @@ fn components(p: &Path) -> Vec<&std::ffi::OsStr> {
 }
 
 /// `O_PATH` descriptor of one of the scratch root's own entries.
-fn open_scratch(path: &str, is_dir: bool) -> Result<OwnedFd, String> {
+fn open_scratch(path: &str, is_dir: bool) -> StepResult<OwnedFd> {
     use nix::fcntl::OFlag;
     let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     if is_dir {
         flags |= OFlag::O_DIRECTORY;
     }
-    nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).map_err(e(format!("open {path}")))
+    nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
+        .map_err(failed(format!("open {path}")))
 }
 
-fn open_dir(path: &str) -> Result<OwnedFd, String> {
+fn open_dir(path: &str) -> StepResult<OwnedFd> {
     open_scratch(path, true)
 }
 
@@ -126,7 +125,7 @@ fn kind_word(is_dir: bool) -> &'static str {
 
 /// Open the host object `src` (below `/oldroot`) without following any
 /// symlink on the way, and check that it still is what the plan says.
-fn open_source(old: &OwnedFd, src: &Path, is_dir: bool) -> Result<OwnedFd, String> {
+fn open_source(old: &OwnedFd, src: &Path, is_dir: bool) -> StepResult<OwnedFd> {
     let rel = src.strip_prefix("/").unwrap_or(src);
     let fd = sys::open_beneath_nofollow(old.as_raw_fd(), rel, false).map_err(|err| {
         let why = match err.raw_os_error() {
@@ -138,23 +137,23 @@ fn open_source(old: &OwnedFd, src: &Path, is_dir: bool) -> Result<OwnedFd, Strin
             }
             _ => err.to_string(),
         };
-        format!("open {} for binding: {why}", src.display())
+        Cause::refused(format!("open {} for binding: {why}", src.display()))
     })?;
-    let st = nix::sys::stat::fstat(&fd).map_err(e(format!("fstat {}", src.display())))?;
+    let st = nix::sys::stat::fstat(&fd).map_err(failed(format!("fstat {}", src.display())))?;
     let fmt = st.st_mode & libc::S_IFMT;
     let dir = fmt == libc::S_IFDIR;
     if fmt == libc::S_IFLNK {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "open {} for binding: it is now a symbolic link (it changed after csc checked it)",
             src.display()
-        ));
+        )));
     }
     if dir != is_dir {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "{} is no longer a {} (it changed after csc checked it)",
             src.display(),
             kind_word(is_dir)
-        ));
+        )));
     }
     Ok(fd)
 }
@@ -162,7 +161,7 @@ fn open_source(old: &OwnedFd, src: &Path, is_dir: bool) -> Result<OwnedFd, Strin
 /// Open the mount point `dst` below `/newroot` without following any
 /// symlink, creating missing components (directories, and the final file
 /// for a file bind) when `create` is set.
-fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<OwnedFd>, String> {
+fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> StepResult<Option<OwnedFd>> {
     let new = open_dir(NEW)?;
     let rel = dst.strip_prefix("/").unwrap_or(dst);
     // Fast paths: the mount point exists, or only its last component is
@@ -172,10 +171,10 @@ fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<Owne
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => {
-            return Err(format!(
+            return Err(Cause::refused(format!(
                 "open mount point {} (no symbolic links allowed): {err}",
                 dst.display()
-            ));
+            )));
         }
     }
     if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name())
@@ -186,10 +185,10 @@ fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<Owne
         } else {
             sys::create_file_at(dir.as_raw_fd(), name)
         };
-        made.map_err(e(format!("create mount point {}", dst.display())))?;
+        made.map_err(failed(format!("create mount point {}", dst.display())))?;
         return sys::open_beneath_nofollow(dir.as_raw_fd(), Path::new(name), is_dir)
             .map(Some)
-            .map_err(e(format!(
+            .map_err(failed(format!(
                 "open mount point {} (no symbolic links allowed)",
                 dst.display()
             )));
@@ -206,13 +205,13 @@ fn open_mountpoint(dst: &Path, is_dir: bool, create: bool) -> Result<Option<Owne
                 } else {
                     sys::create_file_at(cur.as_raw_fd(), name)
                 };
-                made.map_err(e(format!("create mount point {}", dst.display())))?;
+                made.map_err(failed(format!("create mount point {}", dst.display())))?;
                 sys::open_beneath_nofollow(cur.as_raw_fd(), Path::new(name), want_dir)
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             other => other,
         };
-        cur = opened.map_err(e(format!(
+        cur = opened.map_err(failed(format!(
             "open mount point {} (no symbolic links allowed)",
             dst.display()
         )))?;
@@ -228,21 +227,21 @@ fn attach(
     set: u64,
     recursive: bool,
     what: &Path,
-) -> Result<(), String> {
+) -> StepResult<()> {
     let tree = sys::open_tree_clone(from, recursive)
-        .map_err(e(format!("open_tree {}", what.display())))?;
+        .map_err(failed(format!("open_tree {}", what.display())))?;
     sys::mount_setattr_fd(&tree, set, recursive)
-        .map_err(e(format!("mount_setattr {}", what.display())))?;
-    sys::move_mount_fd(&tree, target).map_err(e(format!("move_mount {}", what.display())))
+        .map_err(failed(format!("mount_setattr {}", what.display())))?;
+    sys::move_mount_fd(&tree, target).map_err(failed(format!("move_mount {}", what.display())))
 }
 
 /// Hide `dst` (if it exists in the view) under an empty read-only file or
 /// directory. The target is opened without following symlinks.
-fn mask(dst: &Path, is_dir: bool) -> Result<(), String> {
+fn mask(dst: &Path, is_dir: bool) -> StepResult<()> {
     let Some(target) = open_mountpoint(dst, is_dir, false)? else {
         return Ok(());
     };
-    let st = nix::sys::stat::fstat(&target).map_err(e(format!("fstat {}", dst.display())))?;
+    let st = nix::sys::stat::fstat(&target).map_err(failed(format!("fstat {}", dst.display())))?;
     let target_is_dir = (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
     let empty = open_scratch(
         if target_is_dir { EMPTY_DIR } else { EMPTY_FILE },
@@ -257,7 +256,7 @@ fn mask(dst: &Path, is_dir: bool) -> Result<(), String> {
     )
 }
 
-fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String> {
+fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> StepResult<()> {
     match op {
         MountOp::Bind {
             src,
@@ -267,7 +266,7 @@ fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String
         } => {
             let source = open_source(old, src, *is_dir)?;
             let target = open_mountpoint(dst, *is_dir, true)?
-                .ok_or_else(|| format!("mount point {} missing", dst.display()))?;
+                .ok_or_else(|| Cause::refused(format!("mount point {} missing", dst.display())))?;
             let mut set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
             if *access != BindAccess::Write {
                 set |= MOUNT_ATTR_RDONLY;
@@ -282,7 +281,7 @@ fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String
                 mkdir_p(parent)?;
             }
             std::os::unix::fs::symlink(target, &link)
-                .map_err(e(format!("symlink {}", link.display())))
+                .map_err(failed(format!("symlink {}", link.display())))
         }
         MountOp::Tmpfs { dst, size_bytes } => {
             let target = under(NEW, dst);
@@ -311,7 +310,7 @@ fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String
                 ("stderr", "/proc/self/fd/2"),
             ] {
                 std::os::unix::fs::symlink(to, target.join(name))
-                    .map_err(e(format!("symlink /dev/{name}")))?;
+                    .map_err(failed(format!("symlink /dev/{name}")))?;
             }
             setattr(
                 &target,
@@ -329,7 +328,7 @@ fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
                 None::<&str>,
             )
-            .map_err(e("mount proc"))
+            .map_err(failed("mount proc"))
         }
         MountOp::Hide { dst } => mask(dst, true),
         MountOp::Mask { dst, is_dir } => mask(dst, *is_dir),
@@ -339,7 +338,7 @@ fn apply_op(op: &MountOp, old: &OwnedFd, bound: &mut Bound) -> Result<(), String
 /// Build the view and enter it; `cwd` becomes the working directory.
 /// Must run inside the new mount and pid namespaces (for /proc). Returns
 /// the descriptors of the bound host objects (for Landlock).
-pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<Bound, String> {
+pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> StepResult<Bound> {
     mount(
         None::<&str>,
         "/",
@@ -347,15 +346,16 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<Bound, String> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(e("make / rprivate"))?;
+    .map_err(failed("make / rprivate"))?;
     // Scratch root on /tmp, pivot into it; the host root ends at /oldroot.
     tmpfs(Path::new(SCRATCH), "mode=0755,size=65536", MsFlags::empty())?;
     let scratch = Path::new(SCRATCH);
     mkdir_p(&scratch.join("oldroot"))?;
     mkdir_p(&scratch.join("newroot"))?;
-    nix::unistd::chdir(scratch).map_err(e("chdir scratch"))?;
-    sys::pivot_root(Path::new("."), Path::new("oldroot")).map_err(e("pivot_root into scratch"))?;
-    nix::unistd::chdir("/").map_err(e("chdir /"))?;
+    nix::unistd::chdir(scratch).map_err(failed("chdir scratch"))?;
+    sys::pivot_root(Path::new("."), Path::new("oldroot"))
+        .map_err(failed("pivot_root into scratch"))?;
+    nix::unistd::chdir("/").map_err(failed("chdir /"))?;
 
     tmpfs(Path::new(NEW), "mode=0755,size=1048576", MsFlags::empty())?;
     ensure_mountpoint(Path::new(EMPTY_FILE), false)?;
@@ -380,20 +380,20 @@ pub(crate) fn setup(ops: &[MountOp], cwd: &Path) -> Result<Bound, String> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(e("make oldroot rprivate"))?;
-    umount2(OLD, MntFlags::MNT_DETACH).map_err(e("detach old root"))?;
-    let scratch_root = std::fs::File::open("/").map_err(e("open scratch root"))?;
-    nix::unistd::chdir(NEW).map_err(e("chdir newroot"))?;
-    sys::pivot_root(Path::new("."), Path::new(".")).map_err(e("pivot_root into new root"))?;
-    nix::unistd::fchdir(&scratch_root).map_err(e("fchdir scratch root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(e("detach scratch root"))?;
+    .map_err(failed("make oldroot rprivate"))?;
+    umount2(OLD, MntFlags::MNT_DETACH).map_err(failed("detach old root"))?;
+    let scratch_root = std::fs::File::open("/").map_err(failed("open scratch root"))?;
+    nix::unistd::chdir(NEW).map_err(failed("chdir newroot"))?;
+    sys::pivot_root(Path::new("."), Path::new(".")).map_err(failed("pivot_root into new root"))?;
+    nix::unistd::fchdir(&scratch_root).map_err(failed("fchdir scratch root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(failed("detach scratch root"))?;
     drop(scratch_root);
-    nix::unistd::chdir("/").map_err(e("chdir /"))?;
+    nix::unistd::chdir("/").map_err(failed("chdir /"))?;
     setattr(
         Path::new("/"),
         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         false,
     )?;
-    nix::unistd::chdir(cwd).map_err(e(format!("chdir {}", cwd.display())))?;
+    nix::unistd::chdir(cwd).map_err(failed(format!("chdir {}", cwd.display())))?;
     Ok(bound)
 }

@@ -9,6 +9,8 @@ use nix::unistd::{Gid, Uid};
 use super::sys;
 use crate::protocol::contract::NetworkMode;
 
+use super::error::{StepResult, failed};
+
 /// Namespace flags for a network mode.
 pub(crate) fn flags(network: NetworkMode) -> CloneFlags {
     let mut f = CloneFlags::CLONE_NEWUSER
@@ -34,23 +36,23 @@ pub fn names(network: NetworkMode) -> Vec<&'static str> {
 
 /// Unshare all namespaces and map the caller's uid/gid to themselves.
 /// The pid namespace applies to the caller's next child.
-pub(crate) fn enter(network: NetworkMode) -> Result<(), String> {
+pub(crate) fn enter(network: NetworkMode) -> StepResult<()> {
     let uid = Uid::effective();
     let gid = Gid::effective();
-    unshare(flags(network)).map_err(|e| format!("unshare: {e}"))?;
-    std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("write setgroups: {e}"))?;
+    unshare(flags(network)).map_err(failed("unshare"))?;
+    std::fs::write("/proc/self/setgroups", "deny").map_err(failed("write setgroups"))?;
     std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))
-        .map_err(|e| format!("write uid_map: {e}"))?;
+        .map_err(failed("write uid_map"))?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))
-        .map_err(|e| format!("write gid_map: {e}"))?;
+        .map_err(failed("write gid_map"))?;
     Ok(())
 }
 
 /// Set the hostname and, in a private network namespace, bring `lo` up.
-pub(crate) fn configure(network: NetworkMode, hostname: &str) -> Result<(), String> {
-    nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
+pub(crate) fn configure(network: NetworkMode, hostname: &str) -> StepResult<()> {
+    nix::unistd::sethostname(hostname).map_err(failed("sethostname"))?;
     if network != NetworkMode::Full {
-        sys::interface_up("lo").map_err(|e| format!("bring lo up: {e}"))?;
+        sys::interface_up("lo").map_err(failed("bring lo up"))?;
     }
     Ok(())
 }

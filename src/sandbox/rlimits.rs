@@ -4,6 +4,8 @@
 use rlimit::Resource;
 use serde::{Deserialize, Serialize};
 
+use super::error::{StepResult, failed};
+
 /// Resource limits for every sandboxed process. Values are per process, as
 /// the kernel defines them (`processes` counts per user inside the
 /// sandbox's user namespace).
@@ -58,15 +60,15 @@ impl RlimitConfig {
 /// Apply the limits to the calling process (inherited by its children).
 /// A limit above the current hard limit is clamped down to it (lowering
 /// is always allowed; raising never happens).
-pub(crate) fn apply(cfg: &RlimitConfig) -> Result<(), String> {
+pub(crate) fn apply(cfg: &RlimitConfig) -> StepResult<()> {
     for (name, resource, value) in cfg.entries() {
         let (_, hard) = resource
             .get()
-            .map_err(|e| format!("getrlimit {name}: {e}"))?;
+            .map_err(failed(format!("getrlimit {name}")))?;
         let v = value.min(hard);
         resource
             .set(v, v)
-            .map_err(|e| format!("setrlimit {name}={v}: {e}"))?;
+            .map_err(failed(format!("setrlimit {name}={v}")))?;
     }
     Ok(())
 }

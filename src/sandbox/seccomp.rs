@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use super::error::{Cause, StepResult, failed};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch, sock_filter,
@@ -209,17 +210,12 @@ pub fn arch_name() -> &'static str {
     }
 }
 
-fn cond(
-    arg: u8,
-    len: SeccompCmpArgLen,
-    op: SeccompCmpOp,
-    v: u64,
-) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(arg, len, op, v).map_err(|e| e.to_string())
+fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, v: u64) -> StepResult<SeccompCondition> {
+    SeccompCondition::new(arg, len, op, v).map_err(failed("seccomp condition"))
 }
 
-fn rules_for(when: DenyWhen) -> Result<Vec<SeccompRule>, String> {
-    let rule = |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(|e| e.to_string());
+fn rules_for(when: DenyWhen) -> StepResult<Vec<SeccompRule>> {
+    let rule = |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(failed("seccomp rule"));
     Ok(match when {
         DenyWhen::Always => Vec::new(),
         DenyWhen::CloneNewNamespace => CLONE_NEW_FLAGS
@@ -366,7 +362,7 @@ fn socketpair_block(sockets: SocketPolicy) -> Vec<sock_filter> {
 }
 
 /// Compile the complete filter program.
-pub fn compile(sockets: SocketPolicy) -> Result<BpfProgram, String> {
+pub fn compile(sockets: SocketPolicy) -> StepResult<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr, when) in rule_table() {
         rules.insert(nr, rules_for(when)?);
@@ -377,17 +373,19 @@ pub fn compile(sockets: SocketPolicy) -> Result<BpfProgram, String> {
         SeccompAction::Errno(libc::EPERM as u32),
         ARCH.0,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(failed("seccomp filter"))?;
     let body: BpfProgram = filter
         .try_into()
-        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+        .map_err(failed::<seccompiler::BackendError>(
+            "compile seccomp filter",
+        ))?;
     let mut prog = prefix(sockets);
     prog.extend(body);
     if prog.len() > 4096 {
-        return Err(format!(
+        return Err(Cause::refused(format!(
             "BPF program too long ({} instructions)",
             prog.len()
-        ));
+        )));
     }
     Ok(prog)
 }
@@ -395,13 +393,13 @@ pub fn compile(sockets: SocketPolicy) -> Result<BpfProgram, String> {
 /// The program for `sockets`, compiled once per process and then shared:
 /// the profile computed before a run and the (forked) helper use the same
 /// copy, so a run compiles it at most once.
-pub fn program(sockets: SocketPolicy) -> Result<&'static [sock_filter], String> {
-    static PROGRAMS: [std::sync::OnceLock<Result<BpfProgram, String>>; 2] =
+pub fn program(sockets: SocketPolicy) -> StepResult<&'static [sock_filter]> {
+    static PROGRAMS: [std::sync::OnceLock<StepResult<BpfProgram>>; 2] =
         [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
     PROGRAMS[usize::from(sockets.allow_unix_sockets)]
         .get_or_init(|| compile(sockets))
         .as_deref()
-        .map_err(Clone::clone)
+        .map_err(|e| Cause::refused(e.to_string()))
 }
 
 /// Bytes of the program as the kernel sees them (`struct sock_filter`
@@ -423,8 +421,8 @@ pub fn digest(prog: &[sock_filter]) -> String {
 }
 
 /// Install the filter on the calling thread (requires `no_new_privs`).
-pub(crate) fn install(prog: &[sock_filter]) -> Result<(), String> {
-    seccompiler::apply_filter(prog).map_err(|e| e.to_string())
+pub(crate) fn install(prog: &[sock_filter]) -> StepResult<()> {
+    seccompiler::apply_filter(prog).map_err(|e| Cause::refused(e.to_string()))
 }
 
 #[cfg(test)]
