@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod error;
 pub mod init;
 pub mod landlock;
+mod landlock_rules;
 mod mounts;
 mod namespaces;
 pub mod plan;
