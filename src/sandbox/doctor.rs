@@ -100,6 +100,8 @@ fn userns_fix(sysctls: &[(String, Option<String>)]) -> String {
 }
 
 /// Probe the host; never fails (failures are part of the report).
+// Long on purpose: one check after another, in the order `csc doctor`
+// prints them; each check is a few lines of facts and its fix text.
 pub fn probe_host(cfg: &SandboxConfig) -> HostReport {
     let sysctls: Vec<(String, Option<String>)> = SYSCTLS
         .iter()

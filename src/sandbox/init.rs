@@ -338,33 +338,7 @@ fn init_main(
     prog: &[seccompiler::sock_filter],
     channel: Option<OwnedFd>,
 ) -> StageResult<i32> {
-    stage(
-        Stage::Init,
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(failed("PR_SET_PDEATHSIG")),
-    )?;
-    // If the helper died before PDEATHSIG was armed, the life pipe is
-    // already closed.
-    let mut pfd = [PollFd::new(life.as_fd(), PollFlags::POLLIN)];
-    if stage(
-        Stage::Init,
-        poll(&mut pfd, PollTimeout::ZERO).map_err(failed("poll")),
-    )? > 0
-    {
-        return Err(SetupError::new(
-            Stage::Init,
-            Cause::refused("helper exited during setup"),
-        ));
-    }
-    drop(life);
-    stage(
-        Stage::Init,
-        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&init_set()), None)
-            .map_err(failed("sigprocmask")),
-    )?;
-    stage(
-        Stage::Init,
-        nix::sys::prctl::set_dumpable(false).map_err(failed("PR_SET_DUMPABLE")),
-    )?;
+    stage(Stage::Init, init_start(life))?;
     stage(Stage::Rlimits, limit_pids(plan.rlimits.processes))?;
     let bound = stage(Stage::Mounts, mounts::setup(&plan.mounts, &plan.cwd))?;
     if plan.probe {
@@ -415,6 +389,22 @@ fn init_main(
         stage(Stage::Egress, start_bridge(listener, channel, status, prog))?;
     }
     stage(Stage::Init, run_pipeline(plan, status, prog))
+}
+
+/// Init's first steps: die with the helper, make sure the helper is
+/// still there, take signals through the signalfd mask, become
+/// non-dumpable (init's memory is a copy of csc's, see T32).
+fn init_start(life: OwnedFd) -> StepResult<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(failed("PR_SET_PDEATHSIG"))?;
+    // If the helper died before PDEATHSIG was armed, the life pipe is
+    // already closed.
+    let mut pfd = [PollFd::new(life.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut pfd, PollTimeout::ZERO).map_err(failed("poll"))? > 0 {
+        return Err(Cause::refused("helper exited during setup"));
+    }
+    drop(life);
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&init_set()), None).map_err(failed("sigprocmask"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(failed("PR_SET_DUMPABLE"))
 }
 
 /// Fork the egress bridge (confined like a segment: Landlock, no
@@ -523,12 +513,18 @@ fn run_pipeline(
         }
     }
     drop(next_stdin);
+    let codes = reap_segments(&pids)?;
+    Ok(pipeline_status(&codes))
+}
+
+/// Reap everything (orphans are reparented to init) until every segment
+/// has been collected, and return their statuses in segment order;
+/// whatever is left dies with init. A termination request is passed on to
+/// every process of the namespace.
+fn reap_segments(pids: &[libc::pid_t]) -> StepResult<Vec<i32>> {
     let signals =
         SignalFd::with_flags(&init_set(), SfdFlags::SFD_CLOEXEC).map_err(failed("signalfd"))?;
-    // Reap everything (orphans are reparented to us) until every segment
-    // has been collected; whatever is left dies with us. A termination
-    // request is passed on to every process of the namespace.
-    let mut codes: Vec<Option<i32>> = vec![None; n];
+    let mut codes: Vec<Option<i32>> = vec![None; pids.len()];
     loop {
         let mut no_children = false;
         loop {
@@ -541,17 +537,17 @@ fn run_pipeline(
                     no_children = true;
                     break;
                 }
-                Ok(WaitStatus::Exited(pid, c)) => record(&pids, &mut codes, pid, c),
+                Ok(WaitStatus::Exited(pid, c)) => record(pids, &mut codes, pid, c),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    record(&pids, &mut codes, pid, 128 + sig as i32)
+                    record(pids, &mut codes, pid, 128 + sig as i32)
                 }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Cause::refused(format!("waitpid: {e}"))),
+                Err(e) => return Err(Cause::call("waitpid", e)),
             }
         }
         if codes.iter().all(Option::is_some) {
-            break;
+            return Ok(codes.into_iter().map(|c| c.unwrap_or(0)).collect());
         }
         if no_children {
             return Err(Cause::refused(
@@ -565,15 +561,9 @@ fn run_pipeline(
                 let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGTERM);
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Cause::refused(format!("read signalfd: {e}"))),
+            Err(e) => return Err(Cause::call("read signalfd", e)),
         }
     }
-    Ok(pipeline_status(
-        &codes
-            .into_iter()
-            .map(|c| c.unwrap_or(0))
-            .collect::<Vec<_>>(),
-    ))
 }
 
 fn record(pids: &[libc::pid_t], codes: &mut [Option<i32>], pid: Pid, code: i32) {

@@ -31,6 +31,8 @@ fn rights(class: RuleClass, abi: u32, is_dir: bool, unix: bool) -> Vec<String> {
 /// Compute the profile for `cfg` on the running kernel (the Landlock ABI
 /// achieved is part of it, so the id differs between hosts that enforce
 /// different things).
+// Long on purpose: one JSON document, written out as the auditor reads it;
+// splitting it would scatter what `sandbox_profile_id` covers.
 pub fn profile(cfg: &SandboxConfig) -> SandboxProfile {
     let kernel_abi = landlock::kernel_abi();
     let abi = landlock::effective_abi(kernel_abi);

@@ -250,6 +250,9 @@ fn fork_helper(
     Ok(helper)
 }
 
+/// The plan pipe's write end and the JSON plan still to be written to it.
+type PlanToSend = (OwnedFd, Vec<u8>);
+
 /// Re-execute csc as the helper (see [`Launch::Exec`]); returns the child
 /// and the plan (JSON) still to be written to its plan pipe.
 fn exec_helper(
@@ -259,7 +262,7 @@ fn exec_helper(
     stderr: OwnedFd,
     status_w: OwnedFd,
     channel_fd: libc::c_int,
-) -> Result<(Helper, Option<(OwnedFd, Vec<u8>)>), SandboxError> {
+) -> Result<(Helper, Option<PlanToSend>), SandboxError> {
     let json = serde_json::to_vec(plan)
         .map_err(|e| SandboxError::InvalidSpec(format!("serialize plan: {e}")))?;
     let (plan_r, plan_w) = pipe()?;
