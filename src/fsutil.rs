@@ -273,7 +273,7 @@ impl DirFd {
 
     /// Write `bytes` to `name` atomically inside this directory: stale
     /// temps removed, temp created `O_EXCL|O_NOFOLLOW`, written,
-    /// `fdatasync`ed, `renameat` over `name` (refused when a non-regular
+    /// fsynced, `renameat` over `name` (refused when a non-regular
     /// file is there), directory fsynced. Once this returns `Ok`, the new
     /// content survives a crash under `name`.
     pub fn write_atomic(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
@@ -286,10 +286,11 @@ impl DirFd {
         let result = (|| -> io::Result<()> {
             let mut file = self.create_new(&tmp, 0o644)?;
             file.write_all(bytes)?;
-            // fdatasync: the data and the metadata needed to read it back
-            // (size, blocks) are durable; the name is made durable by the
-            // directory fsync after the rename. Only timestamps may be lost.
-            file.sync_data()?;
+            // fsync, not fdatasync: for a new file both must commit its
+            // size and blocks, and measured on ext4 they cost the same
+            // (docs/benchmarks.md); the name is made durable by the
+            // directory fsync after the rename.
+            file.sync_all()?;
             drop(file);
             self.check_replaceable(name)?;
             renameat(&self.fd, tmp.as_os_str(), &self.fd, name).map_err(errno)?;
