@@ -1,8 +1,9 @@
 //! Native kernel sandbox for hardened mode.
 //!
-//! [`spawn`] re-executes csc's own binary as a single-threaded setup helper
-//! (`csc __sandbox-init`), hands it a [`plan::SandboxPlan`] as JSON over an
-//! inherited pipe, and returns a [`SandboxChild`]. The helper enters fresh
+//! [`spawn`] starts a single-threaded setup helper — a `fork` of csc when
+//! csc is single-threaded, else a re-exec of csc's own binary
+//! (`csc __sandbox-init`) that gets the [`plan::SandboxPlan`] as JSON over
+//! an inherited pipe — and returns a [`SandboxChild`]. The helper enters fresh
 //! user/mount/pid/net/ipc/uts/cgroup namespaces, forks a csc-controlled init
 //! (pid 1) which builds a tmpfs root with read-only binds, pivots into it,
 //! applies Landlock, rlimits and drops every capability, and then forks the
@@ -10,10 +11,12 @@
 //! execs its target. Setup failures travel back as JSON lines over a status
 //! pipe; nothing ever runs unconfined. See `docs/sandbox.md`.
 //!
-//! Layout, one mechanism per file: [`plan`] (pure plan builder),
-//! `namespaces`, `mounts`, [`landlock`], [`seccomp`], `caps`, [`rlimits`],
-//! `init` (helper + pid 1), `spawn` (parent side), [`doctor`],
-//! [`profile`], and `sys` (the only home of `unsafe`).
+//! Layout, one mechanism per file: [`plan`] (pure plan builder:
+//! `plan/{mod,host,validate,view}.rs`), `namespaces`, `mounts`,
+//! [`landlock`] with `landlock_rules` (rules derived from the view),
+//! [`seccomp`], `caps`, [`rlimits`], `init` (helper + pid 1), `spawn`
+//! (parent side: fork or re-exec), [`error`] (typed setup errors),
+//! [`doctor`], [`profile`], and `sys` (the only home of `unsafe`).
 
 pub mod bridge;
 mod caps;
@@ -75,7 +78,9 @@ pub struct SandboxConfig {
     pub masked_paths: Vec<PathBuf>,
     /// Hostname inside the sandbox.
     pub hostname: String,
-    /// Binary to re-execute as the setup helper (default `/proc/self/exe`).
+    /// Binary to re-execute as the setup helper. `None` (default): fork
+    /// csc when it is single-threaded, else re-execute `/proc/self/exe`;
+    /// `Some`: always re-execute this binary.
     pub helper_exe: Option<PathBuf>,
     /// Allowlisted egress (`--egress-allow`, `--egress-allow-cidr`): used
     /// by commands with `network: allowlisted` only; part of the profile.
