@@ -1,5 +1,7 @@
 //! Small file-system helpers shared by the loaders and the evidence code.
 
+pub mod hash;
+
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};

@@ -21,7 +21,12 @@ use super::log::{EgressLog, Entry, Verdict};
 use super::pattern::{self, Host};
 use super::sni::{self, Hello};
 use super::{Denied, Policy, http, socks};
-use crate::sandbox::bridge;
+
+/// How the proxy receives the next connection from its channel: `Ok(None)`
+/// once every sender is gone. The sandbox passes its bridge's
+/// `SCM_RIGHTS` receiver (`sandbox::bridge::recv_fd`); taking it as a
+/// parameter keeps `egress` below `sandbox` in the layering.
+pub type RecvFd = fn(&OwnedFd) -> io::Result<Option<OwnedFd>>;
 
 /// Most connections served at once; more are closed immediately.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -63,8 +68,13 @@ pub struct ProxyReport {
 
 impl ProxyServer {
     /// Start serving descriptors received on `channel` (the proxy's end
-    /// of the bridge socketpair).
-    pub fn start(policy: Policy, command_id: &str, channel: OwnedFd) -> io::Result<ProxyServer> {
+    /// of the bridge socketpair), each taken with `recv`.
+    pub fn start(
+        policy: Policy,
+        command_id: &str,
+        channel: OwnedFd,
+        recv: RecvFd,
+    ) -> io::Result<ProxyServer> {
         let shared = Arc::new(Shared {
             policy,
             command_id: command_id.to_string(),
@@ -79,7 +89,7 @@ impl ProxyServer {
         let acceptor = std::thread::Builder::new()
             .name("csc-egress".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || accept_loop(s, c))?;
+            .spawn(move || accept_loop(s, c, recv))?;
         Ok(ProxyServer {
             shared,
             acceptor: Some(acceptor),
@@ -138,9 +148,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn accept_loop(shared: Arc<Shared>, channel: Arc<OwnedFd>) {
+fn accept_loop(shared: Arc<Shared>, channel: Arc<OwnedFd>, recv: RecvFd) {
     loop {
-        let fd = match bridge::recv_fd(&channel) {
+        let fd = match recv(&channel) {
             Ok(Some(fd)) => fd,
             Ok(None) => return,
             Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {

@@ -8,7 +8,6 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::exec::effects::Artifact;
 use crate::fsutil::DirFd;
 use crate::protocol::load::RECEIPT_VERSION;
 use crate::protocol::schema::{self, Kind};
@@ -25,6 +24,16 @@ pub enum ReceiptStatus {
     Blocked,
     /// The approval had expired.
     Expired,
+}
+
+/// One `artifacts` entry (an expected output and its hash; collected by
+/// `exec::effects::collect_artifacts`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    /// The expected output path, as declared.
+    pub path: String,
+    /// Lowercase hex SHA-256 of its content.
+    pub sha256: String,
 }
 
 /// `effect_summary`.

@@ -140,7 +140,7 @@ fn attestation_bytes(path: &Path) -> Option<Vec<u8>> {
 pub fn stream_hash_of_file(path: &Path) -> std::io::Result<String> {
     Ok(format!(
         "sha256:{}",
-        super::digest::sha256_regular_file(path)?
+        crate::fsutil::hash::sha256_regular_file(path)?
     ))
 }
 

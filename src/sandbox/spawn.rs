@@ -111,7 +111,7 @@ pub(crate) fn spawn_plan(
         Some((policy, ours, theirs)) => {
             drop(theirs);
             Some(
-                crate::egress::proxy::ProxyServer::start(policy, "", ours)
+                crate::egress::proxy::ProxyServer::start(policy, "", ours, super::bridge::recv_fd)
                     .map_err(|e| SandboxError::io("start egress proxy", e))?,
             )
         }
