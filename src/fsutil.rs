@@ -36,7 +36,10 @@ pub enum CappedReadError {
     /// The path is not a regular file (FIFO, device, directory, ...).
     NotAFile,
     /// The file holds more than the cap; `size` is at least the real size.
-    TooLarge { size: u64 },
+    TooLarge {
+        /// Bytes seen (at least the real size).
+        size: u64,
+    },
     /// Any other I/O failure (missing, permission, ...).
     Io(std::io::Error),
 }

@@ -21,18 +21,31 @@ pub const DECISION_TTL_SECS: i64 = 300;
 /// Which rule a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
+    /// The contract's `risk_class` against the policy's allowed classes.
     RiskClass,
+    /// The program (`argv[0]`) against `allowed_commands`.
     Command,
+    /// The argv against the policy's allowed argv prefixes.
     ArgvPrefix,
+    /// The declared `effect_type` against the policy.
     EffectType,
+    /// The approval a classified effect requires.
     ClassifiedEffectApproval,
+    /// The command's timeout against the policy's maximum.
     Timeout,
+    /// The declared network mode against the policy.
     Network,
+    /// The declared secret references against the policy.
     SecretRefs,
+    /// The working directory against the policy's prefixes.
     Cwd,
+    /// A declared read path against `allowed_read_prefixes`.
     ReadPath,
+    /// A writing effect declared no write paths.
     WritePathsEmpty,
+    /// A declared write path against the policy's write prefixes.
     WritePath,
+    /// The contract's approval mode against what the policy requires.
     ApprovalMode,
     /// Extension: the cwd lies under `allowed_read_prefixes`.
     CwdReadable,
@@ -66,8 +79,11 @@ impl Check {
 /// A failed check: the verdict it forces, its code and the reason text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
+    /// The verdict this failure forces (`deny` or `needs_approval`).
     pub verdict: Verdict,
+    /// The v0.1 reason code.
     pub code: ReasonCode,
+    /// Human-readable reason, as recorded in the decision.
     pub reason: String,
 }
 
@@ -76,6 +92,7 @@ pub struct Failure {
 pub struct Finding {
     /// The command the check is about (`None` for contract-level checks).
     pub command_id: Option<String>,
+    /// Which rule was checked.
     pub check: Check,
     /// The contract value that was checked, for display.
     pub value: String,
@@ -86,13 +103,16 @@ pub struct Finding {
 /// Whether the walk continues after a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Evaluate the remaining checks.
     Continue,
+    /// Stop at this finding.
     Stop,
 }
 
 /// Everything one walk produced besides the findings.
 #[derive(Debug, Clone, Default)]
 pub struct WalkSummary {
+    /// Effects the policy classified (for the decision's `classified_effects`).
     pub classified_effects: Vec<ClassifiedEffect>,
 }
 

@@ -64,6 +64,10 @@ impl Default for ScanLimits {
 
 /// Why a scan did not see every file under the scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "variant fields: `root` is the scope root, `name` the entry under it"
+)]
 pub enum Shortfall {
     /// The entry budget ran out.
     Entries(u64),
