@@ -102,6 +102,52 @@ pub fn skip_reason(who: Who) -> Option<String> {
     }
 }
 
+/// A root / uid-65534 pair of tests for `fn $name(who: Who)`: module
+/// `$name` with tests `root` and `nobody`, so each identity shows up (and
+/// can be run: `cargo test --test all NAME::nobody`) on its own. Each first
+/// calls [`skip`] for its identity (the sandbox must be able to run as it);
+/// with `, any_host` the case runs everywhere and chooses its modes itself.
+macro_rules! sandbox_test {
+    ($name:ident) => {
+        $crate::support::sandbox_test!(@pair $name, true);
+    };
+    ($name:ident, any_host) => {
+        $crate::support::sandbox_test!(@pair $name, false);
+    };
+    (@pair $name:ident, $skip:literal) => {
+        mod $name {
+            #[test]
+            fn root() {
+                $crate::support::run_case(
+                    stringify!($name),
+                    $crate::support::Who::Root,
+                    $skip,
+                    super::$name,
+                );
+            }
+            #[test]
+            fn nobody() {
+                $crate::support::run_case(
+                    stringify!($name),
+                    $crate::support::Who::Nobody,
+                    $skip,
+                    super::$name,
+                );
+            }
+        }
+    };
+}
+pub(crate) use sandbox_test;
+
+/// One half of a [`sandbox_test!`] pair: run `case` as `who`, unless
+/// `check_sandbox` and the sandbox cannot run as `who` here ([`skip`]).
+pub fn run_case(name: &str, who: Who, check_sandbox: bool, case: fn(Who)) {
+    if check_sandbox && skip(who, name) {
+        return;
+    }
+    case(who);
+}
+
 /// Print a loud SKIP line and return true when `who` cannot be tested;
 /// with `CSC_REQUIRE_SANDBOX=1` fail instead.
 pub fn skip(who: Who, test: &str) -> bool {
