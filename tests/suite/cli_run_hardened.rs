@@ -7,7 +7,7 @@ use crate::support;
 use common::*;
 use serde_json::{Value, json};
 use std::process::Command;
-use support::{BOTH, Who, skip};
+use support::{Who, sandbox_test, skip};
 
 const KEY_ID: &str = "hardened-test";
 
@@ -273,101 +273,86 @@ fn hardened_as(who: Who, ws: &Ws, contract: &std::path::Path, extra: &[&str]) ->
     Run::new(out, &receipt)
 }
 
+sandbox_test!(a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill);
 /// Regression: hardened timeouts used to SIGKILL at once. Now the targets
 /// get SIGTERM first (as in local mode) and SIGKILL after the grace period.
-#[test]
-fn a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill() {
-    for who in BOTH {
-        if skip(who, "a_timeout_sends_sigterm_before_sigkill") {
-            continue;
-        }
-        let ws = hardened_ws();
-        let marker = ws.s("out/term-seen");
-        let script = format!("trap 'echo term > {marker}; exit 7' TERM; sleep 30 & wait");
-        let mut cmd = scoped(&ws, "slow", &["sh", "-c", &script]);
-        cmd["timeout_sec"] = json!(1);
-        let c = ws.contract("c.json", vec![cmd]);
-        let r = hardened_as(who, &ws, &c, &[]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["status"], "failed", "{who:?}");
-        assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
-        assert_eq!(
-            std::fs::read_to_string(&marker).ok().as_deref(),
-            Some("term\n"),
-            "{who:?}: the command never saw SIGTERM"
-        );
-        verify(&ws);
-    }
+fn a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill(who: Who) {
+    let ws = hardened_ws();
+    let marker = ws.s("out/term-seen");
+    let script = format!("trap 'echo term > {marker}; exit 7' TERM; sleep 30 & wait");
+    let mut cmd = scoped(&ws, "slow", &["sh", "-c", &script]);
+    cmd["timeout_sec"] = json!(1);
+    let c = ws.contract("c.json", vec![cmd]);
+    let r = hardened_as(who, &ws, &c, &[]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["status"], "failed", "{who:?}");
+    assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).ok().as_deref(),
+        Some("term\n"),
+        "{who:?}: the command never saw SIGTERM"
+    );
+    verify(&ws);
 }
 
+sandbox_test!(a_timeout_kills_a_command_that_ignores_sigterm);
 /// A command that ignores SIGTERM is still killed after the grace period,
 /// with everything it started.
-#[test]
-fn a_timeout_kills_a_command_that_ignores_sigterm() {
-    for who in BOTH {
-        if skip(who, "a_timeout_kills_a_command_that_ignores_sigterm") {
-            continue;
-        }
-        let ws = hardened_ws();
-        // A unique sleep duration identifies the survivors on the host.
-        let tag = format!("600.{}{}", std::process::id(), who as u8);
-        let script = format!("trap '' TERM; sleep {tag} & wait; wait");
-        let mut cmd = scoped(&ws, "stubborn", &["sh", "-c", &script]);
-        cmd["timeout_sec"] = json!(1);
-        let c = ws.contract("c.json", vec![cmd]);
-        let r = hardened_as(who, &ws, &c, &[]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
-        assert!(
-            support::host_processes_with(&tag).is_empty(),
-            "{who:?}: survivors {:?}",
-            support::host_processes_with(&tag)
-        );
-    }
+fn a_timeout_kills_a_command_that_ignores_sigterm(who: Who) {
+    let ws = hardened_ws();
+    // A unique sleep duration identifies the survivors on the host.
+    let tag = format!("600.{}{}", std::process::id(), who as u8);
+    let script = format!("trap '' TERM; sleep {tag} & wait; wait");
+    let mut cmd = scoped(&ws, "stubborn", &["sh", "-c", &script]);
+    cmd["timeout_sec"] = json!(1);
+    let c = ws.contract("c.json", vec![cmd]);
+    let r = hardened_as(who, &ws, &c, &[]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
+    assert!(
+        support::host_processes_with(&tag).is_empty(),
+        "{who:?}: survivors {:?}",
+        support::host_processes_with(&tag)
+    );
 }
 
+sandbox_test!(csc_own_environment_is_not_the_agents);
 /// Regression: `env_allow` could name any variable of csc's environment
 /// (here the harness's `CSC_HOST_SECRET`); a glob does not admit it.
-#[test]
-fn csc_own_environment_is_not_the_agents() {
-    for who in BOTH {
-        if skip(who, "csc_own_environment_is_not_the_agents") {
-            continue;
-        }
-        let ws = hardened_ws();
-        let marker = ws.s("out/ran");
-        let mut first = scoped(&ws, "first", &["touch", &marker]);
-        first["env_allow"] = json!([]);
-        let mut cmd = scoped(&ws, "env", &["env"]);
-        cmd["env_allow"] = json!(["CSC_HOST_SECRET"]);
-        let c = ws.contract("c.json", vec![first, cmd]);
-        let r = hardened_as(who, &ws, &c, &["--allow-env", "*"]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["status"], "blocked", "{who:?}");
-        let err = r.receipt()["error"].as_str().unwrap();
-        assert!(err.contains("CSC_HOST_SECRET"), "{who:?}: {err}");
-        assert!(
-            !std::path::Path::new(&marker).exists(),
-            "{who:?}: a command ran"
-        );
-        assert!(!r.stdout.contains("host-secret-must-not-leak"));
-        // Named exactly by the operator, it passes.
-        let r = hardened_as(
-            who,
-            &ws,
-            &c,
-            &[
-                "--allow-env",
-                "CSC_HOST_SECRET",
-                "--output-dir",
-                &ws.s("streams"),
-            ],
-        );
-        assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
-        let env = std::fs::read_to_string(ws.path("streams/env.stdout")).unwrap();
-        assert!(
-            env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"),
-            "{env}"
-        );
-    }
+fn csc_own_environment_is_not_the_agents(who: Who) {
+    let ws = hardened_ws();
+    let marker = ws.s("out/ran");
+    let mut first = scoped(&ws, "first", &["touch", &marker]);
+    first["env_allow"] = json!([]);
+    let mut cmd = scoped(&ws, "env", &["env"]);
+    cmd["env_allow"] = json!(["CSC_HOST_SECRET"]);
+    let c = ws.contract("c.json", vec![first, cmd]);
+    let r = hardened_as(who, &ws, &c, &["--allow-env", "*"]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["status"], "blocked", "{who:?}");
+    let err = r.receipt()["error"].as_str().unwrap();
+    assert!(err.contains("CSC_HOST_SECRET"), "{who:?}: {err}");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "{who:?}: a command ran"
+    );
+    assert!(!r.stdout.contains("host-secret-must-not-leak"));
+    // Named exactly by the operator, it passes.
+    let r = hardened_as(
+        who,
+        &ws,
+        &c,
+        &[
+            "--allow-env",
+            "CSC_HOST_SECRET",
+            "--output-dir",
+            &ws.s("streams"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
+    let env = std::fs::read_to_string(ws.path("streams/env.stdout")).unwrap();
+    assert!(
+        env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"),
+        "{env}"
+    );
 }
