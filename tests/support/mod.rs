@@ -1,7 +1,6 @@
 //! Shared harness for the sandbox integration tests: drives the real `csc`
 //! binary (`__sandbox-run`) as root and as an unprivileged user, with
 //! hostile programs written in python3 / sh.
-#![allow(dead_code)]
 
 pub use crate::common::require;
 
@@ -24,9 +23,6 @@ pub enum Who {
     /// uid/gid 65534.
     Nobody,
 }
-
-/// Both identities, in order.
-pub const BOTH: [Who; 2] = [Who::Root, Who::Nobody];
 
 /// Path of the csc binary under test. When the build directory is not
 /// reachable by uid 65534 (e.g. a clone under a 0700 home directory), the
