@@ -30,6 +30,7 @@ use crate::protocol::schema::{self, Kind};
 pub struct FixtureResult {
     /// `file#id`.
     pub id: String,
+    /// Whether the fixture's expectation held.
     pub passed: bool,
     /// Why it failed (empty when passed).
     pub detail: String,
@@ -38,8 +39,11 @@ pub struct FixtureResult {
 /// The outcome of a whole suite.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SuiteReport {
+    /// Fixtures that passed.
     pub passed: usize,
+    /// Fixtures that failed.
     pub failed: usize,
+    /// Every fixture's outcome, in suite order.
     pub results: Vec<FixtureResult>,
 }
 

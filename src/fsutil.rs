@@ -1,5 +1,7 @@
 //! Small file-system helpers shared by the loaders and the evidence code.
 
+pub mod hash;
+
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
@@ -34,7 +36,10 @@ pub enum CappedReadError {
     /// The path is not a regular file (FIFO, device, directory, ...).
     NotAFile,
     /// The file holds more than the cap; `size` is at least the real size.
-    TooLarge { size: u64 },
+    TooLarge {
+        /// Bytes seen (at least the real size).
+        size: u64,
+    },
     /// Any other I/O failure (missing, permission, ...).
     Io(std::io::Error),
 }

@@ -3,6 +3,12 @@
 //! harness: root / uid 65534, skips) and one topic module per file in
 //! `suite/`. Run one topic with `cargo test --test all suite::cli_mcp`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot set up or read back must fail loudly"
+)]
+
 mod common;
 mod suite;
 mod support;

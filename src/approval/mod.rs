@@ -15,6 +15,10 @@ pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
 
 /// Why an approval cannot authorize this run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum ApprovalProblem {
     #[error(
         "approval rejected: contract_sha256 mismatch: approval covers {approved:?}, contract is {actual:?} (approval_id={id:?})"

@@ -36,6 +36,10 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum StoreError {
     #[error("cannot create state directory {path}: {source}")]
     Dir {
@@ -68,7 +72,10 @@ pub enum Consumed {
     /// This run consumed the approval.
     Now,
     /// Someone consumed it before, at this time.
-    Already { at: String },
+    Already {
+        /// When it was consumed (RFC 3339).
+        at: String,
+    },
 }
 
 /// The consumed-approvals database.

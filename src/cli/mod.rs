@@ -56,6 +56,7 @@ Exit codes: 0 allow/success, 2 needs approval, 1 deny or any error.";
 #[derive(Debug, Parser)]
 #[command(name = "csc", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
+    #[allow(missing_docs, reason = "a doc comment here would change clap's help")]
     #[command(subcommand)]
     pub command: Verb,
 }

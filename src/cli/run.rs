@@ -16,10 +16,10 @@ use crate::exec::contract::{self as executor, ContractRun, RunConfig, RunStatus}
 use crate::exec::effects;
 use crate::exec::env::EnvAllowlist;
 use crate::exec::own_paths::{self, OwnPath};
+use crate::exec::pipeline::LocalLauncher;
 use crate::exec::resolve::{DEFAULT_SEARCH_PATH, SearchPath};
 use crate::exec::sandboxed::SandboxLauncher;
 use crate::exec::scan::ScanLimits;
-use crate::exec::spawn::LocalLauncher;
 use crate::fsutil::DirFd;
 use crate::protocol::contract::{Contract, NetworkMode};
 use crate::protocol::decision::Verdict;

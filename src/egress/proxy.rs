@@ -21,7 +21,12 @@ use super::log::{EgressLog, Entry, Verdict};
 use super::pattern::{self, Host};
 use super::sni::{self, Hello};
 use super::{Denied, Policy, http, socks};
-use crate::sandbox::bridge;
+
+/// How the proxy receives the next connection from its channel: `Ok(None)`
+/// once every sender is gone. The sandbox passes its bridge's
+/// `SCM_RIGHTS` receiver (`sandbox::bridge::recv_fd`); taking it as a
+/// parameter keeps `egress` below `sandbox` in the layering.
+pub type RecvFd = fn(&OwnedFd) -> io::Result<Option<OwnedFd>>;
 
 /// Most connections served at once; more are closed immediately.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -63,8 +68,13 @@ pub struct ProxyReport {
 
 impl ProxyServer {
     /// Start serving descriptors received on `channel` (the proxy's end
-    /// of the bridge socketpair).
-    pub fn start(policy: Policy, command_id: &str, channel: OwnedFd) -> io::Result<ProxyServer> {
+    /// of the bridge socketpair), each taken with `recv`.
+    pub fn start(
+        policy: Policy,
+        command_id: &str,
+        channel: OwnedFd,
+        recv: RecvFd,
+    ) -> io::Result<ProxyServer> {
         let shared = Arc::new(Shared {
             policy,
             command_id: command_id.to_string(),
@@ -79,7 +89,7 @@ impl ProxyServer {
         let acceptor = std::thread::Builder::new()
             .name("csc-egress".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || accept_loop(s, c))?;
+            .spawn(move || accept_loop(s, c, recv))?;
         Ok(ProxyServer {
             shared,
             acceptor: Some(acceptor),
@@ -138,9 +148,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn accept_loop(shared: Arc<Shared>, channel: Arc<OwnedFd>) {
+fn accept_loop(shared: Arc<Shared>, channel: Arc<OwnedFd>, recv: RecvFd) {
     loop {
-        let fd = match bridge::recv_fd(&channel) {
+        let fd = match recv(&channel) {
             Ok(Some(fd)) => fd,
             Ok(None) => return,
             Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
@@ -438,64 +448,10 @@ impl Conn<'_> {
             return;
         };
         let _ = client.set_read_timeout(None);
-        let authority = format!("{host}:{port}");
-        let mut http_request: Option<(Vec<u8>, usize)> = None;
-        // Inspect the first bytes (wait for them: server-first protocols
-        // already flow downstream meanwhile).
-        let verdict = loop {
-            match sni::inspect(&first) {
-                Hello::NeedMore => {
-                    if first.len() > sni::MAX_PREFIX {
-                        break Err(Denied::new("tls_malformed", "ClientHello too large"));
-                    }
-                    match read_more(client, &mut first, sni::MAX_PREFIX + 1) {
-                        Ok(n) if n > 0 => {}
-                        _ => {
-                            if first.is_empty() {
-                                break Ok(());
-                            }
-                            break Err(Denied::new(
-                                "tls_malformed",
-                                "tunnel closed mid-ClientHello",
-                            ));
-                        }
-                    }
-                }
-                Hello::NotTls if port == 443 => {
-                    break Err(Denied::new(
-                        "tls_required",
-                        "a tunnel to port 443 must start with a TLS ClientHello",
-                    ));
-                }
-                Hello::NotTls => match http::parse_in_tunnel(&first, &authority) {
-                    http::InTunnel::NotHttp => break Ok(()),
-                    http::InTunnel::Request { head, len } => {
-                        http_request = Some((head, len));
-                        break Ok(());
-                    }
-                    http::InTunnel::Invalid(why) => {
-                        let _ = (&*client).write_all(&http::refusal(400, &why));
-                        break Err(Denied::new("bad_request", why));
-                    }
-                    http::InTunnel::NeedMore => match read_more(client, &mut first, http::MAX_HEAD)
-                    {
-                        Ok(n) if n > 0 => {}
-                        _ => break Err(Denied::new("bad_request", "tunnel closed mid-request")),
-                    },
-                },
-                Hello::Malformed(why) => break Err(Denied::new("tls_malformed", why)),
-                Hello::ClientHello { sni, ech } => {
-                    self.entry.sni = sni
-                        .as_ref()
-                        .map(|s| s.chars().take(300).collect::<String>());
-                    break self.check_sni(host, port, sni.as_deref(), ech);
-                }
-            }
-        };
+        let inspected = self.inspect_first(client, host, port, &mut first);
         let mut up = first.len() as u64;
-        match verdict {
-            Ok(()) if http_request.is_some() => {
-                let (head, len) = http_request.unwrap_or_default();
+        match inspected {
+            Ok(Some((head, len))) => {
                 let rest = first.split_off(len.min(first.len()));
                 up = match body_length(&head) {
                     Ok(n) => self.send_request(client, &upstream, &head, rest, n),
@@ -507,7 +463,7 @@ impl Conn<'_> {
                     }
                 };
             }
-            Ok(()) => {
+            Ok(None) => {
                 if !first.is_empty() && (&upstream).write_all(&first).is_err() {
                     let _ = upstream.shutdown(Shutdown::Both);
                 } else {
@@ -524,6 +480,69 @@ impl Conn<'_> {
         let _ = reader.join();
         self.entry.bytes_up = up;
         self.entry.bytes_down = down.load(Ordering::Relaxed);
+    }
+
+    /// Inspect the tunnel's first bytes (waiting for them: server-first
+    /// protocols already flow downstream meanwhile): a TLS ClientHello
+    /// whose SNI matches, or plain HTTP to the tunnel's authority (returned
+    /// as `(head, head length)` to be sent as a checked request), or other
+    /// bytes where TLS is not required.
+    fn inspect_first(
+        &mut self,
+        client: &TcpStream,
+        host: &Host,
+        port: u16,
+        first: &mut Vec<u8>,
+    ) -> Result<Option<(Vec<u8>, usize)>, Denied> {
+        let authority = format!("{host}:{port}");
+        loop {
+            match sni::inspect(first) {
+                Hello::NeedMore => {
+                    if first.len() > sni::MAX_PREFIX {
+                        break Err(Denied::new("tls_malformed", "ClientHello too large"));
+                    }
+                    match read_more(client, first, sni::MAX_PREFIX + 1) {
+                        Ok(n) if n > 0 => {}
+                        _ => {
+                            if first.is_empty() {
+                                break Ok(None);
+                            }
+                            break Err(Denied::new(
+                                "tls_malformed",
+                                "tunnel closed mid-ClientHello",
+                            ));
+                        }
+                    }
+                }
+                Hello::NotTls if port == 443 => {
+                    break Err(Denied::new(
+                        "tls_required",
+                        "a tunnel to port 443 must start with a TLS ClientHello",
+                    ));
+                }
+                Hello::NotTls => match http::parse_in_tunnel(first, &authority) {
+                    http::InTunnel::NotHttp => break Ok(None),
+                    http::InTunnel::Request { head, len } => break Ok(Some((head, len))),
+                    http::InTunnel::Invalid(why) => {
+                        let _ = (&*client).write_all(&http::refusal(400, &why));
+                        break Err(Denied::new("bad_request", why));
+                    }
+                    http::InTunnel::NeedMore => match read_more(client, first, http::MAX_HEAD) {
+                        Ok(n) if n > 0 => {}
+                        _ => break Err(Denied::new("bad_request", "tunnel closed mid-request")),
+                    },
+                },
+                Hello::Malformed(why) => break Err(Denied::new("tls_malformed", why)),
+                Hello::ClientHello { sni, ech } => {
+                    self.entry.sni = sni
+                        .as_ref()
+                        .map(|s| s.chars().take(300).collect::<String>());
+                    break self
+                        .check_sni(host, port, sni.as_deref(), ech)
+                        .map(|()| None);
+                }
+            }
+        }
     }
 
     fn check_sni(

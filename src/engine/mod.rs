@@ -11,7 +11,9 @@ pub mod paths;
 
 pub use ext::Semantics;
 
-use crate::protocol::contract::{ApprovalMode, Contract};
+use std::ops::ControlFlow;
+
+use crate::protocol::contract::{ApprovalMode, Command, Contract};
 use crate::protocol::decision::{ClassifiedEffect, Decision, ReasonCode, Verdict};
 use crate::protocol::policy::Policy;
 
@@ -21,18 +23,31 @@ pub const DECISION_TTL_SECS: i64 = 300;
 /// Which rule a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
+    /// The contract's `risk_class` against the policy's allowed classes.
     RiskClass,
+    /// The program (`argv[0]`) against `allowed_commands`.
     Command,
+    /// The argv against the policy's allowed argv prefixes.
     ArgvPrefix,
+    /// The declared `effect_type` against the policy.
     EffectType,
+    /// The approval a classified effect requires.
     ClassifiedEffectApproval,
+    /// The command's timeout against the policy's maximum.
     Timeout,
+    /// The declared network mode against the policy.
     Network,
+    /// The declared secret references against the policy.
     SecretRefs,
+    /// The working directory against the policy's prefixes.
     Cwd,
+    /// A declared read path against `allowed_read_prefixes`.
     ReadPath,
+    /// A writing effect declared no write paths.
     WritePathsEmpty,
+    /// A declared write path against the policy's write prefixes.
     WritePath,
+    /// The contract's approval mode against what the policy requires.
     ApprovalMode,
     /// Extension: the cwd lies under `allowed_read_prefixes`.
     CwdReadable,
@@ -66,8 +81,11 @@ impl Check {
 /// A failed check: the verdict it forces, its code and the reason text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
+    /// The verdict this failure forces (`deny` or `needs_approval`).
     pub verdict: Verdict,
+    /// The v0.1 reason code.
     pub code: ReasonCode,
+    /// Human-readable reason, as recorded in the decision.
     pub reason: String,
 }
 
@@ -76,6 +94,7 @@ pub struct Failure {
 pub struct Finding {
     /// The command the check is about (`None` for contract-level checks).
     pub command_id: Option<String>,
+    /// Which rule was checked.
     pub check: Check,
     /// The contract value that was checked, for display.
     pub value: String,
@@ -86,13 +105,16 @@ pub struct Finding {
 /// Whether the walk continues after a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Evaluate the remaining checks.
     Continue,
+    /// Stop at this finding.
     Stop,
 }
 
 /// Everything one walk produced besides the findings.
 #[derive(Debug, Clone, Default)]
 pub struct WalkSummary {
+    /// Effects the policy classified (for the decision's `classified_effects`).
     pub classified_effects: Vec<ClassifiedEffect>,
 }
 
@@ -111,116 +133,151 @@ pub fn walk(
     sink: &mut dyn FnMut(Finding) -> Flow,
 ) -> WalkSummary {
     let mut summary = WalkSummary::default();
-    macro_rules! report {
-        ($cmd:expr, $check:expr, $value:expr, $failure:expr) => {
-            if sink(Finding {
-                command_id: $cmd,
-                check: $check,
-                value: $value,
-                failure: $failure,
-            }) == Flow::Stop
-            {
-                return summary;
-            }
+    let mut walker = Walker { policy, sink };
+    // Stopping early is the sink's choice; the summary so far is the result.
+    let _ = walker.contract(contract, &mut summary);
+    summary
+}
+
+/// The v0.1 checks in the reference's order, one step per group; each
+/// step breaks as soon as the sink says [`Flow::Stop`].
+struct Walker<'a> {
+    policy: &'a Policy,
+    sink: &'a mut dyn FnMut(Finding) -> Flow,
+}
+
+fn deny(code: ReasonCode, reason: String) -> Option<Failure> {
+    Some(Failure {
+        verdict: Verdict::Deny,
+        code,
+        reason,
+    })
+}
+
+impl Walker<'_> {
+    fn report(
+        &mut self,
+        command_id: Option<&String>,
+        check: Check,
+        value: String,
+        failure: Option<Failure>,
+    ) -> ControlFlow<()> {
+        let finding = Finding {
+            command_id: command_id.cloned(),
+            check,
+            value,
+            failure,
         };
+        match (self.sink)(finding) {
+            Flow::Continue => ControlFlow::Continue(()),
+            Flow::Stop => ControlFlow::Break(()),
+        }
     }
-    let deny = |code, reason: String| {
-        Some(Failure {
-            verdict: Verdict::Deny,
-            code,
-            reason,
-        })
-    };
 
-    let risk = contract.risk_class;
-    let risk_fail = (!policy.allowed_risk_classes.contains(&risk))
-        .then(|| format!("risk class not allowed: {}", risk.as_str()));
-    report!(
-        None,
-        Check::RiskClass,
-        risk.as_str().to_owned(),
-        risk_fail.and_then(|r| deny(ReasonCode::RiskClassNotAllowed, r))
-    );
+    fn contract(&mut self, contract: &Contract, summary: &mut WalkSummary) -> ControlFlow<()> {
+        let risk = contract.risk_class;
+        let risk_fail = (!self.policy.allowed_risk_classes.contains(&risk))
+            .then(|| format!("risk class not allowed: {}", risk.as_str()));
+        self.report(
+            None,
+            Check::RiskClass,
+            risk.as_str().to_owned(),
+            risk_fail.and_then(|r| deny(ReasonCode::RiskClassNotAllowed, r)),
+        )?;
+        for command in &contract.commands {
+            self.argv(command)?;
+            let classified = classify::classify(command, self.policy);
+            summary.classified_effects.push(ClassifiedEffect {
+                command_id: command.id.clone(),
+                effect_type: classified.clone(),
+            });
+            self.effects(command, &classified)?;
+            self.scopes(command)?;
+        }
+        self.approval_mode(contract.approval_mode)
+    }
 
-    for command in &contract.commands {
-        let id = Some(command.id.clone());
+    /// `Command` and `ArgvPrefix`, per argv vector.
+    fn argv(&mut self, command: &Command) -> ControlFlow<()> {
+        let id = Some(&command.id);
         let vectors = command.argv_vectors();
         // Loaders never let an argv-less command through; should one reach
         // the engine anyway, there is nothing the policy could have allowed.
         if vectors.is_empty() || vectors.iter().any(|argv| argv.is_empty()) {
-            report!(
-                id.clone(),
+            self.report(
+                id,
                 Check::Command,
                 String::new(),
-                Some(Failure {
-                    verdict: Verdict::Deny,
-                    code: ReasonCode::CommandNotAllowed,
-                    reason: "command has no argv to check".to_owned(),
-                })
-            );
+                deny(
+                    ReasonCode::CommandNotAllowed,
+                    "command has no argv to check".to_owned(),
+                ),
+            )?;
         }
         for argv in vectors {
             let exe = argv.first().cloned().unwrap_or_default();
-            let fail = (!policy.allow_commands.contains(&exe))
+            let fail = (!self.policy.allow_commands.contains(&exe))
                 .then(|| format!("command not allowed: {exe}"));
-            report!(
-                id.clone(),
+            self.report(
+                id,
                 Check::Command,
                 exe.clone(),
-                fail.and_then(|r| deny(ReasonCode::CommandNotAllowed, r))
-            );
-            let denied = policy
+                fail.and_then(|r| deny(ReasonCode::CommandNotAllowed, r)),
+            )?;
+            let denied = self
+                .policy
                 .deny_argv_prefixes
                 .iter()
                 .any(|prefix| argv.len() >= prefix.len() && argv[..prefix.len()] == prefix[..]);
             let repr = python_list_repr(argv);
             let fail = denied.then(|| format!("argv prefix denied: {repr}"));
-            report!(
-                id.clone(),
+            self.report(
+                id,
                 Check::ArgvPrefix,
                 repr,
-                fail.and_then(|r| deny(ReasonCode::ArgvPrefixDenied, r))
-            );
+                fail.and_then(|r| deny(ReasonCode::ArgvPrefixDenied, r)),
+            )?;
         }
+        ControlFlow::Continue(())
+    }
 
-        let classified = classify::classify(command, policy);
-        summary.classified_effects.push(ClassifiedEffect {
-            command_id: command.id.clone(),
-            effect_type: classified.clone(),
-        });
-
+    /// Effect type, classified-effect approval, timeout, network, secrets.
+    fn effects(&mut self, command: &Command, classified: &str) -> ControlFlow<()> {
+        let id = Some(&command.id);
+        let policy = self.policy;
         let proposed = command.proposed_effect_type;
         let fail = (!policy.allowed_effect_types.contains(&proposed))
             .then(|| format!("proposed effect type not allowed: {}", proposed.as_str()));
-        report!(
-            id.clone(),
+        self.report(
+            id,
             Check::EffectType,
             proposed.as_str().to_owned(),
-            fail.and_then(|r| deny(ReasonCode::EffectTypeNotAllowed, r))
-        );
+            fail.and_then(|r| deny(ReasonCode::EffectTypeNotAllowed, r)),
+        )?;
 
         let needs = policy
             .manual_approval_for_classified_effect_types
-            .contains(&classified);
-        report!(
-            id.clone(),
+            .iter()
+            .any(|t| t == classified);
+        self.report(
+            id,
             Check::ClassifiedEffectApproval,
-            classified.clone(),
+            classified.to_owned(),
             needs.then(|| Failure {
                 verdict: Verdict::NeedsApproval,
                 code: ReasonCode::ApprovalRequired,
                 reason: format!("classified effect type requires approval: {classified}"),
-            })
-        );
+            }),
+        )?;
 
         let fail = (command.timeout_sec > policy.max_timeout_sec)
             .then(|| format!("timeout too large: {}", command.timeout_sec));
-        report!(
-            id.clone(),
+        self.report(
+            id,
             Check::Timeout,
             command.timeout_sec.to_string(),
-            fail.and_then(|r| deny(ReasonCode::TimeoutExceedsPolicy, r))
-        );
+            fail.and_then(|r| deny(ReasonCode::TimeoutExceedsPolicy, r)),
+        )?;
 
         let fail = (command.network.rank() > policy.network.rank()).then(|| {
             format!(
@@ -228,91 +285,94 @@ pub fn walk(
                 command.network.as_str()
             )
         });
-        report!(
-            id.clone(),
+        self.report(
+            id,
             Check::Network,
             command.network.as_str().to_owned(),
-            fail.and_then(|r| deny(ReasonCode::NetworkExceedsPolicy, r))
-        );
+            fail.and_then(|r| deny(ReasonCode::NetworkExceedsPolicy, r)),
+        )?;
 
         let fail = (!command.secret_refs.is_empty() && !policy.allow_secret_refs)
             .then(|| "secret refs not allowed".to_owned());
-        report!(
-            id.clone(),
+        self.report(
+            id,
             Check::SecretRefs,
             command.secret_refs.join(","),
-            fail.and_then(|r| deny(ReasonCode::SecretRefNotAllowed, r))
-        );
+            fail.and_then(|r| deny(ReasonCode::SecretRefNotAllowed, r)),
+        )
+    }
 
-        report!(
-            id.clone(),
+    /// Cwd, read paths, the write-paths-empty rule, write paths.
+    fn scopes(&mut self, command: &Command) -> ControlFlow<()> {
+        let id = Some(&command.id);
+        let policy = self.policy;
+        self.report(
+            id,
             Check::Cwd,
             command.cwd.clone(),
             path_failure(
                 &command.cwd,
                 &policy.allowed_cwd_prefixes,
                 ReasonCode::CwdNotAllowed,
-                "cwd not allowed"
-            )
-        );
-
+                "cwd not allowed",
+            ),
+        )?;
         for path in &command.read_paths {
-            report!(
-                id.clone(),
+            self.report(
+                id,
                 Check::ReadPath,
                 path.clone(),
                 path_failure(
                     path,
                     &policy.allowed_read_prefixes,
                     ReasonCode::ReadScopeDenied,
-                    "read path not allowed"
-                )
-            );
+                    "read path not allowed",
+                ),
+            )?;
         }
-
         let fail = (policy.require_write_paths_empty && !command.write_paths.is_empty())
             .then(|| "writes not allowed in this profile".to_owned());
-        report!(
-            id.clone(),
+        self.report(
+            id,
             Check::WritePathsEmpty,
             command.write_paths.len().to_string(),
-            fail.and_then(|r| deny(ReasonCode::WritePathsNotEmpty, r))
-        );
-
+            fail.and_then(|r| deny(ReasonCode::WritePathsNotEmpty, r)),
+        )?;
         for path in &command.write_paths {
-            report!(
-                id.clone(),
+            self.report(
+                id,
                 Check::WritePath,
                 path.clone(),
                 path_failure(
                     path,
                     &policy.allowed_write_prefixes,
                     ReasonCode::WriteScopeDenied,
-                    "write path not allowed"
-                )
-            );
+                    "write path not allowed",
+                ),
+            )?;
         }
+        ControlFlow::Continue(())
     }
 
-    let mode = contract.approval_mode;
-    let needs = matches!(
-        mode,
-        ApprovalMode::HumanRequired | ApprovalMode::DualControlRequired
-    );
-    report!(
-        None,
-        Check::ApprovalMode,
-        mode.as_str().to_owned(),
-        needs.then(|| Failure {
-            verdict: Verdict::NeedsApproval,
-            code: ReasonCode::ApprovalRequired,
-            reason: format!(
-                "contract approval mode requires approval: {}",
-                mode.as_str()
-            ),
-        })
-    );
-    summary
+    fn approval_mode(&mut self, mode: ApprovalMode) -> ControlFlow<()> {
+        let needs = matches!(
+            mode,
+            ApprovalMode::HumanRequired | ApprovalMode::DualControlRequired
+        );
+        self.report(
+            None,
+            Check::ApprovalMode,
+            mode.as_str().to_owned(),
+            needs.then(|| Failure {
+                verdict: Verdict::NeedsApproval,
+                code: ReasonCode::ApprovalRequired,
+                reason: format!(
+                    "contract approval mode requires approval: {}",
+                    mode.as_str()
+                ),
+            }),
+        )
+    }
 }
 
 fn path_failure(path: &str, prefixes: &[String], code: ReasonCode, what: &str) -> Option<Failure> {

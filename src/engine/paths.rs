@@ -11,7 +11,9 @@
 /// Which path syntax a string uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
+    /// `/`-rooted POSIX paths.
     Posix,
+    /// Drive-letter or UNC Windows paths.
     Windows,
 }
 

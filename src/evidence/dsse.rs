@@ -25,6 +25,10 @@ pub const MAX_KEYID_CHARS: usize = 256;
 
 /// Why bytes are not a well-formed DSSE envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum DsseError {
     #[error("envelope is {0} bytes (max {MAX_ENVELOPE_BYTES})")]
     TooLarge(usize),

@@ -36,6 +36,10 @@ pub fn public_key_base64(key: &VerifyingKey) -> String {
 
 /// Why a key file could not be written.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum WriteKeyError {
     #[error("{path} already exists (use --force to replace it)")]
     Exists { path: String },

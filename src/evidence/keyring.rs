@@ -33,6 +33,10 @@ pub const MAX_KEYRING_BYTES: u64 = 1024 * 1024;
 
 /// Why a keyring file could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum KeyringError {
     #[error("failed to read keyring {path}: {source}")]
     Read {
@@ -49,6 +53,10 @@ pub enum KeyringError {
 
 /// Why a trusted key may not be used for a particular receipt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum KeyRejection {
     #[error("unknown key_id: {0:?}")]
     Unknown(String),

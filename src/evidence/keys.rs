@@ -13,6 +13,10 @@ const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
 
 /// Why key material could not be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum KeyError {
     #[error("failed to read key file {path}: {source}")]
     Read {

@@ -1,7 +1,6 @@
 //! Evidence: Ed25519 keys, receipt signatures, keyrings and verification.
 
 pub mod attest;
-pub mod digest;
 pub mod dsse;
 pub mod keygen;
 pub mod keyring;

@@ -8,7 +8,6 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::exec::effects::Artifact;
 use crate::fsutil::DirFd;
 use crate::protocol::load::RECEIPT_VERSION;
 use crate::protocol::schema::{self, Kind};
@@ -27,6 +26,16 @@ pub enum ReceiptStatus {
     Expired,
 }
 
+/// One `artifacts` entry (an expected output and its hash; collected by
+/// `exec::effects::collect_artifacts`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    /// The expected output path, as declared.
+    pub path: String,
+    /// Lowercase hex SHA-256 of its content.
+    pub sha256: String,
+}
+
 /// `effect_summary`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EffectSummary {
@@ -41,6 +50,10 @@ pub struct EffectSummary {
 
 /// An ExecutionReceipt v0.1 (unsigned form).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 receipt (schemas/csc.receipt.v0.1.schema.json documents every field)"
+)]
 pub struct Receipt {
     pub receipt_version: &'static str,
     pub contract_id: String,
@@ -96,9 +109,9 @@ pub struct ReceiptBase {
     pub policy_sha256: String,
     /// `local` or `hardened`.
     pub execution_mode: &'static str,
-    /// When the run started (RFC 3339).
     /// Id of the sandbox profile enforced (hardened mode only).
     pub sandbox_profile_id: Option<String>,
+    /// When the run started (RFC 3339).
     pub started_at: String,
 }
 
@@ -165,6 +178,10 @@ pub fn is_lower_bound(error: &str) -> bool {
 
 /// Why a receipt could not be produced or written.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum ReceiptError {
     #[error("receipt does not satisfy the v0.1 receipt schema (runner bug):\n{0}")]
     Schema(String),

@@ -19,6 +19,10 @@ pub const ALGORITHM: &str = "ed25519";
 /// Why a receipt signature does not verify. Each variant is one reason an
 /// auditor sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum VerifyError {
     #[error("receipt is not a JSON object")]
     NotAnObject,

@@ -71,6 +71,22 @@ pub struct ReceiptReport {
     pub problems: Vec<Problem>,
 }
 
+impl ReceiptReport {
+    /// A report on `receipt` (a path or label) with nothing checked yet:
+    /// not valid, no fields read, no problems.
+    pub fn new(receipt: impl Into<String>) -> ReceiptReport {
+        ReceiptReport {
+            receipt: receipt.into(),
+            valid: false,
+            contract_id: None,
+            status: None,
+            key_id: None,
+            checked: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// What to check besides schema and signature.
 #[derive(Debug, Clone, Default)]
 pub struct Bindings {
@@ -140,7 +156,7 @@ fn attestation_bytes(path: &Path) -> Option<Vec<u8>> {
 pub fn stream_hash_of_file(path: &Path) -> std::io::Result<String> {
     Ok(format!(
         "sha256:{}",
-        super::digest::sha256_regular_file(path)?
+        crate::fsutil::hash::sha256_regular_file(path)?
     ))
 }
 
@@ -152,6 +168,40 @@ fn safe_file_stem(id: &str) -> bool {
 
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// The `.stdout`/`.stderr` pair of the last command in `order` that has
+/// both saved in `dir`; half pairs and unusable ids are problems.
+fn last_saved_pair(
+    order: &[&str],
+    dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<(PathBuf, PathBuf)> {
+    let mut last = None;
+    for id in order {
+        if !safe_file_stem(id) {
+            problems.push(Problem::new(
+                "output_unusable_command_id",
+                format!("command id {id:?} cannot name a file in {}", dir.display()),
+            ));
+            continue;
+        }
+        let out = dir.join(format!("{id}.stdout"));
+        let err = dir.join(format!("{id}.stderr"));
+        match (exists(&out), exists(&err)) {
+            (true, true) => last = Some((out, err)),
+            (false, false) => {}
+            (true, false) => problems.push(Problem::new(
+                "output_missing",
+                format!("{} is missing (its .stdout exists)", err.display()),
+            )),
+            (false, true) => problems.push(Problem::new(
+                "output_missing",
+                format!("{} is missing (its .stderr exists)", out.display()),
+            )),
+        }
+    }
+    last
 }
 
 /// Check saved outputs in `dir` against the receipt's stream hashes.
@@ -179,32 +229,8 @@ pub fn check_outputs(receipt: &Value, dir: &Path, problems: &mut Vec<Problem>) {
     if let Some(failed) = str_field(receipt, "failed_command_id") {
         order.push(failed);
     }
-    let mut last = None;
     let problems_before = problems.len();
-    for id in order {
-        if !safe_file_stem(id) {
-            problems.push(Problem::new(
-                "output_unusable_command_id",
-                format!("command id {id:?} cannot name a file in {}", dir.display()),
-            ));
-            continue;
-        }
-        let out = dir.join(format!("{id}.stdout"));
-        let err = dir.join(format!("{id}.stderr"));
-        match (exists(&out), exists(&err)) {
-            (true, true) => last = Some((out, err)),
-            (false, false) => {}
-            (true, false) => problems.push(Problem::new(
-                "output_missing",
-                format!("{} is missing (its .stdout exists)", err.display()),
-            )),
-            (false, true) => problems.push(Problem::new(
-                "output_missing",
-                format!("{} is missing (its .stderr exists)", out.display()),
-            )),
-        }
-    }
-    let Some((out, err)) = last else {
+    let Some((out, err)) = last_saved_pair(&order, dir, problems) else {
         let nothing_ran = completed.is_empty()
             && stdout_hash == Some(EMPTY_STREAM_HASH)
             && stderr_hash == Some(EMPTY_STREAM_HASH);
@@ -408,15 +434,8 @@ impl Verifier {
     /// Load (size cap, strict JSON, schema without `signature`) and verify
     /// one receipt file.
     pub fn verify_file(&self, path: &Path) -> ReceiptReport {
-        let mut report = ReceiptReport {
-            receipt: path.display().to_string(),
-            valid: false,
-            contract_id: None,
-            status: None,
-            key_id: None,
-            checked: vec!["schema"],
-            problems: Vec::new(),
-        };
+        let mut report = ReceiptReport::new(path.display().to_string());
+        report.checked.push("schema");
         // Refuse FIFOs/devices before opening: opening a FIFO would block.
         if let Ok(meta) = std::fs::metadata(path)
             && !meta.is_file()
@@ -559,20 +578,8 @@ mod tests {
         r
     }
 
-    fn empty_report() -> ReceiptReport {
-        ReceiptReport {
-            receipt: "t".into(),
-            valid: false,
-            contract_id: None,
-            status: None,
-            key_id: None,
-            checked: vec![],
-            problems: vec![],
-        }
-    }
-
     fn problems(v: &Verifier, r: &Value) -> Vec<&'static str> {
-        let mut report = empty_report();
+        let mut report = ReceiptReport::new("t");
         v.verify_value(r, &mut report);
         report.problems.iter().map(|p| p.code).collect()
     }
@@ -613,7 +620,7 @@ mod tests {
             Keyring::single("ci-2027", key.verifying_key()),
             Bindings::default(),
         );
-        let mut report = empty_report();
+        let mut report = ReceiptReport::new("t");
         v.verify_value(&signed(&key, "ci-2026"), &mut report);
         let p = report
             .problems

@@ -214,47 +214,81 @@ pub fn pump(
             wait,
         )?;
         for (slot, r) in ready.iter().enumerate() {
-            if !(r.readable || r.hangup) {
-                continue;
-            }
-            // Drain what is there now (bounded, so one stream cannot starve
-            // the other or the deadline check).
-            for _ in 0..16 {
-                let Some(file) = streams[slot].as_mut() else {
-                    break;
-                };
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        streams[slot] = None;
-                        break;
-                    }
-                    Ok(n) => {
-                        let (cap, live_slot) = if slot == 0 {
-                            (&mut out, &mut live.out)
-                        } else {
-                            (&mut err, &mut live.err)
-                        };
-                        let kept = cap.feed(&buf[..n]);
-                        Live::write(live_slot, kept);
-                        if cap.truncated() && !noted[slot] {
-                            noted[slot] = true;
-                            let name = if slot == 0 { "stdout" } else { "stderr" };
-                            live.note(&format!(
-                                "\ncsc: {name} reached its capture cap; the rest is drained and discarded\n"
-                            ));
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
+            if r.readable || r.hangup {
+                let cap = if slot == 0 { &mut out } else { &mut err };
+                drain(
+                    slot,
+                    &mut streams[slot],
+                    &mut buf,
+                    cap,
+                    live,
+                    &mut noted[slot],
+                )?;
             }
         }
     }
     drop(streams);
+    wait_exit(child, &mut escalation)?;
+    let status = child.wait()?;
+    Ok(Pumped {
+        status,
+        timed_out: escalation.timed_out(),
+        interrupted: escalation.interrupted(),
+        strays_killed: escalation.strays_killed(),
+        stdout: out.finish(),
+        stderr: err.finish(),
+    })
+}
 
-    // Pipes are closed (or abandoned); wait for the exit, still under the
-    // deadline.
+/// Read what stream `slot` (0 stdout, 1 stderr) has now into `cap` and
+/// the live echo; bounded, so one stream cannot starve the other or the
+/// deadline check. At EOF the stream is dropped from `stream`.
+fn drain(
+    slot: usize,
+    stream: &mut Option<File>,
+    buf: &mut [u8],
+    cap: &mut Capture,
+    live: &mut Live,
+    noted: &mut bool,
+) -> io::Result<()> {
+    for _ in 0..16 {
+        let Some(file) = stream.as_mut() else {
+            break;
+        };
+        match file.read(buf) {
+            Ok(0) => {
+                *stream = None;
+                break;
+            }
+            Ok(n) => {
+                let kept = cap.feed(&buf[..n]);
+                Live::write(
+                    if slot == 0 {
+                        &mut live.out
+                    } else {
+                        &mut live.err
+                    },
+                    kept,
+                );
+                if cap.truncated() && !*noted {
+                    *noted = true;
+                    let name = if slot == 0 { "stdout" } else { "stderr" };
+                    live.note(&format!(
+                        "\ncsc: {name} reached its capture cap; the rest is drained and discarded\n"
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Pipes are closed (or abandoned): wait for the exit, still under the
+/// deadline (the caller reaps).
+fn wait_exit(child: &mut dyn Supervised, escalation: &mut Escalation) -> io::Result<()> {
     let mut nap = Duration::from_micros(50);
     while child.poll_exit()?.is_none() {
         let now = Instant::now();
@@ -276,13 +310,5 @@ pub fn pump(
         );
         nap = (nap * 2).min(Duration::from_millis(10));
     }
-    let status = child.wait()?;
-    Ok(Pumped {
-        status,
-        timed_out: escalation.timed_out(),
-        interrupted: escalation.interrupted(),
-        strays_killed: escalation.strays_killed(),
-        stdout: out.finish(),
-        stderr: err.finish(),
-    })
+    Ok(())
 }

@@ -292,20 +292,7 @@ pub fn run_contract(
     before_first_spawn: &mut dyn FnMut() -> Result<(), String>,
 ) -> ContractRun {
     let (mut stdout, mut stderr) = super::empty_captures();
-    let mut run = ContractRun {
-        status: RunStatus::Success,
-        exit_code: None,
-        stdout: Captured::empty(),
-        stderr: Captured::empty(),
-        completed: Vec::new(),
-        failed: None,
-        error: String::new(),
-        executed: Vec::new(),
-        files_written: 0,
-        files_written_lower_bound: None,
-        started: false,
-        outputs: Vec::new(),
-    };
+    let mut run = ContractRun::empty();
     let write_scopes: Vec<String> = contract
         .commands
         .iter()
@@ -357,82 +344,9 @@ pub fn run_contract(
             limits,
             cfg.live,
         );
-        let (code, timed_out, failure) = match result {
-            Err(e) => (
-                1,
-                false,
-                Some(format!(
-                    "internal runner error while running {:?}: {e}",
-                    cmd.id
-                )),
-            ),
-            Ok(CommandRun::NotLaunched(e)) => {
-                (stdout, stderr) = super::empty_captures();
-                (e.code, false, Some(e.message))
-            }
-            Ok(CommandRun::Ran(p)) => {
-                if p.strays_killed {
-                    cfg.live.note(&format!(
-                        "csc: command {:?} exited but left processes holding its output open; its process group was killed and csc stopped waiting for the pipes\n",
-                        cmd.id
-                    ));
-                }
-                stdout = p.stdout;
-                stderr = p.stderr;
-                if let (true, Some(sig)) = (p.interrupted, super::sys::interrupted()) {
-                    (
-                        128 + sig,
-                        false,
-                        Some(format!(
-                            "csc was interrupted by signal {sig}; command {:?} was terminated",
-                            cmd.id
-                        )),
-                    )
-                } else if p.timed_out {
-                    (
-                        EXIT_TIMEOUT,
-                        true,
-                        Some(format!(
-                            "command {:?} timed out after {} seconds",
-                            cmd.id, cmd.timeout_sec
-                        )),
-                    )
-                } else if p.status.code != 0 {
-                    let detail = p.status.detail.unwrap_or_default();
-                    let err_text =
-                        String::from_utf8_lossy(stderr.data.as_deref().unwrap_or(&[])).into_owned();
-                    // The command wrote this text: never let it reach a
-                    // terminal (or a receipt reader) raw.
-                    let err_text = escape_control(err_text.trim_end());
-                    let msg = if err_text.trim().is_empty() {
-                        format!("command {:?} failed: {detail}", cmd.id)
-                    } else {
-                        format!("command {:?} failed: {detail}; stderr: {err_text}", cmd.id)
-                    };
-                    (p.status.code, false, Some(msg))
-                } else {
-                    (0, false, None)
-                }
-            }
-        };
-        run.exit_code = Some(code);
-        if let Some(max) = cfg.keep_outputs {
-            run.outputs
-                .push(CommandOutput::new(&cmd.id, code, &stdout, &stderr, max));
-        }
-        let mut failure = failure;
-        if let Some(dir) = cfg.output_dir
-            && let Err(e) = save_output(dir, cmd, code, timed_out, &stdout, &stderr)
-        {
-            failure.get_or_insert(format!(
-                "cannot save output of {:?} in {}: {e}",
-                cmd.id,
-                dir.shown().display()
-            ));
-            if code == 0 {
-                run.exit_code = Some(1);
-            }
-        }
+        let ended = judge(cmd, result, &mut stdout, &mut stderr, cfg.live);
+        run.exit_code = Some(ended.code);
+        let failure = keep_output(&mut run, cfg, cmd, &ended, &stdout, &stderr);
         match failure {
             None => run.completed.push(cmd.id.clone()),
             Some(msg) => {
@@ -442,22 +356,152 @@ pub fn run_contract(
             }
         }
     }
-    if let Some(s) = outcome {
-        run.status = s.status;
-        run.exit_code = match s.status {
-            RunStatus::Blocked => s.code,
-            _ => s.code.or(run.exit_code),
-        };
-        run.error = truncate_error(&s.error);
-    } else {
-        run.exit_code = Some(0);
-    }
-    if let Some(before) = before {
-        let counted = before.count_changed();
-        run.files_written = counted.count;
-        run.files_written_lower_bound = counted.lower_bound;
-    }
+    run.finish(outcome, before);
     run.stdout = stdout;
     run.stderr = stderr;
     run
+}
+
+/// How one launched command ended: its recorded code, whether it timed
+/// out, and the failure message (`None`: it succeeded).
+struct Ended {
+    code: i32,
+    timed_out: bool,
+    failure: Option<String>,
+}
+
+/// Judge one command's run; its captures replace `stdout`/`stderr`
+/// (emptied when it never started).
+fn judge(
+    cmd: &Command,
+    result: std::io::Result<CommandRun>,
+    stdout: &mut Captured,
+    stderr: &mut Captured,
+    live: &mut Live,
+) -> Ended {
+    let ended = |code, failure| Ended {
+        code,
+        timed_out: false,
+        failure,
+    };
+    let p = match result {
+        Err(e) => {
+            let msg = format!("internal runner error while running {:?}: {e}", cmd.id);
+            return ended(1, Some(msg));
+        }
+        Ok(CommandRun::NotLaunched(e)) => {
+            (*stdout, *stderr) = super::empty_captures();
+            return ended(e.code, Some(e.message));
+        }
+        Ok(CommandRun::Ran(p)) => p,
+    };
+    if p.strays_killed {
+        live.note(&format!(
+            "csc: command {:?} exited but left processes holding its output open; its process group was killed and csc stopped waiting for the pipes\n",
+            cmd.id
+        ));
+    }
+    *stdout = p.stdout;
+    *stderr = p.stderr;
+    if let (true, Some(sig)) = (p.interrupted, super::sys::interrupted()) {
+        let msg = format!(
+            "csc was interrupted by signal {sig}; command {:?} was terminated",
+            cmd.id
+        );
+        ended(128 + sig, Some(msg))
+    } else if p.timed_out {
+        Ended {
+            code: EXIT_TIMEOUT,
+            timed_out: true,
+            failure: Some(format!(
+                "command {:?} timed out after {} seconds",
+                cmd.id, cmd.timeout_sec
+            )),
+        }
+    } else if p.status.code != 0 {
+        let detail = p.status.detail.unwrap_or_default();
+        let err_text = String::from_utf8_lossy(stderr.data.as_deref().unwrap_or(&[])).into_owned();
+        // The command wrote this text: never let it reach a terminal (or a
+        // receipt reader) raw.
+        let err_text = escape_control(err_text.trim_end());
+        let msg = if err_text.trim().is_empty() {
+            format!("command {:?} failed: {detail}", cmd.id)
+        } else {
+            format!("command {:?} failed: {detail}; stderr: {err_text}", cmd.id)
+        };
+        ended(p.status.code, Some(msg))
+    } else {
+        ended(0, None)
+    }
+}
+
+/// Keep the command's output (in [`ContractRun::outputs`] and the output
+/// directory); a failure to save it fails the command. Returns the
+/// command's failure message, if any.
+fn keep_output(
+    run: &mut ContractRun,
+    cfg: &RunConfig<'_>,
+    cmd: &Command,
+    ended: &Ended,
+    stdout: &Captured,
+    stderr: &Captured,
+) -> Option<String> {
+    if let Some(max) = cfg.keep_outputs {
+        run.outputs
+            .push(CommandOutput::new(&cmd.id, ended.code, stdout, stderr, max));
+    }
+    let mut failure = ended.failure.clone();
+    if let Some(dir) = cfg.output_dir
+        && let Err(e) = save_output(dir, cmd, ended.code, ended.timed_out, stdout, stderr)
+    {
+        failure.get_or_insert(format!(
+            "cannot save output of {:?} in {}: {e}",
+            cmd.id,
+            dir.shown().display()
+        ));
+        if ended.code == 0 {
+            run.exit_code = Some(1);
+        }
+    }
+    failure
+}
+
+impl ContractRun {
+    /// A run where nothing has happened yet.
+    fn empty() -> ContractRun {
+        ContractRun {
+            status: RunStatus::Success,
+            exit_code: None,
+            stdout: Captured::empty(),
+            stderr: Captured::empty(),
+            completed: Vec::new(),
+            failed: None,
+            error: String::new(),
+            executed: Vec::new(),
+            files_written: 0,
+            files_written_lower_bound: None,
+            started: false,
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Status, exit code and error from how the loop ended; `files_written`
+    /// from the walk after the run.
+    fn finish(&mut self, outcome: Option<Stop>, before: Option<Snapshot>) {
+        if let Some(s) = outcome {
+            self.status = s.status;
+            self.exit_code = match s.status {
+                RunStatus::Blocked => s.code,
+                _ => s.code.or(self.exit_code),
+            };
+            self.error = truncate_error(&s.error);
+        } else {
+            self.exit_code = Some(0);
+        }
+        if let Some(before) = before {
+            let counted = before.count_changed();
+            self.files_written = counted.count;
+            self.files_written_lower_bound = counted.lower_bound;
+        }
+    }
 }

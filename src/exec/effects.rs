@@ -24,6 +24,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::scan::{Keyed, ScanLimits, Scanner, Seen, Shortfall, scan_roots};
+/// One `artifacts` entry (the receipt type, filled in here).
+pub use crate::evidence::receipt::Artifact;
 
 /// Upper bound on directory entries visited per walk (default budget).
 pub const MAX_ENTRIES: u64 = super::scan::DEFAULT_MAX_ENTRIES;
@@ -110,15 +112,6 @@ impl Snapshot {
     pub fn digest_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<u128>()
     }
-}
-
-/// One `artifacts` entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Artifact {
-    /// The expected output path, as declared.
-    pub path: String,
-    /// Lowercase hex SHA-256 of its content.
-    pub sha256: String,
 }
 
 /// Default of `--artifact-max-bytes`: 1 GiB hashed over all expected

@@ -4,7 +4,7 @@
 //! The launch step sits behind one seam, [`Launcher`]: given a
 //! [`LaunchSpec`] and the write ends of the stdout/stderr capture pipes it
 //! starts the work and returns something [`Supervised`] (waitable and
-//! signalable as a whole). Local mode uses [`spawn::LocalLauncher`] (a
+//! signalable as a whole). Local mode uses [`pipeline::LocalLauncher`] (a
 //! process group per command, real pipes between pipeline segments);
 //! hardened mode plugs in a sandbox launcher whose single child's exit code
 //! is the pipeline status. Everything after launch — capture, deadline,
@@ -23,7 +23,7 @@ pub mod sandboxed;
 pub mod scan;
 pub mod scopes;
 pub mod spawn;
-pub mod sys;
+pub(crate) mod sys;
 pub mod timeout;
 
 use std::ffi::OsString;
@@ -302,7 +302,7 @@ mod tests {
         let mut s = spec(&[&["x"]]);
         s.segments = vec![seg(&["sh", "-c", "exit 3"]), seg(&["cat"]), seg(&["true"])];
         let CommandRun::Ran(p) = run_command(
-            &spawn::LocalLauncher,
+            &pipeline::LocalLauncher,
             &s,
             Duration::from_secs(10),
             LIMITS,

@@ -9,6 +9,10 @@ use crate::engine::paths::{glob_literal_prefix, within_prefixes};
 
 /// Why a cwd cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum CwdError {
     #[error("cwd must be an absolute POSIX path: declared={0:?}")]
     NotAbsolute(String),

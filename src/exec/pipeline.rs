@@ -1,7 +1,8 @@
 //! Local pipelines: real OS pipes between segments, every segment in one
 //! process group (led by the first), all segments' stderr on the shared
 //! capture pipe. The pipeline fails if any segment fails; its status is the
-//! first failing segment's (contract order).
+//! first failing segment's (contract order). [`LocalLauncher`] is local
+//! mode's [`Launcher`]; single segments are started by [`super::spawn`].
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -9,7 +10,23 @@ use std::process::Child;
 
 use super::spawn::{Input, launch_error, spawn_segment};
 use super::sys::{self, Ended, Signal};
-use super::{LaunchError, LaunchSpec, Status, Supervised};
+use super::{LaunchError, LaunchSpec, Launcher, Status, Supervised};
+
+/// Launches commands directly on the host (local mode, unconfined).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalLauncher;
+
+impl Launcher for LocalLauncher {
+    fn launch(
+        &self,
+        spec: &LaunchSpec,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<Box<dyn Supervised>, LaunchError> {
+        let group = spawn_pipeline(spec, stdout, stderr)?;
+        Ok(Box::new(group))
+    }
+}
 
 /// A running local command: its direct children and their process group.
 #[derive(Debug)]

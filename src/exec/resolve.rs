@@ -55,6 +55,10 @@ impl SearchPath {
 
 /// Why `argv[0]` cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum ResolveError {
     #[error("executable {name:?} not found in the trusted search path {path}{hint}")]
     NotFound {

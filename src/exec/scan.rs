@@ -64,6 +64,10 @@ impl Default for ScanLimits {
 
 /// Why a scan did not see every file under the scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "variant fields: `root` is the scope root, `name` the entry under it"
+)]
 pub enum Shortfall {
     /// The entry budget ran out.
     Entries(u64),
@@ -440,52 +444,65 @@ impl<'a> Scanner<'a> {
                 key: self.keyed.file(top.path, &name, &st),
                 ctime: (st.st_ctime, st.st_ctime_nsec),
             }),
-            libc::S_IFDIR => {
-                if st.st_dev != top.dev {
-                    self.note(Shortfall::OtherFilesystem {
-                        root: root.to_owned(),
-                        name: short(&name),
-                    });
-                    return Ok(());
-                }
-                if depth > self.limits.max_depth {
-                    self.note(Shortfall::Depth {
-                        root: root.to_owned(),
-                        depth: self.limits.max_depth,
-                    });
-                    return Ok(());
-                }
-                let child = match openat(fd, name.as_slice(), dir_flags(), Mode::empty()) {
-                    Ok(c) => c,
-                    Err(Errno::ENOENT) => return Ok(()),
-                    Err(e) => {
-                        self.note(Shortfall::Unreadable {
-                            root: root.to_owned(),
-                            name: short(&name),
-                            reason: errno_text(e),
-                        });
-                        return Ok(());
-                    }
-                };
-                match fstat(&child) {
-                    Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {}
-                    _ => {
-                        self.note(Shortfall::Moved {
-                            root: root.to_owned(),
-                            name: short(&name),
-                        });
-                        return Ok(());
-                    }
-                }
-                let path = self.keyed.dir(top.path, &name);
-                if depth > self.limits.open_dirs {
-                    stack[i].close();
-                }
-                stack.push(Level::open(child, &st, path));
-            }
+            libc::S_IFDIR => self.descend(root, stack, &name, &st),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Enter directory `name` (seen as `st`) of the deepest level: same
+    /// file system, within the depth budget, and still the directory that
+    /// was stat'ed when opened.
+    fn descend(&mut self, root: &str, stack: &mut Vec<Level>, name: &[u8], st: &FileStat) {
+        let depth = stack.len();
+        let Some(i) = depth.checked_sub(1) else {
+            return;
+        };
+        let top = &stack[i];
+        let Some(fd) = top.fd.as_ref() else {
+            return;
+        };
+        if st.st_dev != top.dev {
+            self.note(Shortfall::OtherFilesystem {
+                root: root.to_owned(),
+                name: short(name),
+            });
+            return;
+        }
+        if depth > self.limits.max_depth {
+            self.note(Shortfall::Depth {
+                root: root.to_owned(),
+                depth: self.limits.max_depth,
+            });
+            return;
+        }
+        let child = match openat(fd, name, dir_flags(), Mode::empty()) {
+            Ok(c) => c,
+            Err(Errno::ENOENT) => return,
+            Err(e) => {
+                self.note(Shortfall::Unreadable {
+                    root: root.to_owned(),
+                    name: short(name),
+                    reason: errno_text(e),
+                });
+                return;
+            }
+        };
+        match fstat(&child) {
+            Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {}
+            _ => {
+                self.note(Shortfall::Moved {
+                    root: root.to_owned(),
+                    name: short(name),
+                });
+                return;
+            }
+        }
+        let path = self.keyed.dir(top.path, name);
+        if depth > self.limits.open_dirs {
+            stack[i].close();
+        }
+        stack.push(Level::open(child, st, path));
     }
 
     /// Pop the finished deepest level; re-enter its parent through `..`

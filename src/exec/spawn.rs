@@ -7,23 +7,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-use super::{LaunchError, LaunchSpec, Launcher, Segment, Supervised};
-
-/// Launches commands directly on the host (local mode, unconfined).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalLauncher;
-
-impl Launcher for LocalLauncher {
-    fn launch(
-        &self,
-        spec: &LaunchSpec,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-    ) -> Result<Box<dyn Supervised>, LaunchError> {
-        let group = super::pipeline::spawn_pipeline(spec, stdout, stderr)?;
-        Ok(Box::new(group))
-    }
-}
+use super::{LaunchError, LaunchSpec, Segment};
 
 /// Where a segment's stdin comes from.
 pub enum Input {

@@ -381,7 +381,10 @@ pub fn entry_line(e: &Entry) -> Result<Vec<u8>, String> {
 #[derive(Debug)]
 pub enum ExportLine {
     /// First line: format and store id.
-    Header { store_id: String },
+    Header {
+        /// The exporting store's id.
+        store_id: String,
+    },
     /// A log entry.
     Entry(Entry),
     /// A signed checkpoint.

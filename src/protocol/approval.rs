@@ -8,6 +8,10 @@ pub const APPROVAL_VERSION: &str = "csc.approval.v0.1";
 /// How the approver gave approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 approval (schemas/csc.approval.v0.1.schema.json documents every field)"
+)]
 pub enum ApprovalMethod {
     Manual,
     Cli,
@@ -18,6 +22,10 @@ pub enum ApprovalMethod {
 /// Who approved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 approval (schemas/csc.approval.v0.1.schema.json documents every field)"
+)]
 pub struct Approver {
     pub identity: String,
     pub method: ApprovalMethod,
@@ -26,6 +34,10 @@ pub struct Approver {
 /// Whether the approval may be used once or until it expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 approval (schemas/csc.approval.v0.1.schema.json documents every field)"
+)]
 pub enum ApprovalScope {
     SingleExecution,
     TimeWindow,
@@ -34,6 +46,10 @@ pub enum ApprovalScope {
 /// An ApprovalArtifact v0.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 approval (schemas/csc.approval.v0.1.schema.json documents every field)"
+)]
 pub struct Approval {
     pub approval_version: String,
     pub approval_id: String,

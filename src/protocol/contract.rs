@@ -38,6 +38,10 @@ impl NetworkMode {
 /// Core effect types an agent may propose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub enum EffectType {
     Observe,
     TransformLocal,
@@ -64,6 +68,10 @@ impl EffectType {
 /// Contract risk classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub enum RiskClass {
     Low,
     Medium,
@@ -86,6 +94,10 @@ impl RiskClass {
 /// Who must approve before execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub enum ApprovalMode {
     PolicyOnly,
     HumanRequired,
@@ -106,6 +118,10 @@ impl ApprovalMode {
 /// The agent and delegation chain behind a contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub struct Actor {
     pub agent_id: String,
     pub session_id: String,
@@ -116,6 +132,10 @@ pub struct Actor {
 /// A single argv vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub struct Argv {
     pub argv: Vec<String>,
 }
@@ -123,6 +143,10 @@ pub struct Argv {
 /// A pipeline of at least two argv segments connected by pipes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub struct Pipeline {
     pub segments: Vec<Argv>,
 }
@@ -130,6 +154,10 @@ pub struct Pipeline {
 /// One command of a contract: exactly one of `exec` / `pipeline`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub struct Command {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +189,10 @@ impl Command {
 /// A CommandContract v0.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 contract (schemas/csc.contract.v0.1.schema.json documents every field)"
+)]
 pub struct Contract {
     pub version: String,
     pub contract_id: String,

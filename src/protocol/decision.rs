@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 /// The three possible outcomes of policy evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 decision (schemas/csc.decision.v0.1.schema.json documents every field)"
+)]
 pub enum Verdict {
     Allow,
     Deny,
@@ -25,6 +29,10 @@ impl Verdict {
 /// Stable reason codes: the API callers branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 decision (schemas/csc.decision.v0.1.schema.json documents every field)"
+)]
 pub enum ReasonCode {
     Allow,
     RiskClassNotAllowed,
@@ -70,6 +78,10 @@ impl ReasonCode {
 /// may be an extension type such as `financial_action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 decision (schemas/csc.decision.v0.1.schema.json documents every field)"
+)]
 pub struct ClassifiedEffect {
     pub command_id: String,
     pub effect_type: String,
@@ -78,6 +90,10 @@ pub struct ClassifiedEffect {
 /// A PolicyDecision v0.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 decision (schemas/csc.decision.v0.1.schema.json documents every field)"
+)]
 pub struct Decision {
     pub contract_id: String,
     pub decision: Verdict,

@@ -20,6 +20,10 @@ pub const RECEIPT_VERSION: &str = "csc.receipt.v0.1";
 
 /// Why a document could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "each variant says what failed in its `#[error]` text; variant fields are the values that text names"
+)]
 pub enum LoadError {
     #[error("failed to read {kind} file {origin}: {source}")]
     Read {
@@ -126,7 +130,9 @@ fn type_name(v: &Value) -> &'static str {
 /// Policy file syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyFormat {
+    /// YAML (1.2, with YAML 1.1 ambiguities refused).
     Yaml,
+    /// JSON.
     Json,
 }
 
@@ -143,7 +149,9 @@ impl PolicyFormat {
 /// A contract with the JSON it was parsed from.
 #[derive(Debug, Clone)]
 pub struct LoadedContract {
+    /// The typed contract.
     pub contract: Contract,
+    /// The JSON document as read (hashed canonically for `contract_sha256`).
     pub raw: Value,
 }
 

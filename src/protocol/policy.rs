@@ -21,6 +21,10 @@ fn default_network() -> NetworkMode {
 /// as the reference's `policy.get(...)` fallbacks do (all fail closed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    missing_docs,
+    reason = "field for field the v0.1 policy (schemas/csc.policy.v0.1.schema.json documents every field)"
+)]
 pub struct Policy {
     #[serde(default)]
     pub policy_schema_version: Option<String>,

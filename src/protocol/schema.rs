@@ -10,10 +10,15 @@ use serde_json::Value;
 /// Which protocol object a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// A CommandScopeContract.
     Contract,
+    /// An operator policy.
     Policy,
+    /// A policy decision.
     Decision,
+    /// An ExecutionReceipt.
     Receipt,
+    /// An ApprovalArtifact.
     Approval,
 }
 
@@ -46,6 +51,7 @@ impl Kind {
 pub struct Violation {
     /// JSON pointer into the document (`""` is the root).
     pub pointer: String,
+    /// The validator's description of the violation.
     pub message: String,
 }
 

@@ -176,7 +176,7 @@ fn stage<T>(name: Stage, r: StepResult<T>) -> StageResult<T> {
 }
 
 fn ensure_single_threaded() -> StepResult<()> {
-    let n = super::spawn::thread_count().map_err(failed("read /proc/self/task"))?;
+    let n = sys::thread_count().map_err(failed("read /proc/self/task"))?;
     if n != 1 {
         return Err(Cause::refused(format!(
             "helper has {n} threads; refusing to fork"

@@ -1,8 +1,43 @@
 //! Landlock rule derivation: the rules that mirror a plan's mount view
 //! (applied by [`super::landlock::restrict`]).
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
 use super::SandboxConfig;
-use super::plan::{BindAccess, DEV_NODES, LandlockRule, MountOp, RuleClass};
+use super::ops::{BindAccess, DEV_NODES, MountOp};
+
+/// Class of a Landlock rule; mapped to concrete access rights for the
+/// kernel's ABI by [`super::landlock::access_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleClass {
+    /// Read files, list directories, execute.
+    ReadExec,
+    /// Read files, list directories.
+    Read,
+    /// Full file access except device creation; execute only when the
+    /// config allows execution in scopes.
+    Write,
+    /// Write scope without execute.
+    WriteNoExec,
+    /// Device node: read, write, truncate, device ioctls.
+    Device,
+    /// List a directory only.
+    ListDir,
+}
+
+/// One Landlock path rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockRule {
+    /// Path inside the sandbox.
+    pub path: PathBuf,
+    /// Granted class.
+    pub class: RuleClass,
+    /// Directory (true) or file (false).
+    pub is_dir: bool,
+}
 
 /// Landlock classes of read scopes and write scopes: with execute rights
 /// only when the configuration allows executing files found in scopes.

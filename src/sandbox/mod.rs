@@ -27,6 +27,7 @@ pub mod landlock;
 mod landlock_rules;
 mod mounts;
 mod namespaces;
+mod ops;
 pub mod plan;
 pub mod profile;
 pub mod rlimits;

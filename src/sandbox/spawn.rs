@@ -68,11 +68,6 @@ pub(crate) enum Launch {
     Exec(PathBuf),
 }
 
-/// Number of threads of this process (`/proc/self/task` entries).
-pub(crate) fn thread_count() -> std::io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
-}
-
 /// Fork when (and only when) this process is single-threaded right now.
 /// Invariant: the check and the `fork` run on the only thread, so no
 /// other thread can appear in between; a multi-threaded caller (`csc mcp`
@@ -81,7 +76,7 @@ pub(crate) fn thread_count() -> std::io::Result<usize> {
 pub(crate) fn launch_mode(cfg: &SandboxConfig) -> Launch {
     match &cfg.helper_exe {
         Some(exe) => Launch::Exec(exe.clone()),
-        None if matches!(thread_count(), Ok(1)) => Launch::Fork,
+        None if matches!(sys::thread_count(), Ok(1)) => Launch::Fork,
         None => Launch::Exec(PathBuf::from("/proc/self/exe")),
     }
 }
@@ -186,7 +181,7 @@ pub(crate) fn spawn_plan(
         Some((policy, ours, theirs)) => {
             drop(theirs);
             Some(
-                crate::egress::proxy::ProxyServer::start(policy, "", ours)
+                crate::egress::proxy::ProxyServer::start(policy, "", ours, super::bridge::recv_fd)
                     .map_err(|e| SandboxError::io("start egress proxy", e))?,
             )
         }
@@ -512,7 +507,7 @@ mod tests {
     fn multi_threaded_caller_reexecs_instead_of_forking() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
-        assert!(thread_count().unwrap() >= 2);
+        assert!(sys::thread_count().unwrap() >= 2);
         assert_eq!(
             launch_mode(&SandboxConfig::default()),
             Launch::Exec(PathBuf::from("/proc/self/exe"))

@@ -609,3 +609,8 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
         None => Err(io::Error::other("message without a descriptor")),
     }
 }
+
+/// Number of threads of this process (`/proc/self/task` entries).
+pub(crate) fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}

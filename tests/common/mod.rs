@@ -1,5 +1,4 @@
 //! Shared helpers for the `csc run` integration tests.
-#![allow(dead_code)]
 
 pub mod require;
 pub mod shipped_hashes;
@@ -12,7 +11,8 @@ pub const CSC: &str = env!("CARGO_BIN_EXE_csc");
 
 /// A scratch workspace: policy, contracts, receipts, state dir.
 pub struct Ws {
-    pub dir: tempfile::TempDir,
+    /// Owns the temporary directory (removed when the workspace drops).
+    _dir: tempfile::TempDir,
     /// Canonical root (what the policy allows).
     pub root: PathBuf,
 }
@@ -20,7 +20,7 @@ pub struct Ws {
 pub fn ws() -> Ws {
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    let ws = Ws { dir, root };
+    let ws = Ws { _dir: dir, root };
     ws.write_policy("");
     ws
 }

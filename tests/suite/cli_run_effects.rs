@@ -3,6 +3,7 @@
 
 use crate::common;
 use crate::support;
+use crate::support::{Who, sandbox_test};
 
 use common::*;
 use serde_json::{Value, json};
@@ -176,77 +177,78 @@ fn other_filesystem_inside_a_scope_marks_a_lower_bound() {
     assert!(err.contains("another file system"), "{err}");
 }
 
+sandbox_test!(
+    unreadable_directory_marks_a_lower_bound_as_either_user,
+    any_host
+);
 /// As root and as uid 65534: a directory csc cannot read (mode 000, root's)
 /// is not silently counted as empty; the receipt marks a lower bound. As
 /// root (which reads everything) the same tree is counted exactly.
-#[test]
-fn unreadable_directory_marks_a_lower_bound_as_either_user() {
+fn unreadable_directory_marks_a_lower_bound_as_either_user(who: Who) {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("SKIP: unreadable_directory_marks_a_lower_bound_as_either_user: needs root");
         return;
     }
-    for who in support::BOTH {
-        let dir = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let mode = |p: &std::path::Path, m: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-        };
-        mode(&root, 0o777);
-        std::fs::create_dir_all(root.join("out/locked")).unwrap();
-        std::fs::write(root.join("out/locked/f"), b"x").unwrap();
-        mode(&root.join("out"), 0o777);
-        mode(&root.join("out/locked"), 0o000);
-        let r = root.display();
-        std::fs::write(
-            root.join("policy.yaml"),
-            format!(
-                "policy_schema_version: csc.policy.v0.1\nname: p\nallow_commands: [sh]\n\
+    let dir = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&root, 0o777);
+    std::fs::create_dir_all(root.join("out/locked")).unwrap();
+    std::fs::write(root.join("out/locked/f"), b"x").unwrap();
+    mode(&root.join("out"), 0o777);
+    mode(&root.join("out/locked"), 0o000);
+    let r = root.display();
+    std::fs::write(
+        root.join("policy.yaml"),
+        format!(
+            "policy_schema_version: csc.policy.v0.1\nname: p\nallow_commands: [sh]\n\
                  allowed_effect_types: [transform_local]\nallowed_risk_classes: [low]\n\
                  max_timeout_sec: 60\nnetwork: deny\nallow_secret_refs: false\n\
                  allowed_cwd_prefixes: [\"{r}\"]\nallowed_read_prefixes: [\"{r}\"]\n\
                  allowed_write_prefixes: [\"{r}\"]\n"
-            ),
-        )
+        ),
+    )
+    .unwrap();
+    let contract = json!({
+        "version": "csc.v0.1", "contract_id": "contract-unreadable", "intent": "t",
+        "actor": {"agent_id": "a", "session_id": "s", "initiating_user": "u", "delegation_scope": "d"},
+        "commands": [{"id": "w", "exec": {"argv": ["sh", "-c", "echo x > out/new"]},
+            "cwd": r.to_string(), "read_paths": [], "write_paths": [format!("{r}/out/**")],
+            "network": "deny", "env_allow": [], "secret_refs": [], "timeout_sec": 20,
+            "proposed_effect_type": "transform_local"}],
+        "risk_class": "low", "approval_mode": "policy_only", "justification": "t"
+    });
+    std::fs::write(root.join("c.json"), contract.to_string()).unwrap();
+    let receipt = root.join("receipt.json");
+    let out = support::command(who)
+        .arg("run")
+        .arg(root.join("c.json"))
+        .arg(root.join("policy.yaml"))
+        .arg("--receipt-out")
+        .arg(&receipt)
+        .arg("--quiet")
+        .current_dir(&root)
+        .output()
         .unwrap();
-        let contract = json!({
-            "version": "csc.v0.1", "contract_id": "contract-unreadable", "intent": "t",
-            "actor": {"agent_id": "a", "session_id": "s", "initiating_user": "u", "delegation_scope": "d"},
-            "commands": [{"id": "w", "exec": {"argv": ["sh", "-c", "echo x > out/new"]},
-                "cwd": r.to_string(), "read_paths": [], "write_paths": [format!("{r}/out/**")],
-                "network": "deny", "env_allow": [], "secret_refs": [], "timeout_sec": 20,
-                "proposed_effect_type": "transform_local"}],
-            "risk_class": "low", "approval_mode": "policy_only", "justification": "t"
-        });
-        std::fs::write(root.join("c.json"), contract.to_string()).unwrap();
-        let receipt = root.join("receipt.json");
-        let out = support::command(who)
-            .arg("run")
-            .arg(root.join("c.json"))
-            .arg(root.join("policy.yaml"))
-            .arg("--receipt-out")
-            .arg(&receipt)
-            .arg("--quiet")
-            .current_dir(&root)
-            .output()
-            .unwrap();
-        let run = Run::new(out, &receipt);
-        assert_eq!(run.code, 0, "{who:?}: {}", run.stderr);
-        assert_eq!(
-            run.receipt()["effect_summary"]["files_written"],
-            1,
-            "{who:?}"
-        );
-        let err = error_of(&run);
-        match who {
-            support::Who::Root => assert_eq!(err, "", "{who:?}"),
-            support::Who::Nobody => {
-                assert!(err.starts_with(MARKER), "{who:?}: {err}");
-                assert!(err.contains("could not be read"), "{who:?}: {err}");
-            }
+    let run = Run::new(out, &receipt);
+    assert_eq!(run.code, 0, "{who:?}: {}", run.stderr);
+    assert_eq!(
+        run.receipt()["effect_summary"]["files_written"],
+        1,
+        "{who:?}"
+    );
+    let err = error_of(&run);
+    match who {
+        support::Who::Root => assert_eq!(err, "", "{who:?}"),
+        support::Who::Nobody => {
+            assert!(err.starts_with(MARKER), "{who:?}: {err}");
+            assert!(err.contains("could not be read"), "{who:?}: {err}");
         }
-        mode(&root.join("out/locked"), 0o755);
     }
+    mode(&root.join("out/locked"), 0o755);
 }
 
 /// Memory no longer grows with the number of files: 200,000 entries used

@@ -12,7 +12,7 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use support::{BOTH, NOBODY, Who, skip};
+use support::{NOBODY, Who, sandbox_test};
 
 /// `csc run` with the receipt at `receipt` (any path) as `who`.
 fn run_as(ws: &Ws, who: Who, contract: &Path, receipt: &Path, extra: &[&str]) -> Run {
@@ -404,93 +404,88 @@ fn output_ids_follow_one_rule_for_run_and_verify() {
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
 
+sandbox_test!(hardened_command_cannot_reach_a_sibling_evidence_dir);
 /// Hardened mode: the command's write scope is a sibling of csc's
 /// evidence directory, so whatever it tries, the receipt and the saved
 /// output land where the operator said.
-#[test]
-fn hardened_command_cannot_reach_a_sibling_evidence_dir() {
-    for who in BOTH {
-        if skip(who, "hardened_command_cannot_reach_a_sibling_evidence_dir") {
-            continue;
+fn hardened_command_cannot_reach_a_sibling_evidence_dir(who: Who) {
+    let ws = ws();
+    std::fs::create_dir(ws.path("work")).unwrap();
+    std::fs::create_dir(ws.path("evidence")).unwrap();
+    std::fs::write(ws.path("k.seed"), [7u8; 32]).unwrap();
+    if who == Who::Nobody {
+        for entry in walk(&ws.root) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
         }
-        let ws = ws();
-        std::fs::create_dir(ws.path("work")).unwrap();
-        std::fs::create_dir(ws.path("evidence")).unwrap();
-        std::fs::write(ws.path("k.seed"), [7u8; 32]).unwrap();
-        if who == Who::Nobody {
-            for entry in walk(&ws.root) {
-                std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
-            }
-            std::fs::set_permissions(&ws.root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let script = format!(
-            "rm -rf {e}/* ; mv {e} {w}/stolen ; ln -s {w} {e} ; echo hi",
-            e = ws.s("evidence"),
-            w = ws.s("work")
-        );
-        let mut cmd = writer(&ws, "c", &script, &[ws.s("work")]);
-        cmd["read_paths"] = json!([]);
-        let c = ws.contract("c.json", vec![cmd]);
-        let key = ws.s("k.seed");
-        let out = ws.s("evidence/out");
-        let r = run_as(
-            &ws,
-            who,
-            &c,
-            &ws.path("evidence/receipt.json"),
-            &[
-                "--mode",
-                "hardened",
-                "--sign",
-                "--signing-key",
-                &key,
-                "--key-id",
-                "k",
-                "--output-dir",
-                &out,
-            ],
-        );
-        assert!(r.receipt.is_some(), "{who:?}: {}", r.stderr);
-        assert!(
-            std::fs::symlink_metadata(ws.path("evidence"))
-                .unwrap()
-                .is_dir(),
-            "{who:?}"
-        );
-        assert_eq!(r.status(), "success", "{who:?}");
-        assert_eq!(
-            std::fs::read(ws.path("evidence/out/c.stdout")).unwrap(),
-            b"hi\n",
-            "{who:?}"
-        );
-        // At most a copy of what the command could see ends up in its own
-        // scope; csc's evidence never does.
-        assert!(!ws.path("work/stolen/receipt.json").exists(), "{who:?}");
-        assert!(!ws.path("work/receipt.json").exists(), "{who:?}");
-        // The same refusal as in local mode when the scope covers the evidence.
-        let mut cmd = writer(&ws, "c", "touch marker", &[ws.s("evidence")]);
-        cmd["read_paths"] = json!([]);
-        let c = ws.contract("c2.json", vec![cmd]);
-        let r = run_as(
-            &ws,
-            who,
-            &c,
-            &ws.path("evidence/receipt.json"),
-            &[
-                "--mode",
-                "hardened",
-                "--sign",
-                "--signing-key",
-                &key,
-                "--key-id",
-                "k",
-            ],
-        );
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.status(), "blocked", "{who:?}");
-        assert!(error_of(&r).contains("--receipt-out"), "{who:?}");
-        assert!(!ws.path("marker").exists(), "{who:?}");
+        std::fs::set_permissions(&ws.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    let script = format!(
+        "rm -rf {e}/* ; mv {e} {w}/stolen ; ln -s {w} {e} ; echo hi",
+        e = ws.s("evidence"),
+        w = ws.s("work")
+    );
+    let mut cmd = writer(&ws, "c", &script, &[ws.s("work")]);
+    cmd["read_paths"] = json!([]);
+    let c = ws.contract("c.json", vec![cmd]);
+    let key = ws.s("k.seed");
+    let out = ws.s("evidence/out");
+    let r = run_as(
+        &ws,
+        who,
+        &c,
+        &ws.path("evidence/receipt.json"),
+        &[
+            "--mode",
+            "hardened",
+            "--sign",
+            "--signing-key",
+            &key,
+            "--key-id",
+            "k",
+            "--output-dir",
+            &out,
+        ],
+    );
+    assert!(r.receipt.is_some(), "{who:?}: {}", r.stderr);
+    assert!(
+        std::fs::symlink_metadata(ws.path("evidence"))
+            .unwrap()
+            .is_dir(),
+        "{who:?}"
+    );
+    assert_eq!(r.status(), "success", "{who:?}");
+    assert_eq!(
+        std::fs::read(ws.path("evidence/out/c.stdout")).unwrap(),
+        b"hi\n",
+        "{who:?}"
+    );
+    // At most a copy of what the command could see ends up in its own
+    // scope; csc's evidence never does.
+    assert!(!ws.path("work/stolen/receipt.json").exists(), "{who:?}");
+    assert!(!ws.path("work/receipt.json").exists(), "{who:?}");
+    // The same refusal as in local mode when the scope covers the evidence.
+    let mut cmd = writer(&ws, "c", "touch marker", &[ws.s("evidence")]);
+    cmd["read_paths"] = json!([]);
+    let c = ws.contract("c2.json", vec![cmd]);
+    let r = run_as(
+        &ws,
+        who,
+        &c,
+        &ws.path("evidence/receipt.json"),
+        &[
+            "--mode",
+            "hardened",
+            "--sign",
+            "--signing-key",
+            &key,
+            "--key-id",
+            "k",
+        ],
+    );
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.status(), "blocked", "{who:?}");
+    assert!(error_of(&r).contains("--receipt-out"), "{who:?}");
+    assert!(!ws.path("marker").exists(), "{who:?}");
 }
 
 fn walk(root: &Path) -> Vec<std::path::PathBuf> {

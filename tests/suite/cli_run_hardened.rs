@@ -7,7 +7,7 @@ use crate::support;
 use common::*;
 use serde_json::{Value, json};
 use std::process::Command;
-use support::{BOTH, Who, skip};
+use support::{Who, sandbox_test, skip};
 
 const KEY_ID: &str = "hardened-test";
 
@@ -273,103 +273,88 @@ fn hardened_as(who: Who, ws: &Ws, contract: &std::path::Path, extra: &[&str]) ->
     Run::new(out, &receipt)
 }
 
+sandbox_test!(a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill);
 /// Regression: hardened timeouts used to SIGKILL at once. Now the targets
 /// get SIGTERM first (as in local mode) and SIGKILL after the grace period.
-#[test]
-fn a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill() {
-    for who in BOTH {
-        if skip(who, "a_timeout_sends_sigterm_before_sigkill") {
-            continue;
-        }
-        let ws = hardened_ws();
-        let marker = ws.s("out/term-seen");
-        let script = format!("trap 'echo term > {marker}; exit 7' TERM; sleep 30 & wait");
-        let mut cmd = scoped(&ws, "slow", &["sh", "-c", &script]);
-        cmd["timeout_sec"] = json!(1);
-        let c = ws.contract("c.json", vec![cmd]);
-        let r = hardened_as(who, &ws, &c, &[]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["status"], "failed", "{who:?}");
-        assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
-        assert_eq!(
-            std::fs::read_to_string(&marker).ok().as_deref(),
-            Some("term\n"),
-            "{who:?}: the command never saw SIGTERM"
-        );
-        verify(&ws);
-    }
+fn a_timeout_sends_sigterm_to_the_sandboxed_command_before_sigkill(who: Who) {
+    let ws = hardened_ws();
+    let marker = ws.s("out/term-seen");
+    let script = format!("trap 'echo term > {marker}; exit 7' TERM; sleep 30 & wait");
+    let mut cmd = scoped(&ws, "slow", &["sh", "-c", &script]);
+    cmd["timeout_sec"] = json!(1);
+    let c = ws.contract("c.json", vec![cmd]);
+    let r = hardened_as(who, &ws, &c, &[]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["status"], "failed", "{who:?}");
+    assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).ok().as_deref(),
+        Some("term\n"),
+        "{who:?}: the command never saw SIGTERM"
+    );
+    verify(&ws);
 }
 
+sandbox_test!(a_timeout_kills_a_command_that_ignores_sigterm);
 /// A command that ignores SIGTERM is still killed after the grace period,
 /// with everything it started.
-#[test]
-fn a_timeout_kills_a_command_that_ignores_sigterm() {
-    for who in BOTH {
-        if skip(who, "a_timeout_kills_a_command_that_ignores_sigterm") {
-            continue;
-        }
-        let ws = hardened_ws();
-        // A unique sleep duration identifies the survivors on the host.
-        let tag = format!("600.{}{}", std::process::id(), who as u8);
-        let script = format!("trap '' TERM; sleep {tag} & wait; wait");
-        let mut cmd = scoped(&ws, "stubborn", &["sh", "-c", &script]);
-        cmd["timeout_sec"] = json!(1);
-        let c = ws.contract("c.json", vec![cmd]);
-        let r = hardened_as(who, &ws, &c, &[]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
-        assert!(
-            support::host_processes_with(&tag).is_empty(),
-            "{who:?}: survivors {:?}",
-            support::host_processes_with(&tag)
-        );
-    }
+fn a_timeout_kills_a_command_that_ignores_sigterm(who: Who) {
+    let ws = hardened_ws();
+    // A unique sleep duration identifies the survivors on the host.
+    let tag = format!("600.{}{}", std::process::id(), who as u8);
+    let script = format!("trap '' TERM; sleep {tag} & wait; wait");
+    let mut cmd = scoped(&ws, "stubborn", &["sh", "-c", &script]);
+    cmd["timeout_sec"] = json!(1);
+    let c = ws.contract("c.json", vec![cmd]);
+    let r = hardened_as(who, &ws, &c, &[]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["exit_code"], 124, "{who:?}");
+    assert!(
+        support::host_processes_with(&tag).is_empty(),
+        "{who:?}: survivors {:?}",
+        support::host_processes_with(&tag)
+    );
 }
 
+sandbox_test!(csc_own_environment_is_not_the_agents);
 /// Regression: `env_allow` could name any variable of csc's environment
 /// (here the harness's `CSC_HOST_SECRET`); a glob does not admit it.
-#[test]
-fn csc_own_environment_is_not_the_agents() {
-    for who in BOTH {
-        if skip(who, "csc_own_environment_is_not_the_agents") {
-            continue;
-        }
-        let ws = hardened_ws();
-        let marker = ws.s("out/ran");
-        let mut first = scoped(&ws, "first", &["touch", &marker]);
-        first["env_allow"] = json!([]);
-        let mut cmd = scoped(&ws, "env", &["env"]);
-        cmd["env_allow"] = json!(["CSC_HOST_SECRET"]);
-        let c = ws.contract("c.json", vec![first, cmd]);
-        let r = hardened_as(who, &ws, &c, &["--allow-env", "*"]);
-        assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
-        assert_eq!(r.receipt()["status"], "blocked", "{who:?}");
-        let err = r.receipt()["error"].as_str().unwrap();
-        assert!(err.contains("CSC_HOST_SECRET"), "{who:?}: {err}");
-        assert!(
-            !std::path::Path::new(&marker).exists(),
-            "{who:?}: a command ran"
-        );
-        assert!(!r.stdout.contains("host-secret-must-not-leak"));
-        // Named exactly by the operator, it passes.
-        let r = hardened_as(
-            who,
-            &ws,
-            &c,
-            &[
-                "--allow-env",
-                "CSC_HOST_SECRET",
-                "--output-dir",
-                &ws.s("streams"),
-            ],
-        );
-        assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
-        let env = std::fs::read_to_string(ws.path("streams/env.stdout")).unwrap();
-        assert!(
-            env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"),
-            "{env}"
-        );
-    }
+fn csc_own_environment_is_not_the_agents(who: Who) {
+    let ws = hardened_ws();
+    let marker = ws.s("out/ran");
+    let mut first = scoped(&ws, "first", &["touch", &marker]);
+    first["env_allow"] = json!([]);
+    let mut cmd = scoped(&ws, "env", &["env"]);
+    cmd["env_allow"] = json!(["CSC_HOST_SECRET"]);
+    let c = ws.contract("c.json", vec![first, cmd]);
+    let r = hardened_as(who, &ws, &c, &["--allow-env", "*"]);
+    assert_eq!(r.code, 1, "{who:?}: {}", r.stderr);
+    assert_eq!(r.receipt()["status"], "blocked", "{who:?}");
+    let err = r.receipt()["error"].as_str().unwrap();
+    assert!(err.contains("CSC_HOST_SECRET"), "{who:?}: {err}");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "{who:?}: a command ran"
+    );
+    assert!(!r.stdout.contains("host-secret-must-not-leak"));
+    // Named exactly by the operator, it passes.
+    let r = hardened_as(
+        who,
+        &ws,
+        &c,
+        &[
+            "--allow-env",
+            "CSC_HOST_SECRET",
+            "--output-dir",
+            &ws.s("streams"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
+    let env = std::fs::read_to_string(ws.path("streams/env.stdout")).unwrap();
+    assert!(
+        env.contains("CSC_HOST_SECRET=host-secret-must-not-leak"),
+        "{env}"
+    );
 }
 
 /// The forked helper and init start as copies of csc, whose memory holds
@@ -377,29 +362,24 @@ fn csc_own_environment_is_not_the_agents() {
 /// it can see (`/proc/PID/maps` + `/proc/PID/mem`, `process_vm_readv` on
 /// init) for the key: init is non-dumpable and the command has no
 /// capabilities, and `process_vm_readv` is denied by seccomp.
-#[test]
-fn the_signing_key_in_csc_memory_is_unreadable_from_the_sandbox() {
+fn the_signing_key_in_csc_memory_is_unreadable_from_the_sandbox(who: Who) {
     const SEED: [u8; 32] = [
         0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a, 0x7c, 0x15, 0xf3, 0x9c, 0xc0, 0x60, 0x5c, 0xed, 0xc8,
         0x34, 0x10, 0x82, 0x27, 0x6b, 0xf3, 0xa2, 0x72, 0x04, 0xe3, 0x67, 0xd4, 0x96, 0x21, 0x5b,
         0x88, 0x3f,
     ];
-    for who in BOTH {
-        if skip(who, "the_signing_key_in_csc_memory_is_unreadable") {
-            continue;
-        }
-        let ws = hardened_ws();
-        std::fs::write(ws.path("key.seed"), SEED).unwrap();
-        let policy = std::fs::read_to_string(ws.path("policy.yaml")).unwrap();
-        std::fs::write(
-            ws.path("policy.yaml"),
-            policy.replacen("allow_commands: [", "allow_commands: [python3, ", 1),
-        )
-        .unwrap();
-        let hex: String = SEED.iter().map(|b| format!("{b:02x}")).collect();
-        let report = ws.s("out/scan.txt");
-        let script = format!(
-            r#"
+    let ws = hardened_ws();
+    std::fs::write(ws.path("key.seed"), SEED).unwrap();
+    let policy = std::fs::read_to_string(ws.path("policy.yaml")).unwrap();
+    std::fs::write(
+        ws.path("policy.yaml"),
+        policy.replacen("allow_commands: [", "allow_commands: [python3, ", 1),
+    )
+    .unwrap();
+    let hex: String = SEED.iter().map(|b| format!("{b:02x}")).collect();
+    let report = ws.s("out/scan.txt");
+    let script = format!(
+        r#"
 import ctypes, os
 KEY = bytes.fromhex("{hex}")
 out = []
@@ -431,22 +411,22 @@ r = libc.process_vm_readv(1, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
 out.append("process_vm_readv %d errno %d" % (r, ctypes.get_errno()))
 open("{report}", "w").write("\n".join(out) + "\n")
 "#
-        );
-        let c = ws.contract(
-            "c.json",
-            vec![scoped(&ws, "scan", &["python3", "-c", &script])],
-        );
-        let r = hardened_as(who, &ws, &c, &[]);
-        assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
-        let scan = std::fs::read_to_string(&report).unwrap();
-        assert!(!scan.contains("BREACH"), "{who:?}: {scan}");
-        assert!(
-            scan.contains("denied 1 "),
-            "{who:?}: init's memory opened: {scan}"
-        );
-        assert!(
-            scan.contains("process_vm_readv -1 errno 1\n"),
-            "{who:?}: {scan}"
-        );
-    }
+    );
+    let c = ws.contract(
+        "c.json",
+        vec![scoped(&ws, "scan", &["python3", "-c", &script])],
+    );
+    let r = hardened_as(who, &ws, &c, &[]);
+    assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
+    let scan = std::fs::read_to_string(&report).unwrap();
+    assert!(!scan.contains("BREACH"), "{who:?}: {scan}");
+    assert!(
+        scan.contains("denied 1 "),
+        "{who:?}: init's memory opened: {scan}"
+    );
+    assert!(
+        scan.contains("process_vm_readv -1 errno 1\n"),
+        "{who:?}: {scan}"
+    );
 }
+sandbox_test!(the_signing_key_in_csc_memory_is_unreadable_from_the_sandbox);

@@ -9,7 +9,7 @@ use crate::support;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use support::{BOTH, NOBODY, Who, skip};
+use support::{NOBODY, Who, sandbox_test, skip};
 
 const KEY_ID: &str = "paths-test";
 /// A raw 32-byte seed, printable so a leak is easy to spot.
@@ -173,72 +173,66 @@ fn assert_blocked_by_link(r: &Value, failed: &str, ctx: &str) {
     assert!(err.contains("CSC_RESOLVES_OUTSIDE_POLICY"), "{ctx}: {err}");
 }
 
-#[test]
-fn a_planted_link_cannot_become_a_write_scope() {
-    for who in BOTH {
-        for mode in modes(who, "planted write link") {
-            let w = Ws::new(who);
-            let lnk = w.p("out/lnk");
-            let plant = format!("ln -s {} {lnk}", w.secret.display());
-            let write = format!("echo pwned > {lnk}/pwned.txt");
-            let c = w.contract(vec![
-                w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
-                w.cmd(
-                    "write",
-                    &["sh", "-c", &write],
-                    &[],
-                    std::slice::from_ref(&lnk),
-                ),
-            ]);
-            let (code, _, stderr, r) = w.run(&c, mode, &["--quiet"], &[]);
-            let ctx = format!("{who:?} {mode}: {stderr}");
-            assert_eq!(code, 1, "{ctx}");
-            assert_blocked_by_link(&r, "write", &ctx);
-            assert_eq!(r["completed_command_ids"], json!(["plant"]), "{ctx}");
-            assert!(!w.secret.join("pwned.txt").exists(), "{ctx}: host written");
-        }
+sandbox_test!(a_planted_link_cannot_become_a_write_scope, any_host);
+fn a_planted_link_cannot_become_a_write_scope(who: Who) {
+    for mode in modes(who, "planted write link") {
+        let w = Ws::new(who);
+        let lnk = w.p("out/lnk");
+        let plant = format!("ln -s {} {lnk}", w.secret.display());
+        let write = format!("echo pwned > {lnk}/pwned.txt");
+        let c = w.contract(vec![
+            w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
+            w.cmd(
+                "write",
+                &["sh", "-c", &write],
+                &[],
+                std::slice::from_ref(&lnk),
+            ),
+        ]);
+        let (code, _, stderr, r) = w.run(&c, mode, &["--quiet"], &[]);
+        let ctx = format!("{who:?} {mode}: {stderr}");
+        assert_eq!(code, 1, "{ctx}");
+        assert_blocked_by_link(&r, "write", &ctx);
+        assert_eq!(r["completed_command_ids"], json!(["plant"]), "{ctx}");
+        assert!(!w.secret.join("pwned.txt").exists(), "{ctx}: host written");
     }
 }
 
-#[test]
-fn a_planted_link_cannot_become_a_read_scope() {
-    for who in BOTH {
-        for mode in modes(who, "planted read link") {
-            let w = Ws::new(who);
-            let lnk = w.p("out/rl");
-            let plant = format!("ln -s {} {lnk}", w.secret.display());
-            let key = format!("{lnk}/key.txt");
-            let c = w.contract(vec![
-                w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
-                w.cmd("read", &["cat", &key], std::slice::from_ref(&lnk), &[]),
-            ]);
-            let (code, stdout, stderr, r) = w.run(&c, mode, &[], &[]);
-            let ctx = format!("{who:?} {mode}: {stderr}");
-            assert_eq!(code, 1, "{ctx}");
-            assert_blocked_by_link(&r, "read", &ctx);
-            assert!(!stdout.contains("TOPSECRET"), "{ctx}: {stdout}");
-        }
+sandbox_test!(a_planted_link_cannot_become_a_read_scope, any_host);
+fn a_planted_link_cannot_become_a_read_scope(who: Who) {
+    for mode in modes(who, "planted read link") {
+        let w = Ws::new(who);
+        let lnk = w.p("out/rl");
+        let plant = format!("ln -s {} {lnk}", w.secret.display());
+        let key = format!("{lnk}/key.txt");
+        let c = w.contract(vec![
+            w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
+            w.cmd("read", &["cat", &key], std::slice::from_ref(&lnk), &[]),
+        ]);
+        let (code, stdout, stderr, r) = w.run(&c, mode, &[], &[]);
+        let ctx = format!("{who:?} {mode}: {stderr}");
+        assert_eq!(code, 1, "{ctx}");
+        assert_blocked_by_link(&r, "read", &ctx);
+        assert!(!stdout.contains("TOPSECRET"), "{ctx}: {stdout}");
     }
 }
 
-#[test]
-fn a_planted_link_cannot_become_the_program() {
-    for who in BOTH {
-        for mode in modes(who, "planted program link") {
-            let w = Ws::new(who);
-            let tool = w.p("out/tool");
-            w.policy(&[&tool]);
-            let plant = format!("ln -s {} {tool}", w.secret.join("evil.sh").display());
-            let c = w.contract(vec![
-                w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
-                w.cmd("exec", &[&tool], &[], &[]),
-            ]);
-            let (code, stdout, stderr, r) = w.run(&c, mode, &[], &[]);
-            let ctx = format!("{who:?} {mode}: {stderr}");
-            assert_eq!(code, 1, "{ctx}");
-            assert_blocked_by_link(&r, "exec", &ctx);
-            assert!(!stdout.contains("EVIL-RAN"), "{ctx}: {stdout}");
-        }
+sandbox_test!(a_planted_link_cannot_become_the_program, any_host);
+fn a_planted_link_cannot_become_the_program(who: Who) {
+    for mode in modes(who, "planted program link") {
+        let w = Ws::new(who);
+        let tool = w.p("out/tool");
+        w.policy(&[&tool]);
+        let plant = format!("ln -s {} {tool}", w.secret.join("evil.sh").display());
+        let c = w.contract(vec![
+            w.cmd("plant", &["sh", "-c", &plant], &[], &[w.p("out")]),
+            w.cmd("exec", &[&tool], &[], &[]),
+        ]);
+        let (code, stdout, stderr, r) = w.run(&c, mode, &[], &[]);
+        let ctx = format!("{who:?} {mode}: {stderr}");
+        assert_eq!(code, 1, "{ctx}");
+        assert_blocked_by_link(&r, "exec", &ctx);
+        assert!(!stdout.contains("EVIL-RAN"), "{ctx}: {stdout}");
     }
 }
 
@@ -258,116 +252,111 @@ fn probe(paths: &[String]) -> String {
     s
 }
 
-#[test]
-fn cscs_own_files_are_invisible_where_the_docs_put_them() {
-    for who in BOTH {
-        if skip(who, "private files") {
-            continue;
-        }
-        let w = Ws::new(who);
-        // docs/key-management.md: keys under /etc/csc/ (mode 0600). A unique
-        // name in the recommended directory; removed at the end.
-        std::fs::create_dir_all("/etc/csc").unwrap();
-        let etc_key = PathBuf::from(format!(
-            "/etc/csc/test-{}-{who:?}-signing.pem",
-            std::process::id()
-        ));
-        std::fs::write(&etc_key, SEED).unwrap();
-        chmod(&etc_key, 0o600);
-        if who == Who::Nobody {
-            std::os::unix::fs::chown(&etc_key, Some(NOBODY), Some(NOBODY)).unwrap();
-        }
-        // State dirs: --state-dir, $XDG_STATE_HOME/csc, ~/.local/state/csc,
-        // each inside the read scope, each holding its own marker; a second
-        // key inside the read scope.
-        let data = w.ws.join("data");
-        for (d, marker) in [
-            ("state", "MARKER-FLAG"),
-            ("xdg/csc", "MARKER-XDG"),
-            ("home/.local/state/csc", "MARKER-HOME"),
-        ] {
-            std::fs::create_dir_all(data.join(d)).unwrap();
-            std::fs::write(data.join(d).join(marker), "state").unwrap();
-        }
-        std::fs::write(data.join("key.seed"), DATA_SEED).unwrap();
-        std::fs::write(data.join("visible.txt"), "VISIBLE").unwrap();
-        let s = |rel: &str| data.join(rel).display().to_string();
-        let script = probe(&[
-            etc_key.display().to_string(),
-            "/etc/csc".to_owned(),
-            "/etc/shadow".to_owned(),
-            s("key.seed"),
-            s("state"),
-            s("xdg/csc"),
-            s("home/.local/state/csc"),
-            s("visible.txt"),
-            "/etc/passwd".to_owned(),
-        ]);
-        let mut cmd = w.cmd("look", &["sh", "-c", &script], &[w.p("data")], &[]);
-        cmd["cwd"] = json!(w.p("data"));
-        let c = w.contract(vec![cmd]);
-        // (flags, environment, what must stay hidden)
-        let etc = etc_key.display().to_string();
-        let runs: [Case; 3] = [
-            (
-                vec![
-                    "--signing-key".into(),
-                    etc,
-                    "--state-dir".into(),
-                    s("state"),
-                ],
-                vec![],
-                vec!["csc-test-signing-seed-0", "MARKER-FLAG"],
-            ),
-            (
-                vec!["--signing-key".into(), s("key.seed")],
-                vec![("XDG_STATE_HOME", s("xdg"))],
-                vec!["csc-test-signing-seed-data", "MARKER-XDG"],
-            ),
-            (
-                vec!["--signing-key".into(), s("key.seed")],
-                vec![("HOME", s("home"))],
-                vec!["csc-test-signing-seed-data", "MARKER-HOME"],
-            ),
-        ];
-        for (i, (flags, env, hidden)) in runs.iter().enumerate() {
-            if who == Who::Nobody {
-                chown_tree(&w.ws);
-            }
-            let mut cmd = support::command(who);
-            cmd.arg("run")
-                .arg(&c)
-                .arg(w.ws.join("policy.yaml"))
-                .arg("--receipt-out")
-                .arg(w.ws.join("receipts/receipt.json"))
-                .args(["--mode", "hardened", "--sign", "--key-id", KEY_ID])
-                .args(flags)
-                .env_remove("XDG_STATE_HOME");
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let out = cmd.current_dir(&w.ws).output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let ctx = format!(
-                "{who:?} run {i}: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(out.status.success(), "{ctx}");
-            assert!(stdout.contains("DONE"), "{ctx}");
-            assert!(stdout.contains("VISIBLE"), "{ctx}: positive control");
-            assert!(
-                stdout.contains("root:x:0"),
-                "{ctx}: /etc/passwd is allowlisted"
-            );
-            assert!(
-                stdout.contains("FILE /etc/shadow: cat"),
-                "{ctx}: /etc/shadow"
-            );
-            assert!(stdout.contains("FILE /etc/csc: cat"), "{ctx}: /etc/csc");
-            for h in hidden {
-                assert!(!stdout.contains(h), "{ctx}: {h} leaked");
-            }
-        }
-        let _ = std::fs::remove_file(&etc_key);
+sandbox_test!(cscs_own_files_are_invisible_where_the_docs_put_them);
+fn cscs_own_files_are_invisible_where_the_docs_put_them(who: Who) {
+    let w = Ws::new(who);
+    // docs/key-management.md: keys under /etc/csc/ (mode 0600). A unique
+    // name in the recommended directory; removed at the end.
+    std::fs::create_dir_all("/etc/csc").unwrap();
+    let etc_key = PathBuf::from(format!(
+        "/etc/csc/test-{}-{who:?}-signing.pem",
+        std::process::id()
+    ));
+    std::fs::write(&etc_key, SEED).unwrap();
+    chmod(&etc_key, 0o600);
+    if who == Who::Nobody {
+        std::os::unix::fs::chown(&etc_key, Some(NOBODY), Some(NOBODY)).unwrap();
     }
+    // State dirs: --state-dir, $XDG_STATE_HOME/csc, ~/.local/state/csc,
+    // each inside the read scope, each holding its own marker; a second
+    // key inside the read scope.
+    let data = w.ws.join("data");
+    for (d, marker) in [
+        ("state", "MARKER-FLAG"),
+        ("xdg/csc", "MARKER-XDG"),
+        ("home/.local/state/csc", "MARKER-HOME"),
+    ] {
+        std::fs::create_dir_all(data.join(d)).unwrap();
+        std::fs::write(data.join(d).join(marker), "state").unwrap();
+    }
+    std::fs::write(data.join("key.seed"), DATA_SEED).unwrap();
+    std::fs::write(data.join("visible.txt"), "VISIBLE").unwrap();
+    let s = |rel: &str| data.join(rel).display().to_string();
+    let script = probe(&[
+        etc_key.display().to_string(),
+        "/etc/csc".to_owned(),
+        "/etc/shadow".to_owned(),
+        s("key.seed"),
+        s("state"),
+        s("xdg/csc"),
+        s("home/.local/state/csc"),
+        s("visible.txt"),
+        "/etc/passwd".to_owned(),
+    ]);
+    let mut cmd = w.cmd("look", &["sh", "-c", &script], &[w.p("data")], &[]);
+    cmd["cwd"] = json!(w.p("data"));
+    let c = w.contract(vec![cmd]);
+    // (flags, environment, what must stay hidden)
+    let etc = etc_key.display().to_string();
+    let runs: [Case; 3] = [
+        (
+            vec![
+                "--signing-key".into(),
+                etc,
+                "--state-dir".into(),
+                s("state"),
+            ],
+            vec![],
+            vec!["csc-test-signing-seed-0", "MARKER-FLAG"],
+        ),
+        (
+            vec!["--signing-key".into(), s("key.seed")],
+            vec![("XDG_STATE_HOME", s("xdg"))],
+            vec!["csc-test-signing-seed-data", "MARKER-XDG"],
+        ),
+        (
+            vec!["--signing-key".into(), s("key.seed")],
+            vec![("HOME", s("home"))],
+            vec!["csc-test-signing-seed-data", "MARKER-HOME"],
+        ),
+    ];
+    for (i, (flags, env, hidden)) in runs.iter().enumerate() {
+        if who == Who::Nobody {
+            chown_tree(&w.ws);
+        }
+        let mut cmd = support::command(who);
+        cmd.arg("run")
+            .arg(&c)
+            .arg(w.ws.join("policy.yaml"))
+            .arg("--receipt-out")
+            .arg(w.ws.join("receipts/receipt.json"))
+            .args(["--mode", "hardened", "--sign", "--key-id", KEY_ID])
+            .args(flags)
+            .env_remove("XDG_STATE_HOME");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.current_dir(&w.ws).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let ctx = format!(
+            "{who:?} run {i}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{ctx}");
+        assert!(stdout.contains("DONE"), "{ctx}");
+        assert!(stdout.contains("VISIBLE"), "{ctx}: positive control");
+        assert!(
+            stdout.contains("root:x:0"),
+            "{ctx}: /etc/passwd is allowlisted"
+        );
+        assert!(
+            stdout.contains("FILE /etc/shadow: cat"),
+            "{ctx}: /etc/shadow"
+        );
+        assert!(stdout.contains("FILE /etc/csc: cat"), "{ctx}: /etc/csc");
+        for h in hidden {
+            assert!(!stdout.contains(h), "{ctx}: {h} leaked");
+        }
+    }
+    let _ = std::fs::remove_file(&etc_key);
 }

@@ -87,7 +87,8 @@ fn proxy(allow: &[String], cidr: &[&str]) -> Proxy {
         test_resolve: vec!["svc.test=127.0.0.1".into(), "other.test=127.0.0.1".into()],
     };
     let (ours, theirs) = bridge::channel().unwrap();
-    let server = ProxyServer::start(cfg.compile().unwrap(), "cmd-1", ours).unwrap();
+    let server =
+        ProxyServer::start(cfg.compile().unwrap(), "cmd-1", ours, bridge::recv_fd).unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{BOTH, Fixture, Run, Who, command, py, sh, skip};
+use support::{Fixture, Run, Who, command, py, sandbox_test, sh};
 
 /// Loopback HTTP origin recording how many connections it accepted.
 struct Origin {
@@ -196,20 +196,16 @@ fn reasons(entries: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn curl_http_https_and_socks5_allowed_and_denied() {
+sandbox_test!(curl_http_https_and_socks5_allowed_and_denied);
+fn curl_http_https_and_socks5_allowed_and_denied(who: Who) {
     let o = origin();
-    for who in BOTH {
-        if skip(who, "egress curl") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let (cert, key) = make_cert(&fx.data);
-        let tls = tls_server(&cert, &key);
-        let (o, t) = (o.port, tls.port);
-        let curl = "curl -sS --max-time 20";
-        let script = format!(
-            r#"
+    let fx = Fixture::new();
+    let (cert, key) = make_cert(&fx.data);
+    let tls = tls_server(&cert, &key);
+    let (o, t) = (o.port, tls.port);
+    let curl = "curl -sS --max-time 20";
+    let script = format!(
+        r#"
 {curl} http://svc.test:{o}/; echo http=$?
 {curl} --cacert {cert} https://svc.test:{t}/; echo https=$?
 echo other=$({curl} -o /dev/null -w '%{{http_code}}' http://other.test:{o}/)
@@ -220,55 +216,54 @@ echo literal=$({curl} -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{o}/)
 {curl} --socks5-hostname 127.0.0.1:3128 http://other.test:{o}/; echo socks_denied=$?
 env -u http_proxy -u HTTP_PROXY {curl} http://svc.test:{o}/; echo all_proxy=$?
 "#,
-            cert = cert.display(),
-            p = o + 1,
-        );
-        let (r, log) = run_allowlisted(
-            who,
-            &fx,
-            sh(&script),
-            egress(
-                &[format!("svc.test:{o}"), format!("svc.test:{t}")],
-                &["127.0.0.0/8"],
-            ),
-        );
-        let ctx = format!("{who:?}: {r:?}");
-        assert_eq!(r.code, 0, "{ctx}");
-        assert_eq!(line(&r, "http"), "0", "{ctx}");
-        assert_eq!(line(&r, "https"), "0", "{ctx}");
-        assert!(r.stdout.contains("hello from origin"), "{ctx}");
-        assert!(r.stdout.contains("hello over tls"), "{ctx}");
-        assert_eq!(line(&r, "other"), "403", "{ctx}");
-        assert_eq!(line(&r, "port"), "403", "{ctx}");
-        assert_eq!(line(&r, "literal"), "403", "{ctx}");
-        assert!(
-            r.stdout
-                .to_ascii_lowercase()
-                .contains("x-csc-egress-denied: other.test"),
-            "{ctx}"
-        );
-        assert_eq!(line(&r, "socks"), "0", "{ctx}");
-        assert_ne!(line(&r, "socks_denied"), "0", "{ctx}");
-        assert_eq!(line(&r, "all_proxy"), "0", "{ctx}");
-        let got = reasons(&log);
-        let want = [
-            "svc.test:allowed".to_string(),
-            "svc.test:allowed".into(),
-            "other.test:not_allowlisted".into(),
-            "svc.test:not_allowlisted".into(),
-            "127.0.0.1:not_allowlisted".into(),
-            "other.test:not_allowlisted".into(),
-            "svc.test:allowed".into(),
-            "other.test:not_allowlisted".into(),
-            "svc.test:allowed".into(),
-        ];
-        assert_eq!(got, want, "{who:?}: {log:#?}");
-        assert_eq!(log[1]["sni"], "svc.test");
-        assert_eq!(log[1]["proto"], "http_connect");
-        assert_eq!(log[6]["proto"], "socks5");
-        assert_eq!(log[0]["resolved"], format!("127.0.0.1:{o}"));
-        assert!(log[1]["bytes_down"].as_u64().unwrap() > 0);
-    }
+        cert = cert.display(),
+        p = o + 1,
+    );
+    let (r, log) = run_allowlisted(
+        who,
+        &fx,
+        sh(&script),
+        egress(
+            &[format!("svc.test:{o}"), format!("svc.test:{t}")],
+            &["127.0.0.0/8"],
+        ),
+    );
+    let ctx = format!("{who:?}: {r:?}");
+    assert_eq!(r.code, 0, "{ctx}");
+    assert_eq!(line(&r, "http"), "0", "{ctx}");
+    assert_eq!(line(&r, "https"), "0", "{ctx}");
+    assert!(r.stdout.contains("hello from origin"), "{ctx}");
+    assert!(r.stdout.contains("hello over tls"), "{ctx}");
+    assert_eq!(line(&r, "other"), "403", "{ctx}");
+    assert_eq!(line(&r, "port"), "403", "{ctx}");
+    assert_eq!(line(&r, "literal"), "403", "{ctx}");
+    assert!(
+        r.stdout
+            .to_ascii_lowercase()
+            .contains("x-csc-egress-denied: other.test"),
+        "{ctx}"
+    );
+    assert_eq!(line(&r, "socks"), "0", "{ctx}");
+    assert_ne!(line(&r, "socks_denied"), "0", "{ctx}");
+    assert_eq!(line(&r, "all_proxy"), "0", "{ctx}");
+    let got = reasons(&log);
+    let want = [
+        "svc.test:allowed".to_string(),
+        "svc.test:allowed".into(),
+        "other.test:not_allowlisted".into(),
+        "svc.test:not_allowlisted".into(),
+        "127.0.0.1:not_allowlisted".into(),
+        "other.test:not_allowlisted".into(),
+        "svc.test:allowed".into(),
+        "other.test:not_allowlisted".into(),
+        "svc.test:allowed".into(),
+    ];
+    assert_eq!(got, want, "{who:?}: {log:#?}");
+    assert_eq!(log[1]["sni"], "svc.test");
+    assert_eq!(log[1]["proto"], "http_connect");
+    assert_eq!(log[6]["proto"], "socks5");
+    assert_eq!(log[0]["resolved"], format!("127.0.0.1:{o}"));
+    assert!(log[1]["bytes_down"].as_u64().unwrap() > 0);
 }
 
 const FRONTING: &str = r#"
@@ -291,83 +286,69 @@ allowed("matching SNI", lambda: tunnel("svc.test", TARGET))
 denied("fronted SNI", lambda: tunnel("other.test", TARGET))
 "#;
 
-#[test]
-fn domain_fronting_through_connect_is_cut() {
-    for who in BOTH {
-        if skip(who, "egress fronting") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let (cert, key) = make_cert(&fx.data);
-        let tls = tls_server(&cert, &key);
-        let target = format!("svc.test:{}", tls.port);
-        let script = format!(
-            "CERT = {:?}\nTARGET = {target:?}\n{FRONTING}",
-            cert.display().to_string()
-        );
-        // other.test is allowlisted too: fronting between two allowed
-        // names is still refused (the tunnel was opened for svc.test).
-        let (r, log) = run_allowlisted(
-            who,
-            &fx,
-            py(&script),
-            egress(
-                &[target.clone(), format!("other.test:{}", tls.port)],
-                &["127.0.0.0/8"],
-            ),
-        );
-        r.assert_contained(&format!("{who:?} fronting"));
-        assert_eq!(
-            reasons(&log),
-            ["svc.test:allowed", "svc.test:sni_mismatch"],
-            "{who:?}: {log:#?}"
-        );
-        assert_eq!(log[1]["sni"], "other.test");
-        assert_eq!(log[1]["verdict"], "denied");
-    }
+sandbox_test!(domain_fronting_through_connect_is_cut);
+fn domain_fronting_through_connect_is_cut(who: Who) {
+    let fx = Fixture::new();
+    let (cert, key) = make_cert(&fx.data);
+    let tls = tls_server(&cert, &key);
+    let target = format!("svc.test:{}", tls.port);
+    let script = format!(
+        "CERT = {:?}\nTARGET = {target:?}\n{FRONTING}",
+        cert.display().to_string()
+    );
+    // other.test is allowlisted too: fronting between two allowed
+    // names is still refused (the tunnel was opened for svc.test).
+    let (r, log) = run_allowlisted(
+        who,
+        &fx,
+        py(&script),
+        egress(
+            &[target.clone(), format!("other.test:{}", tls.port)],
+            &["127.0.0.0/8"],
+        ),
+    );
+    r.assert_contained(&format!("{who:?} fronting"));
+    assert_eq!(
+        reasons(&log),
+        ["svc.test:allowed", "svc.test:sni_mismatch"],
+        "{who:?}: {log:#?}"
+    );
+    assert_eq!(log[1]["sni"], "other.test");
+    assert_eq!(log[1]["verdict"], "denied");
 }
 
-#[test]
-fn address_guard_without_and_with_cidr() {
+sandbox_test!(address_guard_without_and_with_cidr);
+fn address_guard_without_and_with_cidr(who: Who) {
     let o = origin();
-    for who in BOTH {
-        if skip(who, "egress guard") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            "echo code=$(curl -sS --max-time 20 -o /dev/null -w '%{{http_code}}' http://svc.test:{}/)",
-            o.port
-        );
-        let before = *o.accepted.lock().unwrap();
-        let allow = [format!("svc.test:{}", o.port)];
-        for (cidr, want, reason) in [
-            (&[][..], "403", "address_guard"),
-            (&["10.0.0.0/8"][..], "403", "address_guard"),
-            (&["127.0.0.1/32"][..], "200", "allowed"),
-        ] {
-            let (r, log) = run_allowlisted(who, &fx, sh(&script), egress(&allow, cidr));
-            assert_eq!(line(&r, "code"), want, "{who:?} {cidr:?}: {r:?}");
-            assert_eq!(log.len(), 1, "{log:#?}");
-            assert_eq!(log[0]["reason"], reason, "{who:?} {cidr:?}: {log:#?}");
-        }
-        // Only the run with the CIDR reached the origin.
-        assert_eq!(*o.accepted.lock().unwrap(), before + 1);
+    let fx = Fixture::new();
+    let script = format!(
+        "echo code=$(curl -sS --max-time 20 -o /dev/null -w '%{{http_code}}' http://svc.test:{}/)",
+        o.port
+    );
+    let before = *o.accepted.lock().unwrap();
+    let allow = [format!("svc.test:{}", o.port)];
+    for (cidr, want, reason) in [
+        (&[][..], "403", "address_guard"),
+        (&["10.0.0.0/8"][..], "403", "address_guard"),
+        (&["127.0.0.1/32"][..], "200", "allowed"),
+    ] {
+        let (r, log) = run_allowlisted(who, &fx, sh(&script), egress(&allow, cidr));
+        assert_eq!(line(&r, "code"), want, "{who:?} {cidr:?}: {r:?}");
+        assert_eq!(log.len(), 1, "{log:#?}");
+        assert_eq!(log[0]["reason"], reason, "{who:?} {cidr:?}: {log:#?}");
     }
+    // Only the run with the CIDR reached the origin.
+    assert_eq!(*o.accepted.lock().unwrap(), before + 1);
 }
 
-#[test]
-fn direct_connections_udp_and_dns_fail() {
+sandbox_test!(direct_connections_udp_and_dns_fail);
+fn direct_connections_udp_and_dns_fail(who: Who) {
     let o = origin();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
-    for who in BOTH {
-        if skip(who, "egress direct") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            r#"
+    let fx = Fixture::new();
+    let script = format!(
+        r#"
 HOST_TCP = {o}
 HOST_UDP = {u}
 def tcp(host, port, fam=socket.AF_INET):
@@ -388,27 +369,26 @@ except OSError:
     pass
 allowed("proxy port", lambda: tcp("127.0.0.1", 3128))
 "#,
-            o = o.port,
-            u = udp.local_addr().unwrap().port()
-        );
-        let before = *o.accepted.lock().unwrap();
-        let (r, log) = run_allowlisted(
-            who,
-            &fx,
-            py(&script),
-            egress(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]),
-        );
-        r.assert_contained(&format!("{who:?} direct"));
-        assert_eq!(
-            *o.accepted.lock().unwrap(),
-            before,
-            "a direct connection reached the host"
-        );
-        let mut b = [0u8; 16];
-        assert!(udp.recv_from(&mut b).is_err(), "UDP reached the host");
-        // The positive control connected to the bridge and sent nothing.
-        assert!(log.is_empty(), "{log:#?}");
-    }
+        o = o.port,
+        u = udp.local_addr().unwrap().port()
+    );
+    let before = *o.accepted.lock().unwrap();
+    let (r, log) = run_allowlisted(
+        who,
+        &fx,
+        py(&script),
+        egress(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]),
+    );
+    r.assert_contained(&format!("{who:?} direct"));
+    assert_eq!(
+        *o.accepted.lock().unwrap(),
+        before,
+        "a direct connection reached the host"
+    );
+    let mut b = [0u8; 16];
+    assert!(udp.recv_from(&mut b).is_err(), "UDP reached the host");
+    // The positive control connected to the bridge and sent nothing.
+    assert!(log.is_empty(), "{log:#?}");
 }
 
 /// Socket inodes held by `pid` and its descendants.
@@ -454,60 +434,55 @@ fn host_listening_inodes() -> Vec<String> {
     v
 }
 
-#[test]
-fn no_host_tcp_listener_while_serving() {
+sandbox_test!(no_host_tcp_listener_while_serving);
+fn no_host_tcp_listener_while_serving(who: Who) {
     let o = origin();
-    for who in BOTH {
-        if skip(who, "egress no host listener") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let ready = fx.out.join("ready");
-        let go = fx.out.join("go");
-        let script = format!(
-            "curl -sS --max-time 20 http://svc.test:{}/ && touch {r}; i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo done",
-            o.port,
-            r = ready.display(),
-            g = go.display()
-        );
-        let file = fx.run_file(
-            fx.spec(vec![sh(&script)], "allowlisted"),
-            egress(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]),
-        );
-        let child = command(who)
-            .args(["__sandbox-run", "--spec"])
-            .arg(&file)
-            .args(["--timeout-ms", "60000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut waited = 0;
-        while !ready.exists() && waited < 600 {
-            std::thread::sleep(Duration::from_millis(100));
-            waited += 1;
-        }
-        assert!(
-            ready.exists(),
-            "{who:?}: the sandboxed curl never succeeded"
-        );
-        let mut mine = Vec::new();
-        socket_inodes(child.id(), &mut mine);
-        let listening = host_listening_inodes();
-        let leaked: Vec<_> = mine.iter().filter(|i| listening.contains(i)).collect();
-        std::fs::write(&go, "").unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{who:?}: {out:?}");
-        assert!(
-            !mine.is_empty(),
-            "{who:?}: no sockets found (test is blind)"
-        );
-        assert!(
-            leaked.is_empty(),
-            "{who:?}: csc listens on the host: {leaked:?}"
-        );
+    let fx = Fixture::new();
+    let ready = fx.out.join("ready");
+    let go = fx.out.join("go");
+    let script = format!(
+        "curl -sS --max-time 20 http://svc.test:{}/ && touch {r}; i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo done",
+        o.port,
+        r = ready.display(),
+        g = go.display()
+    );
+    let file = fx.run_file(
+        fx.spec(vec![sh(&script)], "allowlisted"),
+        egress(&[format!("svc.test:{}", o.port)], &["127.0.0.0/8"]),
+    );
+    let child = command(who)
+        .args(["__sandbox-run", "--spec"])
+        .arg(&file)
+        .args(["--timeout-ms", "60000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while !ready.exists() && waited < 600 {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
     }
+    assert!(
+        ready.exists(),
+        "{who:?}: the sandboxed curl never succeeded"
+    );
+    let mut mine = Vec::new();
+    socket_inodes(child.id(), &mut mine);
+    let listening = host_listening_inodes();
+    let leaked: Vec<_> = mine.iter().filter(|i| listening.contains(i)).collect();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{who:?}: {out:?}");
+    assert!(
+        !mine.is_empty(),
+        "{who:?}: no sockets found (test is blind)"
+    );
+    assert!(
+        leaked.is_empty(),
+        "{who:?}: csc listens on the host: {leaked:?}"
+    );
 }
 
 /// A python3 `http.server` over `dir`; killed on drop.
@@ -599,58 +574,53 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
     .unwrap();
 }
 
-#[test]
-fn git_clone_and_pip_download_through_the_proxy() {
+sandbox_test!(git_clone_and_pip_download_through_the_proxy);
+fn git_clone_and_pip_download_through_the_proxy(who: Who) {
     let root = tempfile::tempdir().unwrap();
     make_repo_and_index(root.path());
     let srv = static_server(root.path());
-    for who in BOTH {
-        if skip(who, "egress git and pip") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let p = srv.port;
-        let script = format!(
-            r#"
+    let fx = Fixture::new();
+    let p = srv.port;
+    let script = format!(
+        r#"
 export HOME=/tmp
 /usr/bin/git clone -q http://repo.test:{p}/repo.git /tmp/clone && cat /tmp/clone/README; echo git=$?
 /usr/bin/python3 -m pip download -q --no-cache-dir --disable-pip-version-check --no-deps \
     --trusted-host repo.test --index-url http://repo.test:{p}/simple/ -d /tmp/dl demo && ls /tmp/dl; echo pip=$?
 /usr/bin/git clone -q http://other.test:{p}/repo.git /tmp/clone2; echo git_denied=$?
 "#
-        );
-        let mut spec = fx.spec(vec![sh(&script)], "allowlisted");
-        spec["env"] = json!([["PATH", "/usr/bin:/bin"], ["LANG", "C.UTF-8"]]);
-        let mut cfg = egress(&[format!("repo.test:{p}")], &["127.0.0.0/8"]);
-        cfg["egress"]["test_resolve"] = json!(["repo.test=127.0.0.1", "other.test=127.0.0.1"]);
-        let log = fx.out.join("git-pip.jsonl");
-        let file = fx.run_file(spec, cfg);
-        let out = command(who)
-            .args(["__sandbox-run", "--spec"])
-            .arg(&file)
-            .arg("--egress-log")
-            .arg(&log)
-            .args(["--timeout-ms", "120000"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let r = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_eq!(line(&r, "git"), "0", "{who:?}: {r:?}");
-        assert!(
-            r.stdout.contains("cloned through the egress proxy"),
-            "{r:?}"
-        );
-        assert_eq!(line(&r, "pip"), "0", "{who:?}: {r:?}");
-        assert!(r.stdout.contains("demo-1.0-py3-none-any.whl"), "{r:?}");
-        assert_ne!(line(&r, "git_denied"), "0", "{r:?}");
-        let text = std::fs::read_to_string(&log).unwrap();
-        assert!(
-            text.contains("\"other.test\"") && text.contains("not_allowlisted"),
-            "{text}"
-        );
-    }
+    );
+    let mut spec = fx.spec(vec![sh(&script)], "allowlisted");
+    spec["env"] = json!([["PATH", "/usr/bin:/bin"], ["LANG", "C.UTF-8"]]);
+    let mut cfg = egress(&[format!("repo.test:{p}")], &["127.0.0.0/8"]);
+    cfg["egress"]["test_resolve"] = json!(["repo.test=127.0.0.1", "other.test=127.0.0.1"]);
+    let log = fx.out.join("git-pip.jsonl");
+    let file = fx.run_file(spec, cfg);
+    let out = command(who)
+        .args(["__sandbox-run", "--spec"])
+        .arg(&file)
+        .arg("--egress-log")
+        .arg(&log)
+        .args(["--timeout-ms", "120000"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(line(&r, "git"), "0", "{who:?}: {r:?}");
+    assert!(
+        r.stdout.contains("cloned through the egress proxy"),
+        "{r:?}"
+    );
+    assert_eq!(line(&r, "pip"), "0", "{who:?}: {r:?}");
+    assert!(r.stdout.contains("demo-1.0-py3-none-any.whl"), "{r:?}");
+    assert_ne!(line(&r, "git_denied"), "0", "{r:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("\"other.test\"") && text.contains("not_allowlisted"),
+        "{text}"
+    );
 }

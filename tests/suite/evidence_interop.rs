@@ -57,15 +57,7 @@ fn codes(report: &ReceiptReport) -> Vec<&'static str> {
 }
 
 fn verify_value(v: &Verifier, receipt: &Value) -> Vec<&'static str> {
-    let mut report = ReceiptReport {
-        receipt: "mem".into(),
-        valid: false,
-        contract_id: None,
-        status: None,
-        key_id: None,
-        checked: vec![],
-        problems: vec![],
-    };
+    let mut report = ReceiptReport::new("mem");
     v.verify_value(receipt, &mut report);
     codes(&report)
 }

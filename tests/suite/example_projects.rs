@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{BOTH, NOBODY, Who, skip};
+use support::{NOBODY, Who, sandbox_test};
 
 const KEY_ID: &str = "ci-example";
 const SEED: [u8; 32] = [7u8; 32];
@@ -146,35 +146,25 @@ fn mkdir_prefix(co: &Checkout, rel: &str, who: Who) {
     }
 }
 
-#[test]
-fn python_package_unittest_in_hardened_mode() {
-    for who in BOTH {
-        if skip(who, "python_package_unittest_in_hardened_mode") {
-            continue;
-        }
-        let co = checkout("python-pkg", who);
-        run_and_verify(&co, "python-pkg", who, &[]);
-        let out = std::fs::read_to_string(co.root.join("receipts/streams/test.stderr")).unwrap();
-        assert!(out.contains("Ran 2 tests") && out.contains("OK"), "{out}");
-    }
+sandbox_test!(python_package_unittest_in_hardened_mode);
+fn python_package_unittest_in_hardened_mode(who: Who) {
+    let co = checkout("python-pkg", who);
+    run_and_verify(&co, "python-pkg", who, &[]);
+    let out = std::fs::read_to_string(co.root.join("receipts/streams/test.stderr")).unwrap();
+    assert!(out.contains("Ran 2 tests") && out.contains("OK"), "{out}");
 }
 
-#[test]
-fn make_project_builds_and_tests_in_hardened_mode() {
-    for who in BOTH {
-        if skip(who, "make_project_builds_and_tests_in_hardened_mode") {
-            continue;
-        }
-        let co = checkout("make-c", who);
-        mkdir_prefix(&co, "make-c/build", who);
-        let r = run_and_verify(&co, "make-c", who, &[]);
-        let arts = r["artifacts"].as_array().unwrap();
-        assert!(
-            arts.iter()
-                .any(|a| a["path"].as_str().unwrap().ends_with("build/test_add")),
-            "{r:#}"
-        );
-    }
+sandbox_test!(make_project_builds_and_tests_in_hardened_mode);
+fn make_project_builds_and_tests_in_hardened_mode(who: Who) {
+    let co = checkout("make-c", who);
+    mkdir_prefix(&co, "make-c/build", who);
+    let r = run_and_verify(&co, "make-c", who, &[]);
+    let arts = r["artifacts"].as_array().unwrap();
+    assert!(
+        arts.iter()
+            .any(|a| a["path"].as_str().unwrap().ends_with("build/test_add")),
+        "{r:#}"
+    );
 }
 
 /// Where rustup put the toolchain for this process: `$CARGO_HOME`
@@ -191,53 +181,45 @@ fn reachable_by_nobody(p: &Path) -> bool {
         .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005))
 }
 
-#[test]
-fn rust_crate_cargo_test_with_rustup_toolchain_in_hardened_mode() {
+sandbox_test!(rust_crate_cargo_test_with_rustup_toolchain_in_hardened_mode);
+fn rust_crate_cargo_test_with_rustup_toolchain_in_hardened_mode(who: Who) {
     let Some((cargo_home, rustup_home)) = rustup_homes() else {
         support::require::skip_or_fail("no rustup toolchain under $CARGO_HOME/$RUSTUP_HOME");
         return;
     };
-    for who in BOTH {
-        if skip(
-            who,
-            "rust_crate_cargo_test_with_rustup_toolchain_in_hardened_mode",
-        ) {
-            continue;
-        }
-        if who == Who::Nobody
-            && !(reachable_by_nobody(&cargo_home) && reachable_by_nobody(&rustup_home))
-        {
-            // A rustup toolchain in a 0700 home (root's) is not usable by
-            // another uid, with or without csc (docs/ci-integration.md).
-            eprintln!(
-                "note: {} / {} not readable by uid {NOBODY}; the cargo run as nobody is not possible on this host",
-                cargo_home.display(),
-                rustup_home.display()
-            );
-            continue;
-        }
-        let co = checkout("rust-crate", who);
-        mkdir_prefix(&co, "rust-crate/target", who);
-        // Exactly the toolchain flags of docs/ci-integration.md.
-        let bin = format!("{}/bin", cargo_home.display());
-        let mut extra: Vec<String> = vec![
-            "--search-path".into(),
-            format!("{bin}:/usr/bin:/bin"),
-            "--ro-bind-system".into(),
-            bin,
-            "--ro-bind-system".into(),
-            rustup_home.display().to_string(),
-        ];
-        for name in ["HOME", "CARGO_HOME", "RUSTUP_HOME"] {
-            extra.extend(["--allow-env".into(), name.into()]);
-        }
-        run_and_verify(&co, "rust-crate", who, &extra);
-        let out = std::fs::read_to_string(co.root.join("receipts/streams/test.stdout")).unwrap();
-        assert!(
-            out.contains("test tests::sums_only_even_numbers ... ok"),
-            "{out}"
+    if who == Who::Nobody
+        && !(reachable_by_nobody(&cargo_home) && reachable_by_nobody(&rustup_home))
+    {
+        // A rustup toolchain in a 0700 home (root's) is not usable by
+        // another uid, with or without csc (docs/ci-integration.md).
+        eprintln!(
+            "note: {} / {} not readable by uid {NOBODY}; the cargo run as nobody is not possible on this host",
+            cargo_home.display(),
+            rustup_home.display()
         );
+        return;
     }
+    let co = checkout("rust-crate", who);
+    mkdir_prefix(&co, "rust-crate/target", who);
+    // Exactly the toolchain flags of docs/ci-integration.md.
+    let bin = format!("{}/bin", cargo_home.display());
+    let mut extra: Vec<String> = vec![
+        "--search-path".into(),
+        format!("{bin}:/usr/bin:/bin"),
+        "--ro-bind-system".into(),
+        bin,
+        "--ro-bind-system".into(),
+        rustup_home.display().to_string(),
+    ];
+    for name in ["HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+        extra.extend(["--allow-env".into(), name.into()]);
+    }
+    run_and_verify(&co, "rust-crate", who, &extra);
+    let out = std::fs::read_to_string(co.root.join("receipts/streams/test.stdout")).unwrap();
+    assert!(
+        out.contains("test tests::sums_only_even_numbers ... ok"),
+        "{out}"
+    );
 }
 
 /// The CI guide and both workflow files use the commands tested above.

@@ -23,6 +23,7 @@ mod egress_sandbox;
 mod evidence_interop;
 mod example_projects;
 mod hash_interop;
+mod layering;
 mod packs_examples;
 mod proptest_loaders;
 mod sandbox_api;

@@ -5,17 +5,13 @@
 use crate::support;
 
 use serde_json::json;
-use support::{BOTH, Fixture, py, run, sh, skip};
+use support::{Fixture, Who, py, run, sandbox_test, sh};
 
-#[test]
-fn reading_outside_read_scopes_is_denied() {
-    for who in BOTH {
-        if skip(who, "read outside scope") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            r#"
+sandbox_test!(reading_outside_read_scopes_is_denied);
+fn reading_outside_read_scopes_is_denied(who: Who) {
+    let fx = Fixture::new();
+    let script = format!(
+        r#"
 SECRET = {secret:?}
 denied("read secret file", lambda: open(SECRET + "/key.txt").read())
 denied("list secret dir", lambda: os.listdir(SECRET))
@@ -40,33 +36,28 @@ allowed("read data scope", lambda: open({data:?} + "/file.txt").read())
 allowed("read /etc/passwd", lambda: open("/etc/passwd").read())
 allowed("list cwd", lambda: os.listdir("."))
 "#,
-            secret = fx.secret.to_str().unwrap(),
-            root = fx.dir.path().to_str().unwrap(),
-            manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-            data = fx.data.to_str().unwrap(),
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert_eq!(r.code, 0, "{r:?}");
-    }
+        secret = fx.secret.to_str().unwrap(),
+        root = fx.dir.path().to_str().unwrap(),
+        manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        data = fx.data.to_str().unwrap(),
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
+    assert_eq!(r.code, 0, "{r:?}");
 }
 
-#[test]
-fn writing_outside_write_scopes_is_denied() {
-    for who in BOTH {
-        if skip(who, "write outside scope") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let marker = format!("csc-private-tmp-{}", std::process::id());
-        let script = format!(
-            r#"
+sandbox_test!(writing_outside_write_scopes_is_denied);
+fn writing_outside_write_scopes_is_denied(who: Who) {
+    let fx = Fixture::new();
+    let marker = format!("csc-private-tmp-{}", std::process::id());
+    let script = format!(
+        r#"
 DATA = {data:?}; OUT = {out:?}
 for p in [DATA + "/new.txt", DATA + "/file.txt", "./cwd.txt", "/usr/bin/evil", "/etc/evil", "/evil", "/dev/evil", "/proc/evil", "/etc/passwd"]:
     denied("write " + p, lambda p=p: open(p, "a").write("x"))
@@ -83,43 +74,38 @@ allowed("mkdir out", lambda: os.mkdir(OUT + "/sub"))
 allowed("mkfifo out", lambda: os.mkfifo(OUT + "/fifo"))
 allowed("write private tmp", lambda: open("/tmp/{marker}", "w").write("x"))
 "#,
-            data = fx.data.to_str().unwrap(),
-            out = fx.out.to_str().unwrap(),
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert_eq!(
-            std::fs::read_to_string(fx.out.join("ok.txt")).unwrap(),
-            "ok"
-        );
-        assert_eq!(
-            std::fs::read_to_string(fx.data.join("file.txt")).unwrap(),
-            "public data\n"
-        );
-        assert!(!fx.data.join("new.txt").exists());
-        assert!(!std::path::Path::new("/etc/evil").exists());
-        assert!(
-            !std::path::Path::new("/tmp").join(&marker).exists(),
-            "private /tmp leaked to host"
-        );
-    }
+        data = fx.data.to_str().unwrap(),
+        out = fx.out.to_str().unwrap(),
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
+    assert_eq!(
+        std::fs::read_to_string(fx.out.join("ok.txt")).unwrap(),
+        "ok"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.data.join("file.txt")).unwrap(),
+        "public data\n"
+    );
+    assert!(!fx.data.join("new.txt").exists());
+    assert!(!std::path::Path::new("/etc/evil").exists());
+    assert!(
+        !std::path::Path::new("/tmp").join(&marker).exists(),
+        "private /tmp leaked to host"
+    );
 }
 
-#[test]
-fn mounts_cannot_be_undone_or_added() {
-    for who in BOTH {
-        if skip(who, "undo mounts") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            r#"
+sandbox_test!(mounts_cannot_be_undone_or_added);
+fn mounts_cannot_be_undone_or_added(who: Who) {
+    let fx = Fixture::new();
+    let script = format!(
+        r#"
 MS_RDONLY=1; MS_REMOUNT=32; MS_BIND=4096; MS_REC=16384; MNT_DETACH=2
 def mnt(src, tgt, fs, flags):
     if libc.mount(src, tgt, fs, ctypes.c_ulong(flags), None) != 0:
@@ -142,28 +128,23 @@ denied("open_tree", lambda: raise_sc(428, -100, b"/", 1))
 denied("mount_setattr", lambda: raise_sc(442, -100, b"/usr", 0, None, 0))
 denied("write /usr afterwards", lambda: open("/usr/evil", "w"))
 "#,
-            data = fx.data.to_str().unwrap(),
-            out = fx.out.to_str().unwrap(),
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-    }
+        data = fx.data.to_str().unwrap(),
+        out = fx.out.to_str().unwrap(),
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn new_namespaces_chroot_and_pivot_root_are_denied() {
-    for who in BOTH {
-        if skip(who, "namespaces") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+sandbox_test!(new_namespaces_chroot_and_pivot_root_are_denied);
+fn new_namespaces_chroot_and_pivot_root_are_denied(who: Who) {
+    let fx = Fixture::new();
+    let script = r#"
 import subprocess
 FLAGS = {"NEWUSER": 0x10000000, "NEWNS": 0x20000, "NEWPID": 0x20000000, "NEWNET": 0x40000000,
          "NEWIPC": 0x8000000, "NEWUTS": 0x4000000, "NEWCGROUP": 0x2000000, "NEWTIME": 0x80}
@@ -185,20 +166,15 @@ if pid == 0: os._exit(7)
 allowed("fork", lambda: os.waitpid(pid, 0)[1] == 7 << 8 or 1/0)
 allowed("subprocess", lambda: subprocess.run(["/bin/true"], check=True))
 "#;
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn proc_sys_sysrq_and_device_nodes_are_denied() {
-    for who in BOTH {
-        if skip(who, "proc/devices") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            r#"
+sandbox_test!(proc_sys_sysrq_and_device_nodes_are_denied);
+fn proc_sys_sysrq_and_device_nodes_are_denied(who: Who) {
+    let fx = Fixture::new();
+    let script = format!(
+        r#"
 for p in ["/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger", "/proc/self/attr/current"]:
     denied("write " + p, lambda p=p: open(p, "w").write("x"))
 denied("open sysrq-trigger", lambda: os.open("/proc/sysrq-trigger", os.O_WRONLY))
@@ -211,29 +187,24 @@ allowed("write /dev/null", lambda: open("/dev/null", "w").write("x"))
 allowed("read /dev/urandom", lambda: len(open("/dev/urandom", "rb").read(16)) == 16 or 1/0)
 allowed("read /proc/self/status", lambda: open("/proc/self/status").read())
 "#,
-            out = fx.out.to_str().unwrap(),
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-    }
+        out = fx.out.to_str().unwrap(),
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn host_processes_are_invisible() {
-    for who in BOTH {
-        if skip(who, "host processes") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let me = std::process::id();
-        let script = format!(
-            r#"
+sandbox_test!(host_processes_are_invisible);
+fn host_processes_are_invisible(who: Who) {
+    let fx = Fixture::new();
+    let me = std::process::id();
+    let script = format!(
+        r#"
 pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 print("pids", pids)
 print("BREACH many pids") if len(pids) > 5 else print("denied host pids hidden")
@@ -241,20 +212,19 @@ print("BREACH host pid visible") if {me} in pids and {me} > 10 else print("denie
 denied("signal test process", lambda: os.kill({me}, 0), {{errno.ESRCH, errno.EPERM}})
 print("BREACH hostname") if socket.gethostname() != "csc-sandbox" else print("denied own uts")
 "#
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-    }
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn environment_and_descriptors_do_not_leak() {
+sandbox_test!(environment_and_descriptors_do_not_leak);
+fn environment_and_descriptors_do_not_leak(who: Who) {
     use std::os::fd::AsFd;
     // A descriptor without close-on-exec in the test process: inherited by
     // csc, it must not reach the target.
@@ -262,13 +232,9 @@ fn environment_and_descriptors_do_not_leak() {
     // F_DUPFD (not F_DUPFD_CLOEXEC): the duplicate is inherited on exec.
     let raw = nix::fcntl::fcntl(file.as_fd(), nix::fcntl::FcntlArg::F_DUPFD(77)).unwrap();
     assert!(raw >= 77);
-    for who in BOTH {
-        if skip(who, "env/fd leaks") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = format!(
-            r#"
+    let fx = Fixture::new();
+    let script = format!(
+        r#"
 keys = sorted(os.environ.keys())
 print("env", keys)
 print("BREACH env" if set(keys) - {{"PATH", "LANG", "LC_CTYPE"}} else "denied env exact")
@@ -277,27 +243,22 @@ fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
 print("fds", fds)
 print("BREACH leaked fd" if {raw} in fds or any(f > 3 for f in fds) else "denied no extra fds")
 "#
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-    }
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
     nix::unistd::close(raw).unwrap();
 }
 
-#[test]
-fn privileges_are_dropped() {
-    for who in BOTH {
-        if skip(who, "privileges") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+sandbox_test!(privileges_are_dropped);
+fn privileges_are_dropped(who: Who) {
+    let fx = Fixture::new();
+    let script = r#"
 st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
 for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]:
     v = int(st[k].strip(), 16)
@@ -310,19 +271,14 @@ denied("setuid", lambda: os.setuid(other), {errno.EPERM, errno.EINVAL})
 denied("setgid", lambda: os.setgid(other), {errno.EPERM, errno.EINVAL})
 denied("setgroups", lambda: os.setgroups([0]), {errno.EPERM})
 "#;
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn rlimits_are_applied_and_cannot_be_raised() {
-    for who in BOTH {
-        if skip(who, "rlimits") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+sandbox_test!(rlimits_are_applied_and_cannot_be_raised);
+fn rlimits_are_applied_and_cannot_be_raised(who: Who) {
+    let fx = Fixture::new();
+    let script = r#"
 want = {"RLIMIT_NOFILE": 200, "RLIMIT_CPU": 30, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 1 << 20, "RLIMIT_NPROC": 77, "RLIMIT_AS": 2 << 30}
 for k, v in want.items():
     got = resource.getrlimit(getattr(resource, k))
@@ -330,22 +286,17 @@ for k, v in want.items():
     denied("raise " + k, lambda k=k, v=v: resource.setrlimit(getattr(resource, k), (v + 1, v + 1)))
 denied("big file", lambda: open("/tmp/big", "wb").write(b"x" * (2 << 20)))
 "#;
-        let config = json!({"rlimits": {"open_files": 200, "cpu_seconds": 30, "file_size_bytes": 1048576, "processes": 77, "address_space_bytes": 2147483648u64}});
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), config, None);
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let config = json!({"rlimits": {"open_files": 200, "cpu_seconds": 30, "file_size_bytes": 1048576, "processes": 77, "address_space_bytes": 2147483648u64}});
+    let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), config, None);
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn terminal_injection_ioctls_are_denied() {
-    for who in BOTH {
-        if skip(who, "TIOCSTI") {
-            continue;
-        }
-        let fx = Fixture::new();
-        // Without the filter these would fail with ENOTTY (fd 0 is
-        // /dev/null); EPERM proves seccomp caught them.
-        let script = r#"
+sandbox_test!(terminal_injection_ioctls_are_denied);
+fn terminal_injection_ioctls_are_denied(who: Who) {
+    let fx = Fixture::new();
+    // Without the filter these would fail with ENOTTY (fd 0 is
+    // /dev/null); EPERM proves seccomp caught them.
+    let script = r#"
 import fcntl, termios
 denied("TIOCSTI", lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"), {errno.EPERM})
 denied("TIOCLINUX", lambda: fcntl.ioctl(0, 0x541C, b"\x00" * 8), {errno.EPERM})
@@ -356,23 +307,18 @@ try:
 except OSError as e:
     print("allowed TCGETS reaches the kernel", name(e.errno)) if e.errno == errno.ENOTTY else print("FAIL TCGETS", name(e.errno))
 "#;
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn every_seccomp_denied_family_returns_eperm() {
+sandbox_test!(every_seccomp_denied_family_returns_eperm);
+fn every_seccomp_denied_family_returns_eperm(who: Who) {
     if !cfg!(target_arch = "x86_64") {
         support::require::skip_or_fail("syscall numbers in this test are x86_64");
         return;
     }
-    for who in BOTH {
-        if skip(who, "seccomp families") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+    let fx = Fixture::new();
+    let script = r#"
 NR = {"mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "move_mount": 429, "open_tree": 428,
       "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "open_tree_attr": 467,
       "unshare": 272, "setns": 308, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
@@ -403,95 +349,84 @@ for nr in [39, 0, 1, 59]:
     print(("denied" if e == errno.EPERM else "BREACH"), "x32", nr, name(e))
 allowed("getpid", lambda: sc(39)[0] == os.getpid() or 1/0)
 "#;
-        let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn pipelines_cwd_under_tmp_and_exit_status() {
-    for who in BOTH {
-        if skip(who, "pipelines") {
-            continue;
-        }
-        let fx = Fixture::new();
-        // cwd is under the host's /tmp (the fixture lives there).
-        let mut spec = fx.spec(
-            vec![
-                sh("echo hello; cat /dev/stdin"),
-                vec!["/usr/bin/tr".into(), "a-z".into(), "A-Z".into()],
-                sh("cat; pwd; ls"),
-            ],
-            "deny",
-        );
-        spec["cwd"] = json!(fx.data);
-        let r = run(who, &fx, spec, json!({}), None);
-        assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(
-            r.stdout,
-            format!("HELLO\n{}\nfile.txt\n", fx.data.display()),
-            "{r:?}"
-        );
+sandbox_test!(pipelines_cwd_under_tmp_and_exit_status);
+fn pipelines_cwd_under_tmp_and_exit_status(who: Who) {
+    let fx = Fixture::new();
+    // cwd is under the host's /tmp (the fixture lives there).
+    let mut spec = fx.spec(
+        vec![
+            sh("echo hello; cat /dev/stdin"),
+            vec!["/usr/bin/tr".into(), "a-z".into(), "A-Z".into()],
+            sh("cat; pwd; ls"),
+        ],
+        "deny",
+    );
+    spec["cwd"] = json!(fx.data);
+    let r = run(who, &fx, spec, json!({}), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout,
+        format!("HELLO\n{}\nfile.txt\n", fx.data.display()),
+        "{r:?}"
+    );
 
-        let spec = fx.spec(
-            vec![
-                sh("exit 3"),
-                sh("cat >/dev/null; exit 4"),
-                sh("cat >/dev/null"),
-            ],
-            "deny",
-        );
-        assert_eq!(run(who, &fx, spec, json!({}), None).code, 3);
-        let spec = fx.spec(vec![sh("true"), sh("kill -TERM $$")], "deny");
-        assert_eq!(run(who, &fx, spec, json!({}), None).code, 128 + 15);
-        // SIGPIPE is back to default for targets (the Rust runtime ignores
-        // it in the helper): `yes` dies of it, status 128+13.
-        let spec = fx.spec(
-            vec![
-                vec!["/usr/bin/yes".into()],
-                vec!["/usr/bin/head".into(), "-n2".into()],
-            ],
-            "deny",
-        );
-        let r = run(who, &fx, spec, json!({}), None);
-        assert_eq!((r.code, r.stdout.as_str()), (141, "y\ny\n"), "{r:?}");
-        let spec = fx.spec(vec![vec!["/nonexistent/binary".into()]], "deny");
-        let r = run(who, &fx, spec, json!({}), None);
-        assert_eq!(r.code, 127, "{r:?}");
-        assert!(r.stderr.contains("execve"), "{r:?}");
-    }
+    let spec = fx.spec(
+        vec![
+            sh("exit 3"),
+            sh("cat >/dev/null; exit 4"),
+            sh("cat >/dev/null"),
+        ],
+        "deny",
+    );
+    assert_eq!(run(who, &fx, spec, json!({}), None).code, 3);
+    let spec = fx.spec(vec![sh("true"), sh("kill -TERM $$")], "deny");
+    assert_eq!(run(who, &fx, spec, json!({}), None).code, 128 + 15);
+    // SIGPIPE is back to default for targets (the Rust runtime ignores
+    // it in the helper): `yes` dies of it, status 128+13.
+    let spec = fx.spec(
+        vec![
+            vec!["/usr/bin/yes".into()],
+            vec!["/usr/bin/head".into(), "-n2".into()],
+        ],
+        "deny",
+    );
+    let r = run(who, &fx, spec, json!({}), None);
+    assert_eq!((r.code, r.stdout.as_str()), (141, "y\ny\n"), "{r:?}");
+    let spec = fx.spec(vec![vec!["/nonexistent/binary".into()]], "deny");
+    let r = run(who, &fx, spec, json!({}), None);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("execve"), "{r:?}");
 }
 
-#[test]
-fn setup_failures_are_reported_never_run_unconfined() {
-    for who in BOTH {
-        if skip(who, "setup failure") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let marker = fx.out.join("ran");
-        let argv = sh(&format!("touch {}", marker.display()));
-        // Require a Landlock ABI no kernel has: must refuse, not downgrade.
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![argv.clone()], "deny"),
-            json!({"min_landlock_abi": 999}),
-            None,
-        );
-        assert_eq!(r.code, 125, "{r:?}");
-        assert!(r.stderr.contains("landlock"), "{r:?}");
-        assert!(!marker.exists(), "command ran despite setup failure");
-        // allowlisted network is refused with a clear error.
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![argv], "allowlisted"),
-            json!({}),
-            None,
-        );
-        assert_eq!(r.code, 1, "{r:?}");
-        assert!(r.stderr.contains("allowlisted"), "{r:?}");
-        assert!(!marker.exists());
-    }
+sandbox_test!(setup_failures_are_reported_never_run_unconfined);
+fn setup_failures_are_reported_never_run_unconfined(who: Who) {
+    let fx = Fixture::new();
+    let marker = fx.out.join("ran");
+    let argv = sh(&format!("touch {}", marker.display()));
+    // Require a Landlock ABI no kernel has: must refuse, not downgrade.
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![argv.clone()], "deny"),
+        json!({"min_landlock_abi": 999}),
+        None,
+    );
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("landlock"), "{r:?}");
+    assert!(!marker.exists(), "command ran despite setup failure");
+    // allowlisted network is refused with a clear error.
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![argv], "allowlisted"),
+        json!({}),
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("allowlisted"), "{r:?}");
+    assert!(!marker.exists());
 }

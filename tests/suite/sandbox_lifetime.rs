@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{BOTH, Fixture, NOBODY, Who, command, host_processes_with, py, run, sh, skip};
+use support::{Fixture, NOBODY, Who, command, host_processes_with, py, run, sandbox_test, sh};
 
 fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
@@ -43,68 +43,54 @@ fn daemon_script(beat: &Path) -> String {
     )
 }
 
-#[test]
-fn daemonized_grandchild_dies_at_timeout() {
-    for who in BOTH {
-        if skip(who, "timeout") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let beat = fx.out.join("beat");
-        let t = Instant::now();
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![sh(&daemon_script(&beat))], "deny"),
-            json!({}),
-            Some(1500),
-        );
-        assert_eq!(r.code, 124, "{r:?}");
-        assert!(t.elapsed() < Duration::from_secs(10));
-        assert!(size(&beat) > 0, "daemon never ran: {r:?}");
-        assert_heartbeat_stopped(&beat, beat.to_str().unwrap());
-    }
+sandbox_test!(daemonized_grandchild_dies_at_timeout);
+fn daemonized_grandchild_dies_at_timeout(who: Who) {
+    let fx = Fixture::new();
+    let beat = fx.out.join("beat");
+    let t = Instant::now();
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![sh(&daemon_script(&beat))], "deny"),
+        json!({}),
+        Some(1500),
+    );
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(size(&beat) > 0, "daemon never ran: {r:?}");
+    assert_heartbeat_stopped(&beat, beat.to_str().unwrap());
 }
 
-#[test]
-fn everything_dies_when_csc_is_sigkilled() {
-    for who in BOTH {
-        if skip(who, "csc SIGKILL") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let beat = fx.out.join("beat");
-        let file = fx.run_file(fx.spec(vec![sh(&daemon_script(&beat))], "deny"), json!({}));
-        let mut csc = command(who)
-            .args(["__sandbox-run", "--spec"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_beat(&beat);
-        csc.kill().unwrap(); // SIGKILL: no cleanup code in csc runs.
-        csc.wait().unwrap();
-        assert_heartbeat_stopped(&beat, beat.to_str().unwrap());
-    }
+sandbox_test!(everything_dies_when_csc_is_sigkilled);
+fn everything_dies_when_csc_is_sigkilled(who: Who) {
+    let fx = Fixture::new();
+    let beat = fx.out.join("beat");
+    let file = fx.run_file(fx.spec(vec![sh(&daemon_script(&beat))], "deny"), json!({}));
+    let mut csc = command(who)
+        .args(["__sandbox-run", "--spec"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_beat(&beat);
+    csc.kill().unwrap(); // SIGKILL: no cleanup code in csc runs.
+    csc.wait().unwrap();
+    assert_heartbeat_stopped(&beat, beat.to_str().unwrap());
 }
 
-#[test]
-fn kill_minus_one_stays_inside() {
-    for who in BOTH {
-        if skip(who, "kill(-1)") {
-            continue;
-        }
-        let fx = Fixture::new();
-        // A host process of the same user that must survive.
-        let mut canary = Command::new("/bin/sleep");
-        canary.arg("30");
-        if who == Who::Nobody {
-            use std::os::unix::process::CommandExt;
-            canary.uid(NOBODY).gid(NOBODY);
-        }
-        let mut canary = canary.spawn().unwrap();
-        let script = r#"
+sandbox_test!(kill_minus_one_stays_inside);
+fn kill_minus_one_stays_inside(who: Who) {
+    let fx = Fixture::new();
+    // A host process of the same user that must survive.
+    let mut canary = Command::new("/bin/sleep");
+    canary.arg("30");
+    if who == Who::Nobody {
+        use std::os::unix::process::CommandExt;
+        canary.uid(NOBODY).gid(NOBODY);
+    }
+    let mut canary = canary.spawn().unwrap();
+    let script = r#"
 import signal, time
 pid = os.fork()
 if pid == 0:
@@ -115,31 +101,26 @@ time.sleep(0.2)
 r = os.waitpid(pid, 0)
 print("denied sibling killed inside" if os.WIFSIGNALED(r[1]) else "FAIL sibling not killed")
 "#;
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(script)], "deny"),
-            json!({}),
-            Some(20_000),
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert!(
-            canary.try_wait().unwrap().is_none(),
-            "host canary was killed"
-        );
-        canary.kill().unwrap();
-        canary.wait().unwrap();
-    }
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(script)], "deny"),
+        json!({}),
+        Some(20_000),
+    );
+    r.assert_contained(&format!("{who:?}"));
+    assert!(
+        canary.try_wait().unwrap().is_none(),
+        "host canary was killed"
+    );
+    canary.kill().unwrap();
+    canary.wait().unwrap();
 }
 
-#[test]
-fn fork_bomb_hits_the_process_cap() {
-    for who in BOTH {
-        if skip(who, "fork bomb") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+sandbox_test!(fork_bomb_hits_the_process_cap);
+fn fork_bomb_hits_the_process_cap(who: Who) {
+    let fx = Fixture::new();
+    let script = r#"
 import time
 n = 0
 try:
@@ -153,30 +134,25 @@ except OSError as e:
     print("denied fork stopped after", n, name(e.errno))
     if n > 400: print("BREACH cap too high", n)
 "#;
-        let t = Instant::now();
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(script)], "deny"),
-            json!({"rlimits": {"processes": 64}}),
-            Some(60_000),
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "bomb not cleaned up promptly"
-        );
-    }
+    let t = Instant::now();
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(script)], "deny"),
+        json!({"rlimits": {"processes": 64}}),
+        Some(60_000),
+    );
+    r.assert_contained(&format!("{who:?}"));
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "bomb not cleaned up promptly"
+    );
 }
 
-#[test]
-fn memory_bomb_hits_the_address_space_cap() {
-    for who in BOTH {
-        if skip(who, "memory bomb") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let script = r#"
+sandbox_test!(memory_bomb_hits_the_address_space_cap);
+fn memory_bomb_hits_the_address_space_cap(who: Who) {
+    let fx = Fixture::new();
+    let script = r#"
 chunks = []
 try:
     for i in range(64):
@@ -186,54 +162,48 @@ except MemoryError:
     print("denied allocation stopped at", len(chunks) * 64, "MiB")
     if len(chunks) * 64 > 1024: print("BREACH over cap")
 "#;
-        let config = json!({"rlimits": {"address_space_bytes": 1u64 << 30}});
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(script)], "deny"),
-            config,
-            Some(60_000),
-        );
-        r.assert_contained(&format!("{who:?}"));
-    }
+    let config = json!({"rlimits": {"address_space_bytes": 1u64 << 30}});
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(script)], "deny"),
+        config,
+        Some(60_000),
+    );
+    r.assert_contained(&format!("{who:?}"));
 }
 
-#[test]
-fn one_gib_of_output_is_streamed() {
-    for who in BOTH {
-        if skip(who, "1 GiB output") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let file = fx.run_file(
-            fx.spec(
-                vec![sh("head -c 1073741824 /dev/zero"), vec!["/bin/cat".into()]],
-                "deny",
-            ),
-            json!({}),
-        );
-        let mut csc = command(who)
-            .args(["__sandbox-run", "--spec"])
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = csc.stdout.take().unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total: u64 = 0;
-        loop {
-            match out.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    assert!(buf[..n].iter().all(|&b| b == 0));
-                    total += n as u64;
-                }
-                Err(e) => panic!("read: {e}"),
+sandbox_test!(one_gib_of_output_is_streamed);
+fn one_gib_of_output_is_streamed(who: Who) {
+    let fx = Fixture::new();
+    let file = fx.run_file(
+        fx.spec(
+            vec![sh("head -c 1073741824 /dev/zero"), vec!["/bin/cat".into()]],
+            "deny",
+        ),
+        json!({}),
+    );
+    let mut csc = command(who)
+        .args(["__sandbox-run", "--spec"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = csc.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total: u64 = 0;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                assert!(buf[..n].iter().all(|&b| b == 0));
+                total += n as u64;
             }
+            Err(e) => panic!("read: {e}"),
         }
-        let st = csc.wait().unwrap();
-        assert!(st.success(), "{st:?}");
-        assert_eq!(total, 1 << 30);
     }
+    let st = csc.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(total, 1 << 30);
 }

@@ -10,7 +10,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 
 use serde_json::json;
-use support::{BOTH, Fixture, py, run, skip};
+use support::{Fixture, Who, py, run, sandbox_test};
 
 struct HostListeners {
     tcp: TcpListener,
@@ -73,16 +73,12 @@ def udp_send(host, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"hi", (host, port))
 "#;
 
-#[test]
-fn denied_network_cannot_reach_host_loopback_or_abstract_sockets() {
-    for who in BOTH {
-        if skip(who, "network deny") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let host = HostListeners::new();
-        let script = format!(
-            r#"{vars}{CLIENT}
+sandbox_test!(denied_network_cannot_reach_host_loopback_or_abstract_sockets);
+fn denied_network_cannot_reach_host_loopback_or_abstract_sockets(who: Who) {
+    let fx = Fixture::new();
+    let host = HostListeners::new();
+    let script = format!(
+        r#"{vars}{CLIENT}
 ifs = [n for _, n in socket.if_nameindex()]
 print("BREACH interfaces", ifs) if ifs != ["lo"] else print("denied only lo")
 denied("tcp connect host loopback", lambda: tcp_connect("127.0.0.1", TCP))
@@ -95,69 +91,58 @@ except OSError as e:
     print("denied udp send", name(e.errno))
 denied("udp external", lambda: udp_send("10.0.0.1", 53))
 "#,
-            vars = host.script_vars()
-        );
-        // With the Unix-socket opt-in, seccomp lets AF_UNIX through and
-        // Landlock's abstract-socket scoping is what holds.
-        for config in [json!({}), json!({"allow_unix_sockets": true})] {
-            let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), config, None);
-            r.assert_contained(&format!("{who:?}"));
-            assert!(!host.tcp_accepted(), "host TCP listener was reached");
-            assert!(!host.udp_received(), "host UDP socket received a datagram");
-            assert!(!host.unix_accepted(), "host abstract socket was reached");
-        }
+        vars = host.script_vars()
+    );
+    // With the Unix-socket opt-in, seccomp lets AF_UNIX through and
+    // Landlock's abstract-socket scoping is what holds.
+    for config in [json!({}), json!({"allow_unix_sockets": true})] {
+        let r = run(who, &fx, fx.spec(vec![py(&script)], "deny"), config, None);
+        r.assert_contained(&format!("{who:?}"));
+        assert!(!host.tcp_accepted(), "host TCP listener was reached");
+        assert!(!host.udp_received(), "host UDP socket received a datagram");
+        assert!(!host.unix_accepted(), "host abstract socket was reached");
     }
 }
 
-#[test]
-fn full_network_shares_host_network_but_scopes_abstract_sockets() {
-    for who in BOTH {
-        if skip(who, "network full") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let host = HostListeners::new();
-        let script = format!(
-            r#"{vars}{CLIENT}
+sandbox_test!(full_network_shares_host_network_but_scopes_abstract_sockets);
+fn full_network_shares_host_network_but_scopes_abstract_sockets(who: Who) {
+    let fx = Fixture::new();
+    let host = HostListeners::new();
+    let script = format!(
+        r#"{vars}{CLIENT}
 allowed("tcp connect host loopback (network: full)", lambda: tcp_connect("127.0.0.1", TCP))
 denied("abstract unix connect", lambda: unix_connect(ABSTRACT), {{errno.EPERM}})
 "#,
-            vars = host.script_vars()
+        vars = host.script_vars()
+    );
+    for config in [json!({}), json!({"allow_unix_sockets": true})] {
+        let r = run(who, &fx, fx.spec(vec![py(&script)], "full"), config, None);
+        r.assert_contained(&format!("{who:?}"));
+        assert!(
+            host.tcp_accepted(),
+            "network: full should reach the host listener"
         );
-        for config in [json!({}), json!({"allow_unix_sockets": true})] {
-            let r = run(who, &fx, fx.spec(vec![py(&script)], "full"), config, None);
-            r.assert_contained(&format!("{who:?}"));
-            assert!(
-                host.tcp_accepted(),
-                "network: full should reach the host listener"
-            );
-            assert!(
-                !host.unix_accepted(),
-                "abstract socket reached despite Landlock scoping"
-            );
-        }
+        assert!(
+            !host.unix_accepted(),
+            "abstract socket reached despite Landlock scoping"
+        );
     }
 }
 
-#[test]
-fn allowlisted_network_without_an_allowlist_is_refused() {
-    for who in BOTH {
-        if skip(who, "network allowlisted") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py("")], "allowlisted"),
-            json!({}),
-            None,
-        );
-        assert_eq!(r.code, 1, "{r:?}");
-        assert!(
-            r.stderr.contains("allowlisted") && r.stderr.contains("--egress-allow"),
-            "{r:?}"
-        );
-        assert!(!r.stdout.contains("DONE"));
-    }
+sandbox_test!(allowlisted_network_without_an_allowlist_is_refused);
+fn allowlisted_network_without_an_allowlist_is_refused(who: Who) {
+    let fx = Fixture::new();
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py("")], "allowlisted"),
+        json!({}),
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("allowlisted") && r.stderr.contains("--egress-allow"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("DONE"));
 }

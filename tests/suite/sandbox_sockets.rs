@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{BOTH, Fixture, csc, py, run, skip};
+use support::{Fixture, Who, csc, py, run, sandbox_test};
 
 /// A "host daemon": stream and datagram sockets in the read scope, open to
 /// every uid (only the sandbox stands between them and the command).
@@ -102,40 +102,31 @@ allowed("getaddrinfo localhost AI_ADDRCONFIG",
 allowed("if_nameindex (netlink route)", lambda: socket.if_nameindex())
 "#;
 
-#[test]
-fn network_deny_creates_only_the_sockets_the_run_needs() {
-    for who in BOTH {
-        if skip(who, "network_deny_creates_only_the_sockets_the_run_needs") {
-            continue;
-        }
-        for network in ["deny", "full"] {
-            let fx = Fixture::new();
-            let daemon = HostDaemon::new(&fx.data);
-            let script = format!("{}{HOSTILE}", daemon.vars());
-            let r = run(
-                who,
-                &fx,
-                fx.spec(vec![py(&script)], network),
-                json!({}),
-                None,
-            );
-            r.assert_contained(&format!("{who:?} network {network}"));
-            assert!(!daemon.reached(), "{who:?} {network}: host daemon reached");
-        }
+sandbox_test!(network_deny_creates_only_the_sockets_the_run_needs);
+fn network_deny_creates_only_the_sockets_the_run_needs(who: Who) {
+    for network in ["deny", "full"] {
+        let fx = Fixture::new();
+        let daemon = HostDaemon::new(&fx.data);
+        let script = format!("{}{HOSTILE}", daemon.vars());
+        let r = run(
+            who,
+            &fx,
+            fx.spec(vec![py(&script)], network),
+            json!({}),
+            None,
+        );
+        r.assert_contained(&format!("{who:?} network {network}"));
+        assert!(!daemon.reached(), "{who:?} {network}: host daemon reached");
     }
 }
 
-#[test]
-fn unix_sockets_are_an_operator_opt_in() {
-    for who in BOTH {
-        if skip(who, "unix_sockets_are_an_operator_opt_in") {
-            continue;
-        }
-        let fx = Fixture::new();
-        let daemon = HostDaemon::new(&fx.data);
-        let outside = HostDaemon::new(&fx.secret);
-        let script = format!(
-            r#"{vars}OUTSIDE = {outside:?}
+sandbox_test!(unix_sockets_are_an_operator_opt_in);
+fn unix_sockets_are_an_operator_opt_in(who: Who) {
+    let fx = Fixture::new();
+    let daemon = HostDaemon::new(&fx.data);
+    let outside = HostDaemon::new(&fx.secret);
+    let script = format!(
+        r#"{vars}OUTSIDE = {outside:?}
 def connect(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
 allowed("AF_UNIX connect to a socket in a read scope (opt-in)", lambda: connect(STREAM))
@@ -145,26 +136,25 @@ def pair_dgram():
 allowed("socketpair(SOCK_DGRAM) (opt-in)", pair_dgram)
 denied("AF_VSOCK still refused", lambda: socket.socket(40, socket.SOCK_STREAM), {{errno.EAFNOSUPPORT}})
 "#,
-            vars = daemon.vars(),
-            outside = outside.stream_path,
-        );
-        let r = run(
-            who,
-            &fx,
-            fx.spec(vec![py(&script)], "deny"),
-            json!({"allow_unix_sockets": true}),
-            None,
-        );
-        r.assert_contained(&format!("{who:?}"));
-        assert!(
-            daemon.stream.accept().is_ok(),
-            "{who:?}: opt-in had no effect"
-        );
-        assert!(
-            !outside.reached(),
-            "{who:?}: socket outside the scopes reached"
-        );
-    }
+        vars = daemon.vars(),
+        outside = outside.stream_path,
+    );
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![py(&script)], "deny"),
+        json!({"allow_unix_sockets": true}),
+        None,
+    );
+    r.assert_contained(&format!("{who:?}"));
+    assert!(
+        daemon.stream.accept().is_ok(),
+        "{who:?}: opt-in had no effect"
+    );
+    assert!(
+        !outside.reached(),
+        "{who:?}: socket outside the scopes reached"
+    );
 }
 
 fn profile(extra: &[&str]) -> Value {

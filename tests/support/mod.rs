@@ -1,7 +1,6 @@
 //! Shared harness for the sandbox integration tests: drives the real `csc`
 //! binary (`__sandbox-run`) as root and as an unprivileged user, with
 //! hostile programs written in python3 / sh.
-#![allow(dead_code)]
 
 pub use crate::common::require;
 
@@ -24,9 +23,6 @@ pub enum Who {
     /// uid/gid 65534.
     Nobody,
 }
-
-/// Both identities, in order.
-pub const BOTH: [Who; 2] = [Who::Root, Who::Nobody];
 
 /// Path of the csc binary under test. When the build directory is not
 /// reachable by uid 65534 (e.g. a clone under a 0700 home directory), the
@@ -100,6 +96,52 @@ pub fn skip_reason(who: Who) -> Option<String> {
         Who::Root => ROOT.get_or_init(|| doctor(Who::Root)).clone(),
         Who::Nobody => NOB.get_or_init(|| doctor(Who::Nobody)).clone(),
     }
+}
+
+/// A root / uid-65534 pair of tests for `fn $name(who: Who)`: module
+/// `$name` with tests `root` and `nobody`, so each identity shows up (and
+/// can be run: `cargo test --test all NAME::nobody`) on its own. Each first
+/// calls [`skip`] for its identity (the sandbox must be able to run as it);
+/// with `, any_host` the case runs everywhere and chooses its modes itself.
+macro_rules! sandbox_test {
+    ($name:ident) => {
+        $crate::support::sandbox_test!(@pair $name, true);
+    };
+    ($name:ident, any_host) => {
+        $crate::support::sandbox_test!(@pair $name, false);
+    };
+    (@pair $name:ident, $skip:literal) => {
+        mod $name {
+            #[test]
+            fn root() {
+                $crate::support::run_case(
+                    stringify!($name),
+                    $crate::support::Who::Root,
+                    $skip,
+                    super::$name,
+                );
+            }
+            #[test]
+            fn nobody() {
+                $crate::support::run_case(
+                    stringify!($name),
+                    $crate::support::Who::Nobody,
+                    $skip,
+                    super::$name,
+                );
+            }
+        }
+    };
+}
+pub(crate) use sandbox_test;
+
+/// One half of a [`sandbox_test!`] pair: run `case` as `who`, unless
+/// `check_sandbox` and the sandbox cannot run as `who` here ([`skip`]).
+pub fn run_case(name: &str, who: Who, check_sandbox: bool, case: fn(Who)) {
+    if check_sandbox && skip(who, name) {
+        return;
+    }
+    case(who);
 }
 
 /// Print a loud SKIP line and return true when `who` cannot be tested;

@@ -3,12 +3,14 @@
 //! Landlock rules, limits). Host file-system facts come in through the
 //! [`HostFs`] trait so the builder is unit-testable without a kernel.
 //!
-//! Layout: this file holds the wire types and [`build`]; `host` the
-//! [`HostFs`] seam, `validate` spec validation, `view` the mount view; the
-//! Landlock rules that mirror the view are derived in
-//! `sandbox::landlock_rules`, beside `landlock.rs`.
+//! Layout: this file holds the plan's wire types and [`build`]; `host` the
+//! [`HostFs`] seam, `validate` spec validation, `view` the mount view. The
+//! view's vocabulary ([`MountOp`], [`BindAccess`]) lives in `sandbox::ops`
+//! and the Landlock rules that mirror the view (with [`LandlockRule`]) in
+//! `sandbox::landlock_rules`, beside `landlock.rs`, so neither depends on
+//! the plan.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,152 +22,15 @@ mod host;
 mod validate;
 mod view;
 
-pub use super::landlock_rules::{landlock_rules, scope_classes};
+pub use super::landlock_rules::{LandlockRule, RuleClass, landlock_rules, scope_classes};
+pub use super::ops::{BindAccess, DEV_NODES, MountOp};
 pub use host::{HostFs, HostKind, RealFs, SwappedFs};
 pub use validate::{normalize, validate_spec};
 
 /// Upper bound on pipeline segments accepted by the sandbox.
 pub const MAX_SEGMENTS: usize = 16;
-/// Device nodes bound into the minimal `/dev`.
-pub const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 /// Kernel file systems that are never exposed from the host.
 pub const KERNEL_FS: [&str; 3] = ["/proc", "/sys", "/dev"];
-
-/// What a bind mount grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BindAccess {
-    /// Configured system directory: read-only, executable.
-    System,
-    /// Declared read scope (or the cwd): read-only.
-    Read,
-    /// Declared write scope: read-write.
-    Write,
-}
-
-/// One mount-namespace operation, executed in order inside the new root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum MountOp {
-    /// Recursive bind of host `src` at `dst`; read-only unless `Write`.
-    Bind {
-        /// Host path (canonical).
-        src: PathBuf,
-        /// Path inside the sandbox.
-        dst: PathBuf,
-        /// Granted access.
-        access: BindAccess,
-        /// Directory (true) or file (false).
-        is_dir: bool,
-    },
-    /// A symlink (system dirs that are symlinks on the host).
-    Symlink {
-        /// Link target, verbatim.
-        target: PathBuf,
-        /// Link location.
-        dst: PathBuf,
-    },
-    /// Private size-capped tmpfs (`/tmp`).
-    Tmpfs {
-        /// Mount point.
-        dst: PathBuf,
-        /// Size cap in bytes.
-        size_bytes: u64,
-    },
-    /// Minimal `/dev`: tmpfs with binds of [`DEV_NODES`].
-    Dev {
-        /// Mount point.
-        dst: PathBuf,
-    },
-    /// Fresh read-only procfs for the sandbox's pid namespace.
-    Proc {
-        /// Mount point.
-        dst: PathBuf,
-    },
-    /// Empty read-only tmpfs hiding a host directory (e.g. `/sys` below a
-    /// scope that covers `/`).
-    Hide {
-        /// Mount point.
-        dst: PathBuf,
-    },
-    /// Hide a configured secret path under a bind: an empty read-only
-    /// file or directory is mounted over it.
-    Mask {
-        /// Path inside the sandbox.
-        dst: PathBuf,
-        /// Directory (true) or file (false).
-        is_dir: bool,
-    },
-}
-
-impl MountOp {
-    /// Destination path of the operation.
-    pub fn dst(&self) -> &Path {
-        match self {
-            MountOp::Bind { dst, .. }
-            | MountOp::Symlink { dst, .. }
-            | MountOp::Tmpfs { dst, .. }
-            | MountOp::Dev { dst }
-            | MountOp::Proc { dst }
-            | MountOp::Hide { dst }
-            | MountOp::Mask { dst, .. } => dst,
-        }
-    }
-
-    fn order_class(&self) -> u8 {
-        match self {
-            MountOp::Symlink { .. } => 0,
-            MountOp::Bind {
-                access: BindAccess::System,
-                ..
-            } => 0,
-            MountOp::Tmpfs { .. }
-            | MountOp::Dev { .. }
-            | MountOp::Proc { .. }
-            | MountOp::Hide { .. } => 1,
-            MountOp::Bind {
-                access: BindAccess::Read,
-                ..
-            } => 2,
-            MountOp::Bind {
-                access: BindAccess::Write,
-                ..
-            } => 3,
-            MountOp::Mask { .. } => 4,
-        }
-    }
-}
-
-/// Class of a Landlock rule; mapped to concrete access rights for the
-/// kernel's ABI by [`super::landlock::access_for`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleClass {
-    /// Read files, list directories, execute.
-    ReadExec,
-    /// Read files, list directories.
-    Read,
-    /// Full file access except device creation; execute only when the
-    /// config allows execution in scopes.
-    Write,
-    /// Write scope without execute.
-    WriteNoExec,
-    /// Device node: read, write, truncate, device ioctls.
-    Device,
-    /// List a directory only.
-    ListDir,
-}
-
-/// One Landlock path rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LandlockRule {
-    /// Path inside the sandbox.
-    pub path: PathBuf,
-    /// Granted class.
-    pub class: RuleClass,
-    /// Directory (true) or file (false).
-    pub is_dir: bool,
-}
 
 /// Landlock part of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +156,7 @@ fn egress_plan(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::Path;
 
     /// In-memory host: path → kind, plus symlink targets.
     struct FakeFs {

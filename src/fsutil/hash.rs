@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
+use super::open_regular_file;
 use crate::canonical::hex;
-use crate::fsutil::open_regular_file;
 
 /// Lowercase hex SHA-256 of a regular file's contents.
 pub fn sha256_regular_file(path: &Path) -> std::io::Result<String> {
