@@ -6,8 +6,8 @@
 //!
 //! Layout: [`protocol`] (objects, schemas, loaders), [`canonical`] (hashes),
 //! [`engine`] (pure policy evaluation), [`conformance`] (fixture suites),
-//! [`sandbox`] (native kernel sandbox for hardened mode), [`cli`] (the
-//! command-line front end).
+//! [`sandbox`] (native kernel sandbox for hardened mode), [`exit`] (every
+//! exit code), [`cli`] (the command-line front end).
 #![deny(unsafe_code)]
 
 pub mod approval;
@@ -18,6 +18,7 @@ pub mod egress;
 pub mod engine;
 pub mod evidence;
 pub mod exec;
+pub mod exit;
 pub mod fsutil;
 pub mod ledger;
 pub mod protocol;

@@ -1,8 +1,9 @@
 //! `csc validate {contract|policy|receipt|approval|decision} FILE...`.
 
+use crate::exit;
 use std::path::PathBuf;
 
-use super::{CliResult, EXIT_DENY, EXIT_OK};
+use super::CliResult;
 use crate::protocol::load::{self, PolicyFormat};
 use crate::protocol::schema::Kind;
 
@@ -62,5 +63,9 @@ pub fn run(args: Args) -> CliResult {
             }
         }
     }
-    Ok(if bad == 0 { EXIT_OK } else { EXIT_DENY })
+    Ok(if bad == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }

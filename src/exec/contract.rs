@@ -10,16 +10,12 @@ use super::effects::Snapshot;
 use super::resolve::{self, SearchPath};
 use super::scan::ScanLimits;
 use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths, scopes};
+use crate::exit;
 use crate::fsutil::DirFd;
 use crate::protocol::contract::{Command, Contract};
 use crate::protocol::limits::truncate_error;
 use crate::protocol::policy::Policy;
 use crate::text::escape_control;
-
-/// Exit code recorded when a command times out.
-pub const EXIT_TIMEOUT: i32 = 124;
-/// Exit code recorded when a path check refuses a command.
-pub const EXIT_NOT_RUNNABLE: i32 = 126;
 
 /// How a contract run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +205,7 @@ fn prepare(
         } else {
             RunStatus::Failed
         };
-        stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
+        stop(status, Some(exit::NOT_RUNNABLE), e.to_string())
     })?;
     // Missing write scopes are created here (or the run is blocked).
     let scopes = scopes::command_scopes(
@@ -221,7 +217,7 @@ fn prepare(
     .and_then(|s| {
         scopes::ensure_scopes(&s, &policy.allowed_write_prefixes, expected_outputs).map(|()| s)
     })
-    .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+    .map_err(|e| stop(RunStatus::Blocked, Some(exit::NOT_RUNNABLE), e))?;
     let read_paths = scopes.read.into_iter().map(|(_, r)| r.path).collect();
     let write_paths = scopes.write.into_iter().map(|(_, r)| r.path).collect();
     let env = env::build(
@@ -237,7 +233,7 @@ fn prepare(
         let program = resolve::resolve(name, cfg.search_path)
             .map_err(|e| stop(RunStatus::Failed, Some(e.exit_code()), e.to_string()))?;
         resolve::check_program_target(name, &program, cfg.search_path, &policy.allow_commands)
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+            .map_err(|e| stop(RunStatus::Blocked, Some(exit::NOT_RUNNABLE), e))?;
         segments.push(Segment {
             program,
             argv: argv.to_vec(),
@@ -325,7 +321,7 @@ pub fn run_contract(
             run.failed = Some(cmd.id.clone());
             outcome = Some(stop(
                 RunStatus::Failed,
-                Some(128 + sig),
+                Some(exit::signaled(sig)),
                 format!(
                     "csc was interrupted by signal {sig} before command {:?} started",
                     cmd.id
@@ -381,7 +377,7 @@ pub fn run_contract(
                 stderr = p.stderr;
                 if let (true, Some(sig)) = (p.interrupted, super::sys::interrupted()) {
                     (
-                        128 + sig,
+                        exit::signaled(sig),
                         false,
                         Some(format!(
                             "csc was interrupted by signal {sig}; command {:?} was terminated",
@@ -390,7 +386,7 @@ pub fn run_contract(
                     )
                 } else if p.timed_out {
                     (
-                        EXIT_TIMEOUT,
+                        exit::TIMEOUT,
                         true,
                         Some(format!(
                             "command {:?} timed out after {} seconds",
@@ -430,7 +426,7 @@ pub fn run_contract(
                 dir.shown().display()
             ));
             if code == 0 {
-                run.exit_code = Some(1);
+                run.exit_code = Some(exit::COMMAND_FAILED);
             }
         }
         match failure {
@@ -450,7 +446,7 @@ pub fn run_contract(
         };
         run.error = truncate_error(&s.error);
     } else {
-        run.exit_code = Some(0);
+        run.exit_code = Some(exit::COMMAND_OK);
     }
     if let Some(before) = before {
         let counted = before.count_changed();

@@ -79,7 +79,7 @@ impl Status {
     /// Success.
     pub fn ok() -> Self {
         Status {
-            code: 0,
+            code: crate::exit::COMMAND_OK,
             detail: None,
         }
     }
@@ -231,7 +231,7 @@ mod tests {
                 .stderr(Stdio::from(stderr))
                 .spawn()
                 .map_err(|e| LaunchError {
-                    code: 1,
+                    code: crate::exit::COMMAND_FAILED,
                     message: e.to_string(),
                 })?;
             Ok(Box::new(OneChild(child)))

@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use super::{LaunchError, LaunchSpec, Launcher, Segment, Supervised};
+use crate::exit;
 
 /// Launches commands directly on the host (local mode, unconfined).
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,11 +67,11 @@ pub fn spawn_segment(
 /// Map a spawn error to the recorded exit code and message.
 pub fn launch_error(err: &io::Error, seg_index: usize, seg: &Segment) -> LaunchError {
     let code = match err.kind() {
-        io::ErrorKind::NotFound => 127,
-        io::ErrorKind::PermissionDenied => 126,
+        io::ErrorKind::NotFound => exit::NOT_FOUND,
+        io::ErrorKind::PermissionDenied => exit::NOT_RUNNABLE,
         _ => match err.raw_os_error() {
-            Some(libc::ENOEXEC) | Some(libc::EACCES) => 126,
-            _ => 1,
+            Some(libc::ENOEXEC) | Some(libc::EACCES) => exit::NOT_RUNNABLE,
+            _ => exit::COMMAND_FAILED,
         },
     };
     let name = seg.argv.first().map(String::as_str).unwrap_or("");
