@@ -147,10 +147,10 @@ impl EnvArgs {
 /// Validated operator settings (no I/O besides loading the key).
 pub(crate) struct Settings {
     /// `Some` in hardened mode.
-    sandbox: Option<SandboxConfig>,
+    pub(crate) sandbox: Option<SandboxConfig>,
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
-    env_allow: EnvAllowlist,
+    pub(crate) env_allow: EnvAllowlist,
     approver_keyring: Option<crate::evidence::keyring::Keyring>,
     approvals_required: signed::Required,
 }
@@ -806,34 +806,22 @@ fn bind_record(
 
 /// Hardened mode and `network: allowlisted`: refuse before anything runs
 /// when the allowlist is missing or invalid, or when there is no
-/// `--output-dir` to keep the connection log in.
+/// `--output-dir` to keep the connection log (also made by `csc check`).
 fn egress_precheck(
     cfg: &SandboxConfig,
     c: &Contract,
     output_dir: Option<&Path>,
 ) -> Result<(), String> {
-    let Some(cmd) = c
-        .commands
-        .iter()
-        .find(|cmd| cmd.network == NetworkMode::Allowlisted)
-    else {
-        return Ok(());
+    let env_allow = EnvAllowlist::default();
+    let op = crate::exec::prelaunch::Operator {
+        env_allow: &env_allow,
+        output_dir: output_dir.is_some(),
+        egress: Some(&cfg.egress),
     };
-    if cfg.egress.allow.is_empty() {
-        return Err(format!(
-            "command {:?}: {}",
-            cmd.id,
-            crate::egress::MISSING_ALLOWLIST
-        ));
+    match crate::exec::prelaunch::egress(c, &op) {
+        Some(r) => Err(r.message),
+        None => Ok(()),
     }
-    cfg.egress.compile()?;
-    if output_dir.is_none() {
-        return Err(format!(
-            "command {:?} declares network: allowlisted: hardened mode records every connection in <command_id>.egress.jsonl and needs --output-dir DIR to keep it; nothing was run",
-            cmd.id
-        ));
-    }
-    Ok(())
 }
 
 /// Bind each allowlisted command's egress log into the receipt: saved as

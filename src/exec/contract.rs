@@ -135,37 +135,24 @@ pub fn check_output_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that need no filesystem or process: duplicate ids, output-dir
-/// ids, env names, declared scopes, expected outputs inside write scopes. A failure blocks the whole run before
-/// anything is launched.
+/// Checks that need no filesystem or process (see [`super::prelaunch`]):
+/// duplicate ids, output-dir ids, env names, declared scopes, expected
+/// outputs inside write scopes. The first failure blocks the whole run
+/// before anything is launched; `csc check` and `csc explain` evaluate the
+/// same checks with the same messages.
 pub fn precheck(
     contract: &Contract,
     policy: &Policy,
     output_dir: bool,
     env_allow: &env::EnvAllowlist,
 ) -> Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
-    for cmd in &contract.commands {
-        if !seen.insert(cmd.id.as_str()) {
-            return Err(format!("duplicate command id {:?}", cmd.id));
-        }
-        if output_dir {
-            check_output_id(&cmd.id)?;
-        }
-        if cmd.argv_vectors().iter().any(|a| a.is_empty()) || cmd.argv_vectors().is_empty() {
-            return Err(format!("command {:?} has an empty argv", cmd.id));
-        }
-        env_allow
-            .check_names(&cmd.env_allow)
-            .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        for p in &cmd.read_paths {
-            paths::check_scope(p, &policy.allowed_read_prefixes, "read_paths")
-                .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        }
-        for p in &cmd.write_paths {
-            paths::check_scope(p, &policy.allowed_write_prefixes, "write_paths")
-                .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        }
+    let op = super::prelaunch::Operator {
+        env_allow,
+        output_dir,
+        egress: None,
+    };
+    if let Some(r) = super::prelaunch::commands(contract, policy, &op).first() {
+        return Err(r.message.clone());
     }
     if let Some(f) = crate::engine::expected_outputs::check(contract).first() {
         return Err(f.to_string());

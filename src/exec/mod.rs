@@ -18,6 +18,7 @@ pub mod hints;
 pub mod own_paths;
 pub mod paths;
 pub mod pipeline;
+pub mod prelaunch;
 pub mod resolve;
 pub mod sandboxed;
 pub mod scan;

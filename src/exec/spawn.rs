@@ -44,10 +44,10 @@ pub fn spawn_segment(
     stderr: OwnedFd,
     pgid: u32,
 ) -> io::Result<Child> {
+    // argv[0] is the resolved path that is executed, as in hardened mode
+    // (the sandbox execs the resolved path with it as argv[0]): a command
+    // sees the same argv[0] in both modes.
     let mut cmd = Command::new(&seg.program);
-    if let Some(arg0) = seg.argv.first() {
-        cmd.arg0(arg0);
-    }
     cmd.args(seg.argv.iter().skip(1))
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))

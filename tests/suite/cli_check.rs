@@ -104,10 +104,15 @@ fn allow_exits_0() {
 
 #[test]
 fn needs_approval_exits_2() {
+    // `csc run` passes KUBECONFIG only when the operator names it; with
+    // that flag the contract needs an approval, without it even an
+    // approval could not make it run (check agrees with run).
     let o = run!(
         "check",
         example("deploy-release.json"),
-        pack("regulated-approvals.yaml")
+        pack("regulated-approvals.yaml"),
+        "--allow-env",
+        "KUBECONFIG"
     );
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stdout(&o).contains("APPROVAL_REQUIRED"), "{}", stdout(&o));
@@ -206,11 +211,18 @@ fn json_decision_carries_hash_effects_and_expiry() {
 
 #[test]
 fn json_allow_lists_every_classified_effect() {
+    // The operator flags `csc run` needs for this contract (the CI guide's).
     let o = run!(
         "check",
         "--json",
         example("ci-test-run.json"),
-        pack("ci-build-test.yaml")
+        pack("ci-build-test.yaml"),
+        "--allow-env",
+        "HOME",
+        "--allow-env",
+        "CARGO_HOME",
+        "--allow-env",
+        "RUSTUP_HOME"
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let d: Value = serde_json::from_str(&stdout(&o)).unwrap();
