@@ -140,6 +140,27 @@ pub(crate) fn load(
 
 /// Run `csc check`.
 pub fn run(args: Args) -> CliResult {
+    let json = args.json;
+    json_errors(json, decide(args))
+}
+
+/// With `--json`, an error is printed as a JSON object on stdout (and
+/// still exits non-zero), so callers that parse JSON always get JSON.
+pub(crate) fn json_errors(json: bool, result: CliResult) -> CliResult {
+    match result {
+        Err(e) if json => {
+            eprintln!(
+                "csc: error: {}",
+                crate::text::escape_control_lines(&e.to_string())
+            );
+            println!("{}", serde_json::to_string_pretty(&e.to_json())?);
+            Ok(e.exit_code())
+        }
+        other => other,
+    }
+}
+
+fn decide(args: Args) -> CliResult {
     let (contract, policy, pre) = load(&args)?;
     let mut decision = engine::decide(
         &contract.contract,

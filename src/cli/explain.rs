@@ -69,6 +69,11 @@ fn result_label(f: &Finding) -> &'static str {
 
 /// Run `csc explain`; the exit code is the decision's, as for `check`.
 pub fn run(args: Args) -> CliResult {
+    let json = args.json;
+    super::check::json_errors(json, explain(args))
+}
+
+fn explain(args: Args) -> CliResult {
     let (contract, policy, pre) = super::check::load(&args)?;
     let semantics = super::semantics(args.reference_semantics);
     let mut decision = engine::decide(&contract.contract, &policy.policy, semantics);

@@ -164,6 +164,13 @@ pub fn run() -> Result<u8, Error> {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            if e.use_stderr() && wants_json() {
+                let body = serde_json::json!({"error": {
+                    "kind": "usage", "message": e.kind().to_string(), "file": null, "line": null,
+                    "column": null, "field": null, "hint": "see `csc help`", "problems": [],
+                }});
+                println!("{body}");
+            }
             return Ok(if e.use_stderr() {
                 exit::FAILURE
             } else {
@@ -191,6 +198,14 @@ pub fn run() -> Result<u8, Error> {
         Verb::Attest(a) => attest::run(a),
         Verb::Ledger(a) => ledger::run(a),
     }
+}
+
+/// `--json` on the command line of a verb that prints JSON errors
+/// (`check`, `explain`, `validate`): then even a usage error is JSON.
+fn wants_json() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let verb = args.first().and_then(|a| a.to_str());
+    matches!(verb, Some("check" | "explain" | "validate")) && args.iter().any(|a| a == "--json")
 }
 
 /// Semantics chosen by a verb's `--reference-semantics` flag.
