@@ -179,11 +179,13 @@ pub(crate) fn explain_json(
     contract: &crate::protocol::contract::Contract,
     policy: &crate::protocol::policy::Policy,
     semantics: engine::Semantics,
+    pre: &Prelaunch,
 ) -> serde_json::Value {
-    let decision = engine::decide(contract, policy, semantics);
+    let mut decision = engine::decide(contract, policy, semantics);
+    pre.apply(&mut decision);
     let (findings, _) = engine::explain(contract, policy, semantics);
     let notes = runtime_notes(contract, policy);
-    json_report(&decision, &findings, &Prelaunch::default(), &notes)
+    json_report(&decision, &findings, pre, &notes)
 }
 
 /// What to change so that `csc run`'s pre-launch check passes.

@@ -289,16 +289,32 @@ fn parse_arguments(
 }
 
 impl Server {
+    /// `run_contract`'s pre-launch checks under this server's flags (its
+    /// runs always save streams, so with `--output-dir` semantics).
+    fn prelaunch(
+        &self,
+        contract: &crate::protocol::load::LoadedContract,
+    ) -> super::check::Prelaunch {
+        super::check::Prelaunch::evaluate(
+            &contract.contract,
+            &self.policy.policy,
+            &self.settings,
+            true,
+            engine::Semantics::Csc,
+        )
+    }
+
     fn check(&self, args: Option<&JsonObject>) -> CallToolResult {
         let (contract, _) = match parse_arguments(args, false) {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        let decision = engine::decide(
+        let mut decision = engine::decide(
             &contract.contract,
             &self.policy.policy,
             engine::Semantics::Csc,
         );
+        self.prelaunch(&contract).apply(&mut decision);
         match serde_json::to_value(&decision) {
             Ok(v) => structured(v, false),
             Err(e) => tool_error(format!("cannot render the decision: {e}")),
@@ -315,6 +331,7 @@ impl Server {
                 &contract.contract,
                 &self.policy.policy,
                 engine::Semantics::Csc,
+                &self.prelaunch(&contract),
             ),
             false,
         )
