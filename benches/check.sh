@@ -12,24 +12,29 @@ RUNS="${1:-200}"
 CONTRACT=examples/contracts/ci-test-run.json
 POLICY=policies/ci-build-test.yaml
 BIN=target/release/csc
+# The operator flags `csc run` needs for this contract: without them
+# `check` (like `run`) refuses its env_allow names.
+FLAGS="--allow-env HOME --allow-env CARGO_HOME --allow-env RUSTUP_HOME"
 
 cargo build --release --quiet
-"$BIN" check "$CONTRACT" "$POLICY" >/dev/null  # must be a decision, not an error
+# shellcheck disable=SC2086
+"$BIN" check "$CONTRACT" "$POLICY" $FLAGS >/dev/null  # must be an allow
 
 echo "machine: $(uname -srm); $(nproc) CPU(s): $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "command: $BIN check $CONTRACT $POLICY"
+echo "command: $BIN check $CONTRACT $POLICY $FLAGS"
 
 if command -v hyperfine >/dev/null 2>&1; then
     hyperfine --warmup 20 --runs "$RUNS" -N \
         --export-json target/bench-check.json \
-        "$BIN check $CONTRACT $POLICY"
+        "$BIN check $CONTRACT $POLICY $FLAGS"
     python3 - <<'PY'
 import json, statistics
 r = json.load(open("target/bench-check.json"))["results"][0]
 print(f"median: {statistics.median(r['times']) * 1000:.3f} ms over {len(r['times'])} runs")
 PY
 else
-    python3 - "$RUNS" "$BIN" "$CONTRACT" "$POLICY" <<'PY'
+    # shellcheck disable=SC2086
+    python3 - "$RUNS" "$BIN" "$CONTRACT" "$POLICY" $FLAGS <<'PY'
 import statistics, subprocess, sys, time
 runs, cmd = int(sys.argv[1]), sys.argv[2:]
 cmd = [cmd[0], "check", *cmd[1:]]

@@ -13,6 +13,7 @@
 //! | Layer | Module | What it is |
 //! |---|---|---|
 //! | 0 | [`canonical`] | canonical JSON and SHA-256 digests (byte-identical to the reference) |
+//! | 0 | [`exit`] | every exit code csc returns or records, in one place |
 //! | 0 | [`text`] | making command-derived text safe to print |
 //! | 0 | [`time`] | RFC 3339 timestamps in the reference's shape |
 //! | 1 | [`fsutil`] | no-follow file-system helpers and file hashing |
@@ -38,6 +39,7 @@ pub mod egress;
 pub mod engine;
 pub mod evidence;
 pub mod exec;
+pub mod exit;
 pub mod fsutil;
 pub mod ledger;
 pub mod protocol;

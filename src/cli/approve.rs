@@ -3,10 +3,11 @@
 //! [--ticket ID] [--reason TEXT] --out FILE`: write a DSSE-signed v0.1
 //! approval (RFC 0010).
 
+use crate::exit;
 use jiff::{SignedDuration, Timestamp};
 use std::path::PathBuf;
 
-use super::{CliError, CliResult, EXIT_OK};
+use super::{CliResult, Error};
 use crate::approval::signed;
 use crate::protocol::approval::{
     APPROVAL_VERSION, Approval, ApprovalMethod, ApprovalScope, Approver,
@@ -47,19 +48,19 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-fn random_id() -> Result<String, CliError> {
+fn random_id() -> Result<String, Error> {
     use std::io::Read;
     let mut raw = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))
-        .map_err(|e| CliError(format!("cannot read /dev/urandom: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot read /dev/urandom: {e}")))?;
     Ok(format!("appr_{}", crate::canonical::hex(&raw)))
 }
 
 /// Run `csc approve`.
 pub fn run(args: Args) -> CliResult {
     if args.key_id.is_empty() || args.approver.is_empty() {
-        return Err(CliError(
+        return Err(Error::Failed(
             "--key-id and --approver must not be empty".to_owned(),
         ));
     }
@@ -67,30 +68,30 @@ pub fn run(args: Args) -> CliResult {
         "single_execution" => ApprovalScope::SingleExecution,
         "time_window" => ApprovalScope::TimeWindow,
         other => {
-            return Err(CliError(format!(
+            return Err(Error::Failed(format!(
                 "--scope must be single_execution or time_window, got {other:?}"
             )));
         }
     };
     let lifetime: SignedDuration = args.expires_in.parse().map_err(|e| {
-        CliError(format!(
+        Error::Failed(format!(
             "--expires-in {:?} is not a duration (e.g. 30m, 1h, 2d): {e}",
             args.expires_in
         ))
     })?;
     if lifetime <= SignedDuration::ZERO || lifetime > MAX_LIFETIME {
-        return Err(CliError(format!(
+        return Err(Error::Failed(format!(
             "--expires-in must be positive and at most {} hours",
             MAX_LIFETIME.as_hours()
         )));
     }
     let key = crate::evidence::keys::load_signing_key(&args.signing_key)
-        .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+        .map_err(|e| Error::Failed(format!("invalid signing key: {e}")))?;
     let contract = load::load_contract(&args.contract)?;
     let now = Timestamp::now();
     let expires = now
         .checked_add(lifetime)
-        .map_err(|e| CliError(format!("--expires-in: {e}")))?;
+        .map_err(|e| Error::Failed(format!("--expires-in: {e}")))?;
     let approval = Approval {
         approval_version: APPROVAL_VERSION.to_owned(),
         approval_id: random_id()?,
@@ -106,7 +107,7 @@ pub fn run(args: Args) -> CliResult {
         reason: args.reason.clone(),
     };
     // The payload must be a valid v0.1 artifact (schema, limits).
-    let payload = serde_json::to_vec(&approval).map_err(|e| CliError(e.to_string()))?;
+    let payload = serde_json::to_vec(&approval).map_err(|e| Error::Failed(e.to_string()))?;
     load::approval_from_bytes(&payload, "the new approval")?;
     let envelope = signed::sign(&approval, &key, &args.key_id);
     crate::evidence::receipt::write_atomic(&args.out, &envelope.to_line())?;
@@ -120,5 +121,5 @@ pub fn run(args: Args) -> CliResult {
         approval.expires_at,
         args.out.display()
     );
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

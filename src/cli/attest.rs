@@ -1,9 +1,10 @@
 //! `csc attest RECEIPT --signing-key KEY --key-id ID --out FILE.intoto.jsonl`:
 //! wrap a receipt as an in-toto Statement v1 in a DSSE envelope (RFC 0012).
 
+use crate::exit;
 use std::path::PathBuf;
 
-use super::{CliError, CliResult, EXIT_OK};
+use super::{CliResult, Error};
 use crate::evidence::attest;
 
 /// Arguments of `csc attest`.
@@ -25,12 +26,12 @@ pub struct Args {
 /// Run `csc attest`.
 pub fn run(args: Args) -> CliResult {
     if args.key_id.is_empty() {
-        return Err(CliError("--key-id must not be empty".to_owned()));
+        return Err(Error::Failed("--key-id must not be empty".to_owned()));
     }
     let key = crate::evidence::keys::load_signing_key(&args.signing_key)
-        .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+        .map_err(|e| Error::Failed(format!("invalid signing key: {e}")))?;
     let receipt = crate::protocol::load::load_receipt(&args.receipt)?;
-    let envelope = attest::attest(&receipt, &key, &args.key_id).map_err(CliError)?;
+    let envelope = attest::attest(&receipt, &key, &args.key_id).map_err(Error::Failed)?;
     crate::evidence::receipt::write_atomic(&args.out, &envelope.to_line())?;
     eprintln!(
         "attestation of {} (predicateType {}) signed by {:?} — written to {}",
@@ -39,5 +40,5 @@ pub fn run(args: Args) -> CliResult {
         args.key_id,
         args.out.display()
     );
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

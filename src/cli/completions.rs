@@ -1,9 +1,10 @@
 //! `csc completions SHELL` and `csc man`: generated from the clap
 //! definitions so they never drift from the real CLI.
 
+use crate::exit;
 use clap::CommandFactory;
 
-use super::{Cli, CliResult, EXIT_OK};
+use super::{Cli, CliResult};
 
 /// Shells we generate completions for.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -29,7 +30,7 @@ pub fn run(args: Args) -> CliResult {
         Shell::Fish => clap_complete::Shell::Fish,
     };
     clap_complete::generate(shell, &mut cmd, "csc", &mut std::io::stdout());
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }
 
 /// Print the csc(1) man page (roff) on stdout.
@@ -45,5 +46,5 @@ pub fn man() -> CliResult {
     }
     use std::io::Write;
     std::io::stdout().write_all(&out)?;
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

@@ -1,8 +1,9 @@
 //! `csc conformance DIR [--json]`.
 
+use crate::exit;
 use std::path::PathBuf;
 
-use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use super::{CliResult, Error};
 use crate::conformance;
 
 /// Arguments of `csc conformance`.
@@ -17,7 +18,7 @@ pub struct Args {
 
 /// Run `csc conformance`.
 pub fn run(args: Args) -> CliResult {
-    let report = conformance::run_suite(&args.dir).map_err(CliError)?;
+    let report = conformance::run_suite(&args.dir).map_err(Error::Failed)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -30,5 +31,9 @@ pub fn run(args: Args) -> CliResult {
     if report.passed + report.failed == 0 {
         eprintln!("csc: error: no fixtures found in {}", args.dir.display());
     }
-    Ok(if report.ok() { EXIT_OK } else { EXIT_DENY })
+    Ok(if report.ok() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }

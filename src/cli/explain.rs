@@ -2,28 +2,15 @@
 //! not just the first failure. Same engine walk as `check`.
 
 use serde_json::json;
-use std::path::PathBuf;
 
 use super::CliResult;
+use super::check::Prelaunch;
 use crate::engine::{self, Check, Finding, ext};
+use crate::exec::prelaunch::Refusal;
 use crate::protocol::decision::Verdict;
-use crate::protocol::load;
 
-/// Arguments of `csc explain`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Contract JSON file.
-    pub contract: PathBuf,
-    /// Policy file (YAML, or JSON when it ends in .json).
-    pub policy: PathBuf,
-    /// Apply exactly the CSC v0.1 reference's checks, without csc's
-    /// extension checks (RFC 0005); for comparing with the reference.
-    #[arg(long)]
-    pub reference_semantics: bool,
-    /// Print the findings as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
+/// Arguments of `csc explain`: those of `csc check`.
+pub type Args = super::check::Args;
 
 /// What to change to make a failed check pass (contract side / policy side).
 fn remedy(f: &Finding) -> String {
@@ -82,15 +69,20 @@ fn result_label(f: &Finding) -> &'static str {
 
 /// Run `csc explain`; the exit code is the decision's, as for `check`.
 pub fn run(args: Args) -> CliResult {
-    let contract = load::load_contract(&args.contract)?;
-    let policy = load::load_policy(&args.policy)?;
+    let json = args.json;
+    super::check::json_errors(json, explain(args))
+}
+
+fn explain(args: Args) -> CliResult {
+    let (contract, policy, pre) = super::check::load(&args)?;
     let semantics = super::semantics(args.reference_semantics);
-    let decision = engine::decide(&contract.contract, &policy.policy, semantics);
+    let mut decision = engine::decide(&contract.contract, &policy.policy, semantics);
+    pre.apply(&mut decision);
     let (findings, _) = engine::explain(&contract.contract, &policy.policy, semantics);
     let notes = runtime_notes(&contract.contract, &policy.policy);
 
     if args.json {
-        let out = json_report(&decision, &findings, &notes);
+        let out = json_report(&decision, &findings, &pre, &notes);
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
@@ -145,8 +137,35 @@ pub fn run(args: Args) -> CliResult {
                 w1 = widths.1
             );
         }
-        let failed = findings.iter().filter(|f| f.failure.is_some()).count();
-        println!("{} checks, {} failing", findings.len(), failed);
+        let pre_rows: Vec<_> = pre.beside(&findings).collect();
+        for r in &pre_rows {
+            let mut value = esc(&r.value);
+            if value.chars().count() > 28 {
+                value = value.chars().take(27).collect::<String>() + "…";
+            }
+            println!(
+                "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
+                esc(r.command_id.as_deref().unwrap_or("-")),
+                r.check,
+                "FAIL (run)",
+                value,
+                esc(&format!(
+                    "{} ({}) — {}: {}",
+                    r.code.as_str(),
+                    r.ext_code,
+                    r.message,
+                    prelaunch_remedy(r)
+                )),
+                w0 = widths.0,
+                w1 = widths.1
+            );
+        }
+        let failed = findings.iter().filter(|f| f.failure.is_some()).count() + pre_rows.len();
+        println!(
+            "{} checks, {} failing",
+            findings.len() + pre_rows.len(),
+            failed
+        );
         for (id, note) in &notes {
             println!("on this host, csc run: command {id:?}: {note}");
         }
@@ -160,18 +179,49 @@ pub(crate) fn explain_json(
     contract: &crate::protocol::contract::Contract,
     policy: &crate::protocol::policy::Policy,
     semantics: engine::Semantics,
+    pre: &Prelaunch,
 ) -> serde_json::Value {
-    let decision = engine::decide(contract, policy, semantics);
+    let mut decision = engine::decide(contract, policy, semantics);
+    pre.apply(&mut decision);
     let (findings, _) = engine::explain(contract, policy, semantics);
     let notes = runtime_notes(contract, policy);
-    json_report(&decision, &findings, &notes)
+    json_report(&decision, &findings, pre, &notes)
+}
+
+/// What to change so that `csc run`'s pre-launch check passes.
+fn prelaunch_remedy(r: &Refusal) -> String {
+    let v = &r.value;
+    match r.ext_code {
+        ext::ENV_NAME_REFUSED => format!(
+            "drop `{v}` from env_allow, or let the operator pass it with `csc run --allow-env {v}` (sensitive names only when named exactly; loader hooks never)"
+        ),
+        ext::SCOPE_REFUSED => format!(
+            "declare `{v}` with a literal absolute prefix before any glob, without `..`, under the policy's prefixes"
+        ),
+        ext::EGRESS_UNENFORCEABLE => "pass --egress-allow PATTERN (and --output-dir DIR for the connection log), or declare network: deny".into(),
+        _ => "give every command a unique, non-empty id usable as a file name, and a non-empty argv".into(),
+    }
 }
 
 fn json_report(
     decision: &crate::protocol::decision::Decision,
     findings: &[Finding],
+    pre: &Prelaunch,
     notes: &[(String, String)],
 ) -> serde_json::Value {
+    let pre_rows = pre.beside(findings).map(|r| {
+        json!({
+            "command_id": r.command_id,
+            "check": r.check,
+            "result": "FAIL",
+            "value": r.value,
+            "reason_code": r.code.as_str(),
+            "extension_code": r.ext_code,
+            "reason": ext::tagged(&r.message, r.ext_code),
+            "remedy": prelaunch_remedy(r),
+            "stage": "prelaunch",
+        })
+    });
     let rows: Vec<_> = findings
         .iter()
         .map(|f| {
@@ -184,8 +234,10 @@ fn json_report(
                 "extension_code": f.failure.as_ref().and_then(|x| ext::ext_code_of(&x.reason)),
                 "reason": f.failure.as_ref().map(|x| x.reason.clone()),
                 "remedy": f.failure.as_ref().map(|_| remedy(f)),
+                "stage": "decision",
             })
         })
+        .chain(pre_rows)
         .collect();
     let notes: Vec<_> = notes
         .iter()

@@ -1,8 +1,9 @@
 //! `csc hash {contract|policy} FILE`.
 
+use crate::exit;
 use std::path::PathBuf;
 
-use super::{CliResult, EXIT_OK};
+use super::CliResult;
 use crate::protocol::load;
 
 /// What to hash.
@@ -28,5 +29,5 @@ pub fn run(args: Args) -> CliResult {
         HashKind::Policy => load::load_policy(&args.file)?.sha256(),
     };
     println!("{digest}");
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

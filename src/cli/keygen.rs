@@ -1,9 +1,10 @@
 //! `csc keygen --out KEY.pem [--public-out PUB.pem] [--raw-public-out PUB.raw] [--force]`.
 
+use crate::exit;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-use super::{CliError, CliResult, EXIT_OK};
+use super::{CliResult, Error};
 use crate::evidence::keygen::{
     PRIVATE_MODE, PUBLIC_MODE, check_writable, fingerprint, public_key_base64, suggested_key_id,
     write_key_file,
@@ -34,7 +35,7 @@ pub fn run(args: Args) -> CliResult {
     targets.extend(args.raw_public_out.iter());
     for (i, t) in targets.iter().enumerate() {
         if targets[..i].contains(t) {
-            return Err(CliError(format!(
+            return Err(Error::Failed(format!(
                 "{} is given for two outputs",
                 t.display()
             )));
@@ -43,7 +44,7 @@ pub fn run(args: Args) -> CliResult {
     }
 
     let key = keys::generate_signing_key()
-        .map_err(|e| CliError(format!("cannot read the OS random source: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot read the OS random source: {e}")))?;
     let public = key.verifying_key();
     let pem = Zeroizing::new(keys::signing_key_to_pkcs8_v1_pem(&key));
     write_key_file(&args.out, pem.as_bytes(), PRIVATE_MODE, args.force)?;
@@ -67,5 +68,5 @@ pub fn run(args: Args) -> CliResult {
         "keyring entry: {{\"key_id\": \"{key_id}\", \"public_key\": \"{}\"}}",
         public_key_base64(&public)
     );
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

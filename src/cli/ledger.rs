@@ -1,10 +1,11 @@
 //! `csc ledger checkpoint|verify|prove|verify-proof|export` (RFC 0011).
 
+use crate::exit;
 use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use super::{CliResult, Error};
 use crate::approval::store::{self, Store};
 use crate::evidence::keyring::Keyring;
 use crate::ledger::{self, Checkpoint, ExportLine, LogReport, LogVerifier, db, proof};
@@ -76,26 +77,26 @@ pub enum Verb {
     },
 }
 
-fn open(dir: Option<PathBuf>) -> Result<Store, CliError> {
+fn open(dir: Option<PathBuf>) -> Result<Store, Error> {
     let dir = dir.or_else(store::default_state_dir).ok_or_else(|| {
-        CliError("no state directory: set --state-dir (or XDG_STATE_HOME / HOME)".to_owned())
+        Error::Failed("no state directory: set --state-dir (or XDG_STATE_HOME / HOME)".to_owned())
     })?;
     if !dir.join(store::DB_FILE).exists() {
-        return Err(CliError(format!(
+        return Err(Error::Failed(format!(
             "no ledger in {}: {} does not exist",
             dir.display(),
             store::DB_FILE
         )));
     }
-    Store::open(&dir).map_err(CliError::from)
+    Store::open(&dir).map_err(Error::from)
 }
 
-fn keyring(path: &Path) -> Result<Keyring, CliError> {
-    Keyring::load(path).map_err(|e| CliError(format!("--keyring: {e}")))
+fn keyring(path: &Path) -> Result<Keyring, Error> {
+    Keyring::load(path).map_err(|e| Error::Failed(format!("--keyring: {e}")))
 }
 
 /// Receipt file → canonical bytes (strict JSON, schema-checked, capped).
-fn receipt_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+fn receipt_bytes(path: &Path) -> Result<Vec<u8>, Error> {
     let value = crate::protocol::load::load_receipt(path)?;
     Ok(ledger::canonical_receipt(&value))
 }
@@ -133,18 +134,20 @@ pub fn run(args: Args) -> CliResult {
         } => {
             let ring = keyring(&ring)?;
             let bytes = crate::fsutil::read_regular_file_capped(&file, proof::MAX_PROOF_BYTES)
-                .map_err(|e| CliError(format!("cannot read proof {}: {e:?}", file.display())))?;
+                .map_err(|e| {
+                    Error::Failed(format!("cannot read proof {}: {e:?}", file.display()))
+                })?;
             let value = crate::protocol::strict_json::parse(&bytes)
-                .map_err(|e| CliError(format!("proof {} is not JSON: {e}", file.display())))?;
+                .map_err(|e| Error::Failed(format!("proof {} is not JSON: {e}", file.display())))?;
             let receipt = receipt.as_deref().map(receipt_bytes).transpose()?;
             match proof::verify(&value, receipt.as_deref(), &ring) {
                 Ok(summary) => {
                     println!("VALID: {summary}");
-                    Ok(EXIT_OK)
+                    Ok(exit::SUCCESS)
                 }
                 Err(e) => {
                     println!("INVALID: {e}");
-                    Ok(EXIT_DENY)
+                    Ok(exit::FAILURE)
                 }
             }
         }
@@ -154,22 +157,22 @@ pub fn run(args: Args) -> CliResult {
 
 fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult {
     if key_id.is_empty() {
-        return Err(CliError("--key-id must not be empty".to_owned()));
+        return Err(Error::Failed("--key-id must not be empty".to_owned()));
     }
     let key = crate::evidence::keys::load_signing_key(key)
-        .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+        .map_err(|e| Error::Failed(format!("invalid signing key: {e}")))?;
     let mut s = open(state_dir)?;
     // Never sign a log that no longer matches its earlier checkpoints.
     let mut earlier = Vec::new();
-    for env in db::checkpoints(&s).map_err(CliError)? {
+    for env in db::checkpoints(&s).map_err(Error::Failed)? {
         earlier.push((
-            Checkpoint::from_envelope(&env).map_err(CliError)?,
+            Checkpoint::from_envelope(&env).map_err(Error::Failed)?,
             "(earlier)".to_owned(),
         ));
     }
-    let report = db::verify(&s, &earlier).map_err(CliError)?;
+    let report = db::verify(&s, &earlier).map_err(Error::Failed)?;
     if !report.valid() {
-        return Err(CliError(format!(
+        return Err(Error::Failed(format!(
             "refusing to sign a checkpoint: the log is inconsistent: {}",
             report.problems.join("; ")
         )));
@@ -187,7 +190,7 @@ fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult
         "checkpoint: {} entries, root {}, signed by {key_id:?} at {}",
         cp.tree_size, cp.root_hash, cp.timestamp
     );
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }
 
 fn checked_checkpoints(
@@ -214,17 +217,17 @@ fn finish(mut report: LogReport, mut problems: Vec<String>) -> LogReport {
     report
 }
 
-fn verify_store(s: &Store, ring: &Keyring) -> Result<LogReport, CliError> {
-    let envs = db::checkpoints(s).map_err(CliError)?;
+fn verify_store(s: &Store, ring: &Keyring) -> Result<LogReport, Error> {
+    let envs = db::checkpoints(s).map_err(Error::Failed)?;
     let mut problems = Vec::new();
     let cps = checked_checkpoints(&envs, ring, &mut problems);
-    let report = db::verify(s, &cps).map_err(CliError)?;
+    let report = db::verify(s, &cps).map_err(Error::Failed)?;
     Ok(finish(report, problems))
 }
 
-fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, CliError> {
+fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, Error> {
     let f = crate::fsutil::open_regular_file(file)
-        .map_err(|e| CliError(format!("cannot open export {}: {e}", file.display())))?;
+        .map_err(|e| Error::Failed(format!("cannot open export {}: {e}", file.display())))?;
     let mut reader = std::io::BufReader::new(f);
     let mut verifier = LogVerifier::default();
     let mut envs = Vec::new();
@@ -235,12 +238,12 @@ fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, CliError> {
         line.clear();
         let read = std::io::Read::take(&mut reader, ledger::MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut line)
-            .map_err(|e| CliError(format!("cannot read export {}: {e}", file.display())))?;
+            .map_err(|e| Error::Failed(format!("cannot read export {}: {e}", file.display())))?;
         if read == 0 {
             break;
         }
         n += 1;
-        let bad = |e: String| CliError(format!("export {} line {n}: {e}", file.display()));
+        let bad = |e: String| Error::Failed(format!("export {} line {n}: {e}", file.display()));
         if line.len() > ledger::MAX_LINE_BYTES {
             return Err(bad("line too long".to_owned()));
         }
@@ -256,7 +259,7 @@ fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, CliError> {
         }
     }
     let Some(store_id) = store_id else {
-        return Err(CliError(format!("export {} is empty", file.display())));
+        return Err(Error::Failed(format!("export {} is empty", file.display())));
     };
     let mut problems = Vec::new();
     let cps = checked_checkpoints(&envs, ring, &mut problems);
@@ -265,7 +268,7 @@ fn verify_export(file: &Path, ring: &Keyring) -> Result<LogReport, CliError> {
 
 fn print_report(r: &LogReport, json: bool) -> CliResult {
     if json {
-        let mut v = serde_json::to_value(r).map_err(|e| CliError(e.to_string()))?;
+        let mut v = serde_json::to_value(r).map_err(|e| Error::Failed(e.to_string()))?;
         v["valid"] = Value::Bool(r.valid());
         println!("{v}");
     } else {
@@ -287,7 +290,11 @@ fn print_report(r: &LogReport, json: bool) -> CliResult {
             );
         }
     }
-    Ok(if r.valid() { EXIT_OK } else { EXIT_DENY })
+    Ok(if r.valid() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn prove(
@@ -297,29 +304,29 @@ fn prove(
 ) -> CliResult {
     let s = open(state_dir)?;
     let leaves = db::leaves(&s)?;
-    let envs = db::checkpoints(&s).map_err(CliError)?;
+    let envs = db::checkpoints(&s).map_err(Error::Failed)?;
     let mut cps = Vec::new();
     for env in &envs {
-        cps.push((Checkpoint::from_envelope(env).map_err(CliError)?, env));
+        cps.push((Checkpoint::from_envelope(env).map_err(Error::Failed)?, env));
     }
     let value = match (receipt, consistency.as_deref()) {
         (Some(path), None) => {
             let leaf = crate::ledger::merkle::leaf_hash(&receipt_bytes(path)?);
             let index = leaves.iter().position(|l| *l == leaf).ok_or_else(|| {
-                CliError(format!("receipt {} is not in the ledger", path.display()))
+                Error::Failed(format!("receipt {} is not in the ledger", path.display()))
             })? as u64;
             let (cp, env) = cps
                 .iter()
                 .rev()
                 .find(|(c, _)| c.tree_size > index)
                 .ok_or_else(|| {
-                    CliError(format!(
+                    Error::Failed(format!(
                         "receipt {} (entry {index}) is not yet covered by a signed checkpoint: run csc ledger checkpoint",
                         path.display()
                     ))
                 })?;
             proof::inclusion(index, &leaves, env, cp.tree_size).ok_or_else(|| {
-                CliError("the checkpoint covers more entries than the log has".to_owned())
+                Error::Failed("the checkpoint covers more entries than the log has".to_owned())
             })?
         }
         (None, Some(&[old, new])) => {
@@ -327,35 +334,41 @@ fn prove(
                 cps.iter()
                     .find(|(c, _)| c.tree_size == size)
                     .map(|(_, e)| *e)
-                    .ok_or_else(|| CliError(format!("no signed checkpoint of size {size}")))
+                    .ok_or_else(|| Error::Failed(format!("no signed checkpoint of size {size}")))
             };
             if old == 0 || old > new {
-                return Err(CliError("--consistency needs 0 < OLD <= NEW".to_owned()));
+                return Err(Error::Failed(
+                    "--consistency needs 0 < OLD <= NEW".to_owned(),
+                ));
             }
             proof::consistency(&leaves, (old, find(old)?), (new, find(new)?)).ok_or_else(|| {
-                CliError("the checkpoint covers more entries than the log has".to_owned())
+                Error::Failed("the checkpoint covers more entries than the log has".to_owned())
             })?
         }
-        _ => return Err(CliError("give RECEIPT or --consistency OLD NEW".to_owned())),
+        _ => {
+            return Err(Error::Failed(
+                "give RECEIPT or --consistency OLD NEW".to_owned(),
+            ));
+        }
     };
     println!("{value}");
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }
 
 fn export(s: &Store) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| CliError(format!("cannot write the export: {e}"));
+    let io = |e: std::io::Error| Error::Failed(format!("cannot write the export: {e}"));
     out.write_all(&ledger::header_line(&s.store_id()?))
         .map_err(io)?;
-    for env in db::checkpoints(s).map_err(CliError)? {
+    for env in db::checkpoints(s).map_err(Error::Failed)? {
         out.write_all(&ledger::checkpoint_line(&env)).map_err(io)?;
     }
     db::for_each_entry(s, |e| {
         let line = ledger::entry_line(&e)?;
         out.write_all(&line).map_err(|e| e.to_string())
     })
-    .map_err(CliError)?;
+    .map_err(Error::Failed)?;
     out.flush().map_err(io)?;
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }

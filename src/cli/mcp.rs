@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::run::{self, ApprovalInput, OperatorArgs, Request, Settings};
-use super::{CliError, CliResult, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use super::{CliResult, Error};
 use crate::approval::store;
 use crate::engine;
 use crate::evidence::receipt::{ReceiptOut, ReceiptStatus};
+use crate::exit;
 use crate::protocol::load;
 use crate::protocol::policy::LoadedPolicy;
 use crate::protocol::schema::Kind;
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> CliResult {
             .clone()
             .or_else(store::default_state_dir)
             .ok_or_else(|| {
-                CliError(
+                Error::Failed(
                     "no receipt directory: set --receipt-dir or --state-dir (or XDG_STATE_HOME / HOME)"
                         .to_owned(),
                 )
@@ -80,14 +81,14 @@ pub fn run(args: Args) -> CliResult {
             .join("mcp-receipts"),
     };
     std::fs::create_dir_all(&receipt_dir).map_err(|e| {
-        CliError(format!(
+        Error::Failed(format!(
             "cannot create --receipt-dir {}: {e}",
             receipt_dir.display()
         ))
     })?;
     // Receipt paths handed to clients are absolute.
     let receipt_dir = std::fs::canonicalize(&receipt_dir).map_err(|e| {
-        CliError(format!(
+        Error::Failed(format!(
             "cannot resolve --receipt-dir {}: {e}",
             receipt_dir.display()
         ))
@@ -97,7 +98,7 @@ pub fn run(args: Args) -> CliResult {
         |n| n as usize,
     );
     crate::exec::sys::catch_interrupts()
-        .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot install signal handlers: {e}")))?;
     let server = Server {
         policy,
         op: args.op,
@@ -110,17 +111,17 @@ pub fn run(args: Args) -> CliResult {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError(format!("cannot start the MCP runtime: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot start the MCP runtime: {e}")))?;
     rt.block_on(async move {
         let service = server
             .serve(rmcp::transport::stdio())
             .await
-            .map_err(|e| CliError(format!("MCP session failed to start: {e}")))?;
+            .map_err(|e| Error::Failed(format!("MCP session failed to start: {e}")))?;
         service
             .waiting()
             .await
-            .map_err(|e| CliError(format!("MCP session ended abnormally: {e}")))?;
-        Ok(EXIT_OK)
+            .map_err(|e| Error::Failed(format!("MCP session ended abnormally: {e}")))?;
+        Ok(exit::SUCCESS)
     })
 }
 
@@ -288,16 +289,32 @@ fn parse_arguments(
 }
 
 impl Server {
+    /// `run_contract`'s pre-launch checks under this server's flags (its
+    /// runs always save streams, so with `--output-dir` semantics).
+    fn prelaunch(
+        &self,
+        contract: &crate::protocol::load::LoadedContract,
+    ) -> super::check::Prelaunch {
+        super::check::Prelaunch::evaluate(
+            &contract.contract,
+            &self.policy.policy,
+            &self.settings,
+            true,
+            engine::Semantics::Csc,
+        )
+    }
+
     fn check(&self, args: Option<&JsonObject>) -> CallToolResult {
         let (contract, _) = match parse_arguments(args, false) {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        let decision = engine::decide(
+        let mut decision = engine::decide(
             &contract.contract,
             &self.policy.policy,
             engine::Semantics::Csc,
         );
+        self.prelaunch(&contract).apply(&mut decision);
         match serde_json::to_value(&decision) {
             Ok(v) => structured(v, false),
             Err(e) => tool_error(format!("cannot render the decision: {e}")),
@@ -314,6 +331,7 @@ impl Server {
                 &contract.contract,
                 &self.policy.policy,
                 engine::Semantics::Csc,
+                &self.prelaunch(&contract),
             ),
             false,
         )
@@ -357,7 +375,7 @@ impl Server {
         };
         let ledger = match run::open_ledger(&self.op) {
             Ok(l) => l,
-            Err(CliError(e)) => return tool_error(e),
+            Err(e) => return tool_error(e.to_string()),
         };
         let approvals: Vec<ApprovalInput> = approval
             .map(|a| ApprovalInput::Bytes {
@@ -378,7 +396,7 @@ impl Server {
         };
         let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
             Ok(o) => o,
-            Err(CliError(e)) => return tool_error(e),
+            Err(e) => return tool_error(e.to_string()),
         };
         let receipt: Value = serde_json::from_slice(&outcome.rendered).unwrap_or(Value::Null);
         let status = match outcome.receipt.status {
@@ -411,7 +429,7 @@ impl Server {
         if !outcome.receipt.error.is_empty() {
             summary.push_str(&format!("; error: {}", outcome.receipt.error));
         }
-        if outcome.code == EXIT_NEEDS_APPROVAL {
+        if outcome.code == exit::NEEDS_APPROVAL {
             let sha = contract.contract.sha256();
             body["needs_approval"] = json!({"contract_sha256": sha});
             summary = format!(

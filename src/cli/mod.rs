@@ -6,6 +6,7 @@ mod attest;
 mod check;
 mod completions;
 mod conformance;
+mod error;
 mod explain;
 mod hash;
 mod keygen;
@@ -16,28 +17,14 @@ mod sandbox;
 mod validate;
 mod verify_receipt;
 
+use crate::exit;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Exit code for success / allow.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for deny and for every error.
-pub const EXIT_DENY: u8 = 1;
-/// Exit code for needs-approval.
-pub const EXIT_NEEDS_APPROVAL: u8 = 2;
+pub use error::Error;
 
-/// A failure reported on stderr; always exit 1.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
-    }
-}
-
-/// Result of one verb: the exit code to use.
-pub type CliResult = Result<u8, CliError>;
+/// Result of one verb: csc's exit code (see [`crate::exit`]).
+pub type CliResult = Result<u8, Error>;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -153,25 +140,46 @@ pub enum Verb {
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
 pub fn verdict_exit(verdict: crate::protocol::decision::Verdict) -> u8 {
-    use crate::protocol::decision::Verdict;
-    match verdict {
-        Verdict::Allow => EXIT_OK,
-        Verdict::NeedsApproval => EXIT_NEEDS_APPROVAL,
-        Verdict::Deny => EXIT_DENY,
+    exit::for_verdict(verdict)
+}
+
+/// Parse arguments, run the verb, and exit with its code; an error is
+/// printed on stderr and exits with [`Error::exit_code`].
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!(
+                "csc: error: {}",
+                crate::text::escape_control_lines(&e.to_string())
+            );
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
-/// Parse arguments, run the verb, map the outcome to an exit code.
-pub fn main() -> ExitCode {
+/// Parse arguments and run the verb: its exit code, or why it stopped.
+pub fn run() -> Result<u8, Error> {
     // Usage errors exit 1 (clap's default 2 would read as "needs approval").
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_DENY } else { EXIT_OK });
+            if e.use_stderr() && wants_json() {
+                let body = serde_json::json!({"error": {
+                    "kind": "usage", "message": e.kind().to_string(), "file": null, "line": null,
+                    "column": null, "field": null, "hint": "see `csc help`", "problems": [],
+                }});
+                println!("{body}");
+            }
+            return Ok(if e.use_stderr() {
+                exit::FAILURE
+            } else {
+                exit::SUCCESS
+            });
         }
     };
-    let result = match cli.command {
+    match cli.command {
         Verb::Check(a) => check::run(a),
         Verb::Validate(a) => validate::run(a),
         Verb::Hash(a) => hash::run(a),
@@ -190,17 +198,15 @@ pub fn main() -> ExitCode {
         Verb::Approve(a) => approve::run(a),
         Verb::Attest(a) => attest::run(a),
         Verb::Ledger(a) => ledger::run(a),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(CliError(message)) => {
-            eprintln!(
-                "csc: error: {}",
-                crate::text::escape_control_lines(&message)
-            );
-            ExitCode::from(EXIT_DENY)
-        }
     }
+}
+
+/// `--json` on the command line of a verb that prints JSON errors
+/// (`check`, `explain`, `validate`): then even a usage error is JSON.
+fn wants_json() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let verb = args.first().and_then(|a| a.to_str());
+    matches!(verb, Some("check" | "explain" | "validate")) && args.iter().any(|a| a == "--json")
 }
 
 /// Semantics chosen by a verb's `--reference-semantics` flag.

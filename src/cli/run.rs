@@ -1,10 +1,11 @@
 //! `csc run CONTRACT POLICY`: decide, gate on approvals, execute, and write
 //! a (optionally signed) receipt for every runtime outcome.
 
+use crate::exit;
 use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
-use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use super::{CliResult, Error};
 use crate::approval::{signed, store};
 use crate::engine;
 use crate::evidence::receipt::{
@@ -138,62 +139,62 @@ pub struct EnvArgs {
 
 impl EnvArgs {
     /// The allowlist these flags describe.
-    pub fn allowlist(&self) -> Result<EnvAllowlist, CliError> {
-        EnvAllowlist::new(self.allow_env.iter().cloned()).map_err(CliError)
+    pub fn allowlist(&self) -> Result<EnvAllowlist, Error> {
+        EnvAllowlist::new(self.allow_env.iter().cloned()).map_err(Error::Failed)
     }
 }
 
 /// Validated operator settings (no I/O besides loading the key).
 pub(crate) struct Settings {
     /// `Some` in hardened mode.
-    sandbox: Option<SandboxConfig>,
+    pub(crate) sandbox: Option<SandboxConfig>,
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
-    env_allow: EnvAllowlist,
+    pub(crate) env_allow: EnvAllowlist,
     approver_keyring: Option<crate::evidence::keyring::Keyring>,
     approvals_required: signed::Required,
 }
 
 /// Check the operator flags and load the signing key and keyring.
 /// `approvals` is the number of approvals a run may bring.
-pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings, CliError> {
+pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings, Error> {
     let hardened = match args.mode.as_str() {
         "local" => false,
         "hardened" => true,
         other => {
-            return Err(CliError(format!(
+            return Err(Error::Failed(format!(
                 "mode must be 'local' or 'hardened', got {other:?}"
             )));
         }
     };
     let signer = if args.sign {
         let (Some(path), Some(id)) = (&args.signing_key, &args.key_id) else {
-            return Err(CliError(
+            return Err(Error::Failed(
                 "--sign requires both --signing-key and --key-id".to_owned(),
             ));
         };
         if id.is_empty() {
-            return Err(CliError("--key-id must not be empty".to_owned()));
+            return Err(Error::Failed("--key-id must not be empty".to_owned()));
         }
         let key = crate::evidence::keys::load_signing_key(path)
-            .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
+            .map_err(|e| Error::Failed(format!("invalid signing key: {e}")))?;
         Some((key, id.clone()))
     } else {
         if args.signing_key.is_some() || args.key_id.is_some() {
-            return Err(CliError(
+            return Err(Error::Failed(
                 "--signing-key and --key-id require the --sign flag".to_owned(),
             ));
         }
         None
     };
     if args.sandbox_debug {
-        return Err(CliError(
+        return Err(Error::Failed(
             "--sandbox-debug is not supported; `csc sandbox-profile --json` shows what hardened mode enforces"
                 .to_owned(),
         ));
     }
     if hardened && signer.is_none() {
-        return Err(CliError(
+        return Err(Error::Failed(
             "hardened mode requires --sign --signing-key PATH --key-id ID".to_owned(),
         ));
     }
@@ -202,13 +203,13 @@ pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings
         ("--stderr-cap", args.stderr_cap),
     ] {
         if cap > MAX_CAP {
-            return Err(CliError(format!(
+            return Err(Error::Failed(format!(
                 "{name} {cap} exceeds the maximum {MAX_CAP}"
             )));
         }
     }
     let search_path = SearchPath::parse(&args.search_path)
-        .map_err(|e| CliError(format!("--search-path: {e}")))?;
+        .map_err(|e| Error::Failed(format!("--search-path: {e}")))?;
     let env_allow = args.env.allowlist()?;
     let (approver_keyring, approvals_required) = approval_settings(args, approvals)?;
     Ok(Settings {
@@ -226,9 +227,9 @@ pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings
 fn approval_settings(
     args: &OperatorArgs,
     approvals: usize,
-) -> Result<(Option<crate::evidence::keyring::Keyring>, signed::Required), CliError> {
+) -> Result<(Option<crate::evidence::keyring::Keyring>, signed::Required), Error> {
     if approvals > signed::MAX_APPROVALS {
-        return Err(CliError(format!(
+        return Err(Error::Failed(format!(
             "at most {} --approval files",
             signed::MAX_APPROVALS
         )));
@@ -237,23 +238,23 @@ fn approval_settings(
         None => None,
         Some(p) => Some(
             crate::evidence::keyring::Keyring::load(p)
-                .map_err(|e| CliError(format!("--approver-keyring: {e}")))?,
+                .map_err(|e| Error::Failed(format!("--approver-keyring: {e}")))?,
         ),
     };
     let required = match &args.approvals_required {
         None => signed::Required::default(),
         Some(text) => text
             .parse()
-            .map_err(|e| CliError(format!("--approvals-required: {e}")))?,
+            .map_err(|e| Error::Failed(format!("--approvals-required: {e}")))?,
     };
     if keyring.is_none() {
         if args.approvals_required.is_some() {
-            return Err(CliError(
+            return Err(Error::Failed(
                 "--approvals-required needs --approver-keyring: unsigned approvals cannot prove distinct approvers".to_owned(),
             ));
         }
         if approvals > 1 {
-            return Err(CliError(
+            return Err(Error::Failed(
                 "several --approval files need --approver-keyring (a quorum of unsigned approvals proves nothing)".to_owned(),
             ));
         }
@@ -277,7 +278,7 @@ impl Emitter<'_> {
 
     /// Render, write (and append to the ledger) the receipt; returns the
     /// bytes written.
-    fn emit(&self, receipt: &Receipt, code: u8) -> Result<Vec<u8>, CliError> {
+    fn emit(&self, receipt: &Receipt, code: u8) -> Result<Vec<u8>, Error> {
         let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
         self.out.write(&bytes).map_err(|e| {
             let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
@@ -285,12 +286,12 @@ impl Emitter<'_> {
             } else {
                 " (commands ran; their receipt is lost)"
             };
-            CliError(format!("{e}{ran}"))
+            Error::Failed(format!("{e}{ran}"))
         })?;
         if let Some(l) = &self.ledger {
             crate::ledger::db::append_rendered(&mut l.borrow_mut(), &bytes, &now_rfc3339())
                 .map_err(|e| {
-                    CliError(format!(
+                    Error::Failed(format!(
                         "receipt written to {} but NOT appended to the ledger: {e}",
                         self.out.path().display()
                     ))
@@ -299,9 +300,12 @@ impl Emitter<'_> {
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
             ReceiptStatus::Failed => {
-                format!("FAILED (exit code {})", receipt.exit_code.unwrap_or(1))
+                format!(
+                    "FAILED (exit code {})",
+                    receipt.exit_code.unwrap_or(i32::from(exit::FAILURE))
+                )
             }
-            ReceiptStatus::Blocked if code == EXIT_NEEDS_APPROVAL => "NEEDS APPROVAL".to_owned(),
+            ReceiptStatus::Blocked if code == exit::NEEDS_APPROVAL => "NEEDS APPROVAL".to_owned(),
             ReceiptStatus::Blocked => "BLOCKED".to_owned(),
             ReceiptStatus::Expired => "EXPIRED".to_owned(),
         };
@@ -402,7 +406,7 @@ pub fn run(args: Args) -> CliResult {
     // Before anything else: the receipt's directory is opened once and the
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
-        .map_err(|e| CliError(format!("{e}; nothing was run")))?;
+        .map_err(|e| Error::Failed(format!("{e}; nothing was run")))?;
     let ledger = open_ledger(&args.op)?;
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
@@ -426,7 +430,7 @@ pub fn run(args: Args) -> CliResult {
 }
 
 /// The approval store for `--ledger`, opened before anything runs.
-pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, CliError> {
+pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, Error> {
     if !op.ledger {
         return Ok(None);
     }
@@ -435,13 +439,13 @@ pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, Cli
         .clone()
         .or_else(store::default_state_dir)
         .ok_or_else(|| {
-            CliError(
+            Error::Failed(
                 "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
                     .to_owned(),
             )
         })?;
     let s = store::Store::open(&dir)
-        .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
+        .map_err(|e| Error::Failed(format!("--ledger: {e}; nothing was run")))?;
     Ok(Some(s))
 }
 
@@ -454,7 +458,7 @@ pub(crate) fn execute(
     req: &Request<'_>,
     out: ReceiptOut,
     ledger: Option<store::Store>,
-) -> Result<Outcome, CliError> {
+) -> Result<Outcome, Error> {
     let contract = req.contract;
     let policy = req.policy;
     let c = &contract.contract;
@@ -463,7 +467,7 @@ pub(crate) fn execute(
     let base = ReceiptBase {
         contract_id: c.contract_id.clone(),
         execution_id: receipt::new_execution_id()
-            .map_err(|e| CliError(format!("cannot read /dev/urandom: {e}")))?,
+            .map_err(|e| Error::Failed(format!("cannot read /dev/urandom: {e}")))?,
         contract_sha256: c.sha256(),
         policy_profile: p.name.clone(),
         policy_schema_version: p.policy_schema_version.clone().filter(|v| !v.is_empty()),
@@ -508,13 +512,13 @@ fn gate_and_run(
     settings: &Settings,
     op: &OperatorArgs,
     req: &Request<'_>,
-) -> Result<Ran, CliError> {
+) -> Result<Ran, Error> {
     let c = &req.contract.contract;
     let p = &req.policy.policy;
     if let Some(cfg) = &settings.sandbox
         && let Err(e) = egress_precheck(cfg, c, req.output_dir)
     {
-        return Ok(emitter.blocked(&e, EXIT_DENY));
+        return Ok(emitter.blocked(&e, exit::FAILURE));
     }
 
     let decision = engine::decide(c, p, engine::Semantics::Csc);
@@ -522,12 +526,12 @@ fn gate_and_run(
     let mut files = Vec::with_capacity(req.approvals.len());
     match decision.decision {
         Verdict::Deny => {
-            return Ok(emitter.blocked(&format!("policy denied: {reasons}"), EXIT_DENY));
+            return Ok(emitter.blocked(&format!("policy denied: {reasons}"), exit::FAILURE));
         }
         Verdict::NeedsApproval if req.approvals.is_empty() => {
             return Ok(emitter.blocked(
                 &format!("approval is required but none was provided: {reasons}"),
-                EXIT_NEEDS_APPROVAL,
+                exit::NEEDS_APPROVAL,
             ));
         }
         _ => {
@@ -536,7 +540,7 @@ fn gate_and_run(
                     Ok(f) => files.push(f),
                     Err(e) => {
                         return Ok(
-                            emitter.blocked(&format!("cannot load approval: {e}"), EXIT_DENY)
+                            emitter.blocked(&format!("cannot load approval: {e}"), exit::FAILURE)
                         );
                     }
                 }
@@ -570,13 +574,17 @@ fn gate_and_run(
             } else {
                 ReceiptStatus::Blocked
             };
-            return Ok((emitter.receipt(status, &e.message), EXIT_DENY, Vec::new()));
+            return Ok((
+                emitter.receipt(status, &e.message),
+                exit::FAILURE,
+                Vec::new(),
+            ));
         }
     };
     let single_use = signed::single_use_ids(&accepted);
 
     if let Err(e) = executor::precheck(c, p, req.output_dir.is_some(), &settings.env_allow) {
-        return Ok(emitter.blocked(&e, EXIT_DENY));
+        return Ok(emitter.blocked(&e, exit::FAILURE));
     }
     let output_dir = match req.output_dir {
         None => None,
@@ -585,7 +593,7 @@ fn gate_and_run(
             Err(e) => {
                 return Ok(emitter.blocked(
                     &format!("cannot create --output-dir {}: {e}", dir.display()),
-                    EXIT_DENY,
+                    exit::FAILURE,
                 ));
             }
         },
@@ -593,7 +601,7 @@ fn gate_and_run(
     if let Some(d) = &output_dir
         && let Err(e) = receipt_outside_streams(&emitter.out, d, c)
     {
-        return Ok(emitter.blocked(&e, EXIT_DENY));
+        return Ok(emitter.blocked(&e, exit::FAILURE));
     }
     let state_dir = match single_use.first().map(|_| ()).or(op.ledger.then_some(())) {
         Some(()) => match op.state_dir.clone().or_else(store::default_state_dir) {
@@ -601,7 +609,7 @@ fn gate_and_run(
             None => {
                 return Ok(emitter.blocked(
                         "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
-                        EXIT_DENY,
+                        exit::FAILURE,
                     ));
             }
         },
@@ -614,14 +622,14 @@ fn gate_and_run(
         op,
         c,
     ) {
-        return Ok(emitter.blocked(&e, EXIT_DENY));
+        return Ok(emitter.blocked(&e, exit::FAILURE));
     }
 
     let mut store = None;
     if let Some(dir) = &state_dir {
         let s = match store::Store::open(dir) {
             Ok(s) => s,
-            Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
+            Err(e) => return Ok(emitter.blocked(&e.to_string(), exit::FAILURE)),
         };
         for id in &single_use {
             match s.consumed_at(id) {
@@ -631,10 +639,10 @@ fn gate_and_run(
                         &format!(
                             "approval {id:?} has already been consumed (single_execution) at {at}"
                         ),
-                        EXIT_DENY,
+                        exit::FAILURE,
                     ));
                 }
-                Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
+                Err(e) => return Ok(emitter.blocked(&e.to_string(), exit::FAILURE)),
             }
         }
         store = Some(s);
@@ -658,7 +666,7 @@ fn gate_and_run(
         }
     };
     crate::exec::sys::catch_interrupts()
-        .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot install signal handlers: {e}")))?;
     let mut live = if req.quiet {
         Live::quiet()
     } else {
@@ -755,7 +763,7 @@ fn fail_receipt(receipt: &mut Receipt, code: &mut u8, e: String) {
     receipt.error = crate::protocol::limits::truncate_error(&err);
     if receipt.status == ReceiptStatus::Success {
         receipt.status = ReceiptStatus::Failed;
-        *code = EXIT_DENY;
+        *code = exit::FAILURE;
     }
 }
 
@@ -798,34 +806,22 @@ fn bind_record(
 
 /// Hardened mode and `network: allowlisted`: refuse before anything runs
 /// when the allowlist is missing or invalid, or when there is no
-/// `--output-dir` to keep the connection log in.
+/// `--output-dir` to keep the connection log (also made by `csc check`).
 fn egress_precheck(
     cfg: &SandboxConfig,
     c: &Contract,
     output_dir: Option<&Path>,
 ) -> Result<(), String> {
-    let Some(cmd) = c
-        .commands
-        .iter()
-        .find(|cmd| cmd.network == NetworkMode::Allowlisted)
-    else {
-        return Ok(());
+    let env_allow = EnvAllowlist::default();
+    let op = crate::exec::prelaunch::Operator {
+        env_allow: &env_allow,
+        output_dir: output_dir.is_some(),
+        egress: Some(&cfg.egress),
     };
-    if cfg.egress.allow.is_empty() {
-        return Err(format!(
-            "command {:?}: {}",
-            cmd.id,
-            crate::egress::MISSING_ALLOWLIST
-        ));
+    match crate::exec::prelaunch::egress(c, &op) {
+        Some(r) => Err(r.message),
+        None => Ok(()),
     }
-    cfg.egress.compile()?;
-    if output_dir.is_none() {
-        return Err(format!(
-            "command {:?} declares network: allowlisted: hardened mode records every connection in <command_id>.egress.jsonl and needs --output-dir DIR to keep it; nothing was run",
-            cmd.id
-        ));
-    }
-    Ok(())
 }
 
 /// Bind each allowlisted command's egress log into the receipt: saved as
@@ -1002,9 +998,9 @@ fn receipt_for(
     limits: &effects::ArtifactLimits,
 ) -> (Receipt, u8) {
     let (status, code) = match run.status {
-        RunStatus::Success => (ReceiptStatus::Success, EXIT_OK),
-        RunStatus::Failed => (ReceiptStatus::Failed, EXIT_DENY),
-        RunStatus::Blocked => (ReceiptStatus::Blocked, EXIT_DENY),
+        RunStatus::Success => (ReceiptStatus::Success, exit::SUCCESS),
+        RunStatus::Failed => (ReceiptStatus::Failed, exit::FAILURE),
+        RunStatus::Blocked => (ReceiptStatus::Blocked, exit::FAILURE),
     };
     let mut error = run.error.clone();
     let mut r = emitter.receipt(status, "");

@@ -1,13 +1,14 @@
 //! Sandbox verbs: `doctor`, `sandbox-profile`, and the hidden
 //! `__sandbox-init` (setup helper) and `__sandbox-run` (test driver).
 
+use crate::exit;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use super::{CliResult, Error};
 use crate::sandbox::{self, SandboxConfig, SandboxSpec};
 
 /// `csc doctor`.
@@ -154,9 +155,6 @@ struct RunFile {
     timeout_ms: Option<u64>,
 }
 
-/// Exit code of `__sandbox-run` when the timeout killed the sandbox.
-pub const EXIT_TIMEOUT: u8 = 124;
-
 pub fn doctor(a: DoctorArgs) -> CliResult {
     let r = sandbox::doctor::probe_host(&a.hardened.config());
     if a.json {
@@ -196,15 +194,15 @@ pub fn doctor(a: DoctorArgs) -> CliResult {
         }
     }
     Ok(if r.hardened_available {
-        EXIT_OK
+        exit::SUCCESS
     } else {
-        EXIT_DENY
+        exit::FAILURE
     })
 }
 
 pub fn profile(a: ProfileArgs) -> CliResult {
     let cfg = a.hardened.config();
-    cfg.egress.compile().map_err(CliError)?;
+    cfg.egress.compile().map_err(Error::Failed)?;
     let p = sandbox::profile(&cfg);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
@@ -212,19 +210,19 @@ pub fn profile(a: ProfileArgs) -> CliResult {
         println!("sandbox_profile_id: {}", p.sandbox_profile_id);
         println!("{}", serde_json::to_string_pretty(&p.profile)?);
     }
-    Ok(EXIT_OK)
+    Ok(exit::SUCCESS)
 }
 
 pub fn init(a: InitArgs) -> CliResult {
     let code = sandbox::init::helper_main(a.plan_fd, a.status_fd);
-    Ok(u8::try_from(code).unwrap_or(EXIT_DENY))
+    Ok(exit::passthrough(code))
 }
 
 pub fn run(a: RunArgs) -> CliResult {
     let text = std::fs::read_to_string(&a.spec)
-        .map_err(|e| CliError(format!("failed to read {}: {e}", a.spec.display())))?;
-    let file: RunFile =
-        serde_json::from_str(&text).map_err(|e| CliError(format!("invalid spec file: {e}")))?;
+        .map_err(|e| Error::Failed(format!("failed to read {}: {e}", a.spec.display())))?;
+    let file: RunFile = serde_json::from_str(&text)
+        .map_err(|e| Error::Failed(format!("invalid spec file: {e}")))?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
     let swapped = a
@@ -242,7 +240,7 @@ pub fn run(a: RunArgs) -> CliResult {
             None => {
                 child.kill();
                 eprintln!("csc: sandbox timed out after {ms} ms; killed");
-                return Ok(EXIT_TIMEOUT);
+                return Ok(exit::TIMEOUT_U8);
             }
         },
     };
@@ -252,7 +250,7 @@ pub fn run(a: RunArgs) -> CliResult {
     if let (Some(path), Some(report)) = (&a.egress_log, child.egress_finish()) {
         let text = crate::egress::log::to_jsonl(&report.entries, report.dropped);
         std::fs::write(path, text)
-            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
-    Ok(u8::try_from(exit.exit_code).unwrap_or(EXIT_DENY))
+    Ok(exit::passthrough(exit.exit_code))
 }

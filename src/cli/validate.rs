@@ -1,8 +1,9 @@
 //! `csc validate {contract|policy|receipt|approval|decision} FILE...`.
 
+use crate::exit;
 use std::path::PathBuf;
 
-use super::{CliResult, EXIT_DENY, EXIT_OK};
+use super::CliResult;
 use crate::protocol::load::{self, PolicyFormat};
 use crate::protocol::schema::Kind;
 
@@ -36,11 +37,18 @@ pub struct Args {
     /// Files to validate.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Print one JSON report on stdout: {"kind", "valid", "files": [{"file",
+    /// "valid", "error"}]}, each error as `csc check --json` prints one.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run `csc validate`: one line per file, every error listed.
 pub fn run(args: Args) -> CliResult {
     let kind: Kind = args.kind.into();
+    if args.json {
+        return json_report(kind, &args.files);
+    }
     let mut bad = 0usize;
     for file in &args.files {
         let origin = crate::text::escape_control(&file.display().to_string()).into_owned();
@@ -62,5 +70,34 @@ pub fn run(args: Args) -> CliResult {
             }
         }
     }
-    Ok(if bad == 0 { EXIT_OK } else { EXIT_DENY })
+    Ok(if bad == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// `csc validate --json`: one report for every file.
+fn json_report(kind: Kind, files: &[PathBuf]) -> CliResult {
+    let mut all_valid = true;
+    let mut rows = Vec::with_capacity(files.len());
+    for file in files {
+        let origin = file.display().to_string();
+        let result = load::read_for_validation(kind, file).and_then(|bytes| {
+            load::validate_document(kind, &bytes, PolicyFormat::for_path(file), &origin)
+        });
+        all_valid &= result.is_ok();
+        rows.push(serde_json::json!({
+            "file": origin,
+            "valid": result.is_ok(),
+            "error": result.err().map(|e| super::error::load_error_body(&e)),
+        }));
+    }
+    let report = serde_json::json!({"kind": kind.as_str(), "valid": all_valid, "files": rows});
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if all_valid {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }

@@ -1,10 +1,11 @@
 //! `csc verify-receipt RECEIPT... (--public-key PATH --key-id ID | --keyring FILE)
 //! [--contract FILE] [--policy FILE] [--outputs DIR] [--json]`.
 
+use crate::exit;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
+use super::{CliResult, Error};
 use crate::evidence::keyring::Keyring;
 use crate::evidence::keys;
 use crate::evidence::verify::{Bindings, Verifier};
@@ -55,24 +56,24 @@ pub struct Args {
     pub jobs: Option<usize>,
 }
 
-fn keyring(args: &Args) -> Result<Keyring, CliError> {
+fn keyring(args: &Args) -> Result<Keyring, Error> {
     if let Some(path) = &args.keyring {
         return Ok(Keyring::load(path)?);
     }
     match (&args.public_key, &args.key_id) {
         (Some(path), Some(id)) => {
             if id.is_empty() {
-                return Err(CliError("--key-id must not be empty".into()));
+                return Err(Error::Failed("--key-id must not be empty".into()));
             }
             Ok(Keyring::single(id, keys::load_verifying_key(path)?))
         }
-        _ => Err(CliError(
+        _ => Err(Error::Failed(
             "give --public-key PATH --key-id ID, or --keyring FILE".into(),
         )),
     }
 }
 
-fn bindings(args: &Args) -> Result<Bindings, CliError> {
+fn bindings(args: &Args) -> Result<Bindings, Error> {
     let contract_sha256 = match &args.contract {
         Some(p) => Some(load::load_contract(p)?.contract.sha256()),
         None => None,
@@ -83,13 +84,13 @@ fn bindings(args: &Args) -> Result<Bindings, CliError> {
     };
     if let Some(dir) = &args.outputs {
         let meta = std::fs::metadata(dir).map_err(|e| {
-            CliError(format!(
+            Error::Failed(format!(
                 "cannot read outputs directory {}: {e}",
                 dir.display()
             ))
         })?;
         if !meta.is_dir() {
-            return Err(CliError(format!(
+            return Err(Error::Failed(format!(
                 "outputs path {} is not a directory",
                 dir.display()
             )));
@@ -121,7 +122,7 @@ pub fn run(args: Args) -> CliResult {
         }
         if args.json {
             let line = serde_json::to_string(r)
-                .map_err(|e| CliError(format!("cannot encode result: {e}")))?;
+                .map_err(|e| Error::Failed(format!("cannot encode result: {e}")))?;
             writeln!(out, "{line}")?;
         } else if r.valid {
             if !args.quiet {
@@ -150,5 +151,9 @@ pub fn run(args: Args) -> CliResult {
             invalid
         );
     }
-    Ok(if invalid == 0 { EXIT_OK } else { EXIT_DENY })
+    Ok(if invalid == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }

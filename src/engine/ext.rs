@@ -19,13 +19,32 @@ pub const CWD_OUTSIDE_READ_PREFIXES: &str = "CSC_CWD_OUTSIDE_READ_PREFIXES";
 /// An expected output outside every write scope of the contract.
 pub use super::expected_outputs::CSC_EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE as EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE;
 
+/// Pre-launch (operator flags): a command's `env_allow` names a variable
+/// the operator's `--allow-env` flags (or csc's denylists) refuse.
+pub const ENV_NAME_REFUSED: &str = "CSC_ENV_NAME_REFUSED";
+/// Pre-launch: a declared read or write scope csc cannot confine (no
+/// literal prefix before a glob, `..` in it, or its literal prefix outside
+/// the policy's prefixes). Reported as `READ_SCOPE_DENIED` or
+/// `WRITE_SCOPE_DENIED` after the field.
+pub const SCOPE_REFUSED: &str = "CSC_SCOPE_REFUSED";
+/// Pre-launch: a command csc cannot run as declared (duplicate id, empty
+/// argv, an id that cannot name a file in `--output-dir`).
+pub const COMMAND_REFUSED: &str = "CSC_COMMAND_REFUSED";
+/// Pre-launch (hardened mode): `network: allowlisted` without a usable
+/// `--egress-allow` list, or without `--output-dir` for its connection log.
+pub const EGRESS_UNENFORCEABLE: &str = "CSC_EGRESS_UNENFORCEABLE";
+
 /// Every extension code with the v0.1 code it is reported under.
-pub const CODES: [(&str, ReasonCode); 2] = [
+pub const CODES: [(&str, ReasonCode); 6] = [
     (CWD_OUTSIDE_READ_PREFIXES, ReasonCode::ReadScopeDenied),
     (
         EXPECTED_OUTPUT_OUTSIDE_WRITE_SCOPE,
         ReasonCode::WriteScopeDenied,
     ),
+    (ENV_NAME_REFUSED, ReasonCode::SecretRefNotAllowed),
+    (SCOPE_REFUSED, ReasonCode::WriteScopeDenied),
+    (COMMAND_REFUSED, ReasonCode::CommandNotAllowed),
+    (EGRESS_UNENFORCEABLE, ReasonCode::NetworkExceedsPolicy),
 ];
 
 /// Which rules `check`, `explain` and `run` apply.

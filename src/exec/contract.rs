@@ -10,16 +10,12 @@ use super::effects::Snapshot;
 use super::resolve::{self, SearchPath};
 use super::scan::ScanLimits;
 use super::{CaptureLimits, CommandRun, LaunchSpec, Launcher, Segment, env, paths, scopes};
+use crate::exit;
 use crate::fsutil::DirFd;
 use crate::protocol::contract::{Command, Contract};
 use crate::protocol::limits::truncate_error;
 use crate::protocol::policy::Policy;
 use crate::text::escape_control;
-
-/// Exit code recorded when a command times out.
-pub const EXIT_TIMEOUT: i32 = 124;
-/// Exit code recorded when a path check refuses a command.
-pub const EXIT_NOT_RUNNABLE: i32 = 126;
 
 /// How a contract run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,37 +135,24 @@ pub fn check_output_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that need no filesystem or process: duplicate ids, output-dir
-/// ids, env names, declared scopes, expected outputs inside write scopes. A failure blocks the whole run before
-/// anything is launched.
+/// Checks that need no filesystem or process (see [`super::prelaunch`]):
+/// duplicate ids, output-dir ids, env names, declared scopes, expected
+/// outputs inside write scopes. The first failure blocks the whole run
+/// before anything is launched; `csc check` and `csc explain` evaluate the
+/// same checks with the same messages.
 pub fn precheck(
     contract: &Contract,
     policy: &Policy,
     output_dir: bool,
     env_allow: &env::EnvAllowlist,
 ) -> Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
-    for cmd in &contract.commands {
-        if !seen.insert(cmd.id.as_str()) {
-            return Err(format!("duplicate command id {:?}", cmd.id));
-        }
-        if output_dir {
-            check_output_id(&cmd.id)?;
-        }
-        if cmd.argv_vectors().iter().any(|a| a.is_empty()) || cmd.argv_vectors().is_empty() {
-            return Err(format!("command {:?} has an empty argv", cmd.id));
-        }
-        env_allow
-            .check_names(&cmd.env_allow)
-            .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        for p in &cmd.read_paths {
-            paths::check_scope(p, &policy.allowed_read_prefixes, "read_paths")
-                .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        }
-        for p in &cmd.write_paths {
-            paths::check_scope(p, &policy.allowed_write_prefixes, "write_paths")
-                .map_err(|e| format!("command {:?}: {e}", cmd.id))?;
-        }
+    let op = super::prelaunch::Operator {
+        env_allow,
+        output_dir,
+        egress: None,
+    };
+    if let Some(r) = super::prelaunch::commands(contract, policy, &op).first() {
+        return Err(r.message.clone());
     }
     if let Some(f) = crate::engine::expected_outputs::check(contract).first() {
         return Err(f.to_string());
@@ -209,7 +192,7 @@ fn prepare(
         } else {
             RunStatus::Failed
         };
-        stop(status, Some(EXIT_NOT_RUNNABLE), e.to_string())
+        stop(status, Some(exit::NOT_RUNNABLE), e.to_string())
     })?;
     // Missing write scopes are created here (or the run is blocked).
     let scopes = scopes::command_scopes(
@@ -221,7 +204,7 @@ fn prepare(
     .and_then(|s| {
         scopes::ensure_scopes(&s, &policy.allowed_write_prefixes, expected_outputs).map(|()| s)
     })
-    .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+    .map_err(|e| stop(RunStatus::Blocked, Some(exit::NOT_RUNNABLE), e))?;
     let read_paths = scopes.read.into_iter().map(|(_, r)| r.path).collect();
     let write_paths = scopes.write.into_iter().map(|(_, r)| r.path).collect();
     let env = env::build(
@@ -237,7 +220,7 @@ fn prepare(
         let program = resolve::resolve(name, cfg.search_path)
             .map_err(|e| stop(RunStatus::Failed, Some(e.exit_code()), e.to_string()))?;
         resolve::check_program_target(name, &program, cfg.search_path, &policy.allow_commands)
-            .map_err(|e| stop(RunStatus::Blocked, Some(EXIT_NOT_RUNNABLE), e))?;
+            .map_err(|e| stop(RunStatus::Blocked, Some(exit::NOT_RUNNABLE), e))?;
         segments.push(Segment {
             program,
             argv: argv.to_vec(),
@@ -312,7 +295,7 @@ pub fn run_contract(
             run.failed = Some(cmd.id.clone());
             outcome = Some(stop(
                 RunStatus::Failed,
-                Some(128 + sig),
+                Some(exit::signaled(sig)),
                 format!(
                     "csc was interrupted by signal {sig} before command {:?} started",
                     cmd.id
@@ -408,10 +391,10 @@ fn judge(
             "csc was interrupted by signal {sig}; command {:?} was terminated",
             cmd.id
         );
-        ended(128 + sig, Some(msg))
+        ended(exit::signaled(sig), Some(msg))
     } else if p.timed_out {
         Ended {
-            code: EXIT_TIMEOUT,
+            code: exit::TIMEOUT,
             timed_out: true,
             failure: Some(format!(
                 "command {:?} timed out after {} seconds",
@@ -460,7 +443,7 @@ fn keep_output(
             dir.shown().display()
         ));
         if ended.code == 0 {
-            run.exit_code = Some(1);
+            run.exit_code = Some(exit::COMMAND_FAILED);
         }
     }
     failure
@@ -496,7 +479,7 @@ impl ContractRun {
             };
             self.error = truncate_error(&s.error);
         } else {
-            self.exit_code = Some(0);
+            self.exit_code = Some(exit::COMMAND_OK);
         }
         if let Some(before) = before {
             let counted = before.count_changed();

@@ -18,6 +18,7 @@ pub mod hints;
 pub mod own_paths;
 pub mod paths;
 pub mod pipeline;
+pub mod prelaunch;
 pub mod resolve;
 pub mod sandboxed;
 pub mod scan;
@@ -79,7 +80,7 @@ impl Status {
     /// Success.
     pub fn ok() -> Self {
         Status {
-            code: 0,
+            code: crate::exit::COMMAND_OK,
             detail: None,
         }
     }
@@ -231,7 +232,7 @@ mod tests {
                 .stderr(Stdio::from(stderr))
                 .spawn()
                 .map_err(|e| LaunchError {
-                    code: 1,
+                    code: crate::exit::COMMAND_FAILED,
                     message: e.to_string(),
                 })?;
             Ok(Box::new(OneChild(child)))

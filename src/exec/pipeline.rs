@@ -45,7 +45,7 @@ pub fn spawn_pipeline(
     stderr: OwnedFd,
 ) -> Result<LocalGroup, LaunchError> {
     let internal = |e: io::Error| LaunchError {
-        code: 1,
+        code: crate::exit::COMMAND_FAILED,
         message: format!("cannot set up pipes: {e}"),
     };
     let mut group = LocalGroup {
@@ -92,7 +92,7 @@ pub fn spawn_pipeline(
     }
     if group.children.is_empty() {
         return Err(LaunchError {
-            code: 1,
+            code: crate::exit::COMMAND_FAILED,
             message: "command has no segments".to_owned(),
         });
     }
@@ -115,7 +115,10 @@ impl LocalGroup {
             Some((i, ended)) => {
                 let (code, how) = match ended {
                     Ended::Exited(c) => (c, format!("exited with status {c}")),
-                    Ended::Signaled(s) => (128 + s, format!("was killed by signal {s}")),
+                    Ended::Signaled(s) => (
+                        crate::exit::signaled(s),
+                        format!("was killed by signal {s}"),
+                    ),
                 };
                 let who = if self.children.len() > 1 {
                     format!("pipeline segment {i} ({:?})", self.names[i])
@@ -170,7 +173,7 @@ impl Supervised for LocalGroup {
     fn wait(&mut self) -> io::Result<Status> {
         self.peek_all(true)?;
         let status = self.status().unwrap_or(Status {
-            code: 1,
+            code: crate::exit::COMMAND_FAILED,
             detail: Some("lost track of a child process".to_owned()),
         });
         self.reap()?;

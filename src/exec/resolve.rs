@@ -82,8 +82,8 @@ impl ResolveError {
     /// Exit code recorded for this failure (127 not found, 126 not runnable).
     pub fn exit_code(&self) -> i32 {
         match self {
-            ResolveError::NotExecutable { .. } => 126,
-            _ => 127,
+            ResolveError::NotExecutable { .. } => crate::exit::NOT_RUNNABLE,
+            _ => crate::exit::NOT_FOUND,
         }
     }
 }
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(resolve("/bin/sh", &sp).unwrap(), PathBuf::from("/bin/sh"));
         assert_eq!(
             resolve("no-such-tool-xyz", &sp).unwrap_err().exit_code(),
-            127
+            crate::exit::NOT_FOUND
         );
         assert!(matches!(
             resolve("./sh", &sp),

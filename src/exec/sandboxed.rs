@@ -33,7 +33,7 @@ fn utf8(value: &std::ffi::OsStr, what: &str) -> Result<String, LaunchError> {
         .to_str()
         .map(str::to_owned)
         .ok_or_else(|| LaunchError {
-            code: 1,
+            code: crate::exit::COMMAND_FAILED,
             message: format!("{what} is not valid UTF-8; hardened mode refuses it"),
         })
 }
@@ -83,7 +83,7 @@ impl Launcher for SandboxLauncher {
         // helper's parent-death signal stays armed for the whole run.
         let child = sandbox::spawn(&self.config, &sandbox_spec, stdout, stderr).map_err(|e| {
             LaunchError {
-                code: 1,
+                code: crate::exit::COMMAND_FAILED,
                 message: format!("hardened sandbox refused to start: {e}"),
             }
         })?;

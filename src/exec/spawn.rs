@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use super::{LaunchError, LaunchSpec, Segment};
+use crate::exit;
 
 /// Where a segment's stdin comes from.
 pub enum Input {
@@ -27,10 +28,10 @@ pub fn spawn_segment(
     stderr: OwnedFd,
     pgid: u32,
 ) -> io::Result<Child> {
+    // argv[0] is the resolved path that is executed, as in hardened mode
+    // (the sandbox execs the resolved path with it as argv[0]): a command
+    // sees the same argv[0] in both modes.
     let mut cmd = Command::new(&seg.program);
-    if let Some(arg0) = seg.argv.first() {
-        cmd.arg0(arg0);
-    }
     cmd.args(seg.argv.iter().skip(1))
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -50,11 +51,11 @@ pub fn spawn_segment(
 /// Map a spawn error to the recorded exit code and message.
 pub fn launch_error(err: &io::Error, seg_index: usize, seg: &Segment) -> LaunchError {
     let code = match err.kind() {
-        io::ErrorKind::NotFound => 127,
-        io::ErrorKind::PermissionDenied => 126,
+        io::ErrorKind::NotFound => exit::NOT_FOUND,
+        io::ErrorKind::PermissionDenied => exit::NOT_RUNNABLE,
         _ => match err.raw_os_error() {
-            Some(libc::ENOEXEC) | Some(libc::EACCES) => 126,
-            _ => 1,
+            Some(libc::ENOEXEC) | Some(libc::EACCES) => exit::NOT_RUNNABLE,
+            _ => exit::COMMAND_FAILED,
         },
     };
     let name = seg.argv.first().map(String::as_str).unwrap_or("");

@@ -10,9 +10,10 @@ use std::path::Path;
 
 use super::approval::{APPROVAL_VERSION, Approval};
 use super::contract::{CONTRACT_VERSION, Contract};
+use super::explain_schema::{self, Explained};
 use super::limits;
 use super::policy::{LoadedPolicy, POLICY_VERSION};
-use super::schema::{self, Kind, Violation};
+use super::schema::{self, Kind};
 use super::strict_json;
 
 /// Receipt version tag.
@@ -50,16 +51,18 @@ pub enum LoadError {
         origin: String,
         message: String,
     },
-    #[error("duplicate key in policy file {origin}{at}: {message}")]
+    #[error("duplicate key in policy file {origin}{}: {message}", at(*.line, *.column))]
     YamlDuplicateKey {
         origin: String,
-        at: String,
+        line: Option<usize>,
+        column: Option<usize>,
         message: String,
     },
-    #[error("invalid YAML in policy file {origin}{at}: {message}")]
+    #[error("invalid YAML in policy file {origin}{}: {message}", at(*.line, *.column))]
     Yaml {
         origin: String,
-        at: String,
+        line: Option<usize>,
+        column: Option<usize>,
         message: String,
     },
     #[error(
@@ -92,7 +95,7 @@ pub enum LoadError {
     Schema {
         kind: &'static str,
         origin: String,
-        violations: Vec<Violation>,
+        violations: Vec<Explained>,
     },
     #[error("{kind} file {origin} exceeds runner limits:\n{}", list(.violations))]
     Limits {
@@ -106,6 +109,78 @@ pub enum LoadError {
         origin: String,
         message: String,
     },
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(" at line {l} column {c}"),
+        (Some(l), None) => format!(" at line {l}"),
+        _ => String::new(),
+    }
+}
+
+impl LoadError {
+    /// The file (or other origin) the error is about.
+    pub fn origin(&self) -> &str {
+        match self {
+            LoadError::Read { origin, .. }
+            | LoadError::TooLarge { origin, .. }
+            | LoadError::NotUtf8 { origin, .. }
+            | LoadError::Json { origin, .. }
+            | LoadError::YamlDuplicateKey { origin, .. }
+            | LoadError::Yaml { origin, .. }
+            | LoadError::YamlAmbiguous { origin, .. }
+            | LoadError::NotMapping { origin, .. }
+            | LoadError::NotObject { origin, .. }
+            | LoadError::UnsupportedVersion { origin, .. }
+            | LoadError::Schema { origin, .. }
+            | LoadError::Limits { origin, .. }
+            | LoadError::Model { origin, .. } => origin,
+        }
+    }
+
+    /// Short stable name of the error class (`--json` errors' `kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "read",
+            LoadError::TooLarge { .. } => "too_large",
+            LoadError::NotUtf8 { .. } => "not_utf8",
+            LoadError::Json { .. } => "json",
+            LoadError::YamlDuplicateKey { .. } => "duplicate_key",
+            LoadError::Yaml { .. } => "yaml",
+            LoadError::YamlAmbiguous { .. } => "yaml_ambiguous",
+            LoadError::NotMapping { .. } | LoadError::NotObject { .. } => "not_an_object",
+            LoadError::UnsupportedVersion { .. } => "unsupported_version",
+            LoadError::Schema { .. } => "schema",
+            LoadError::Limits { .. } => "limits",
+            LoadError::Model { .. } => "model",
+        }
+    }
+
+    /// Line and column in the file, where the parser knows them.
+    pub fn location(&self) -> (Option<usize>, Option<usize>) {
+        match self {
+            LoadError::Yaml { line, column, .. }
+            | LoadError::YamlDuplicateKey { line, column, .. } => (*line, *column),
+            _ => (None, None),
+        }
+    }
+
+    /// The field a version error is about.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            LoadError::UnsupportedVersion { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Every schema violation (empty for other errors).
+    pub fn violations(&self) -> &[Explained] {
+        match self {
+            LoadError::Schema { violations, .. } => violations,
+            _ => &[],
+        }
+    }
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
@@ -231,7 +306,7 @@ fn check_schema(kind: Kind, value: &Value, origin: &str) -> Result<(), LoadError
         Err(LoadError::Schema {
             kind: kind.as_str(),
             origin: origin.to_owned(),
-            violations,
+            violations: explain_schema::explain(kind, value, &violations),
         })
     }
 }
@@ -287,27 +362,36 @@ pub fn load_contract(path: &Path) -> Result<LoadedContract, LoadError> {
 }
 
 fn yaml_error(e: serde_saphyr::Error, origin: &str) -> LoadError {
-    let at = e
-        .location()
-        .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-        .unwrap_or_default();
+    let location = e.location();
+    let line = location.as_ref().map(|l| l.line() as usize);
+    let column = location.as_ref().map(|l| l.column() as usize);
     let message = e.without_snippet().to_string();
-    let message = message
+    let mut message = message
         .lines()
         .next()
         .unwrap_or_default()
         .trim_start_matches("error: ")
         .to_owned();
+    // The location is printed once, before the message; the parser's
+    // message repeats it (" at line 3, column 6", with the spots of
+    // aliases after it in parentheses).
+    if line.is_some()
+        && let Some(i) = message.find(" at line ")
+    {
+        message.truncate(i);
+    }
     if message.contains("duplicate mapping key") || message.contains("duplicate key") {
         LoadError::YamlDuplicateKey {
             origin: origin.to_owned(),
-            at,
+            line,
+            column,
             message,
         }
     } else {
         LoadError::Yaml {
             origin: origin.to_owned(),
-            at,
+            line,
+            column,
             message,
         }
     }
@@ -362,7 +446,8 @@ pub fn policy_value_from_bytes(
             if e.to_string().contains("duplicate key") {
                 LoadError::YamlDuplicateKey {
                     origin: origin.to_owned(),
-                    at: format!(" at line {} column {}", e.line(), e.column()),
+                    line: Some(e.line()),
+                    column: Some(e.column()),
                     message: e.to_string(),
                 }
             } else {
@@ -468,21 +553,31 @@ pub fn load_receipt(path: &Path) -> Result<Value, LoadError> {
 
 /// Validate bytes of any kind, listing every problem (for `csc validate`).
 pub fn validate_bytes(kind: Kind, bytes: &[u8], format: PolicyFormat, origin: &str) -> Vec<String> {
-    let result = match kind {
-        Kind::Contract => contract_from_bytes(bytes, origin).map(|_| ()),
-        Kind::Policy => policy_from_bytes(bytes, format, origin).map(|_| ()),
-        Kind::Approval => approval_from_bytes(bytes, origin).map(|_| ()),
-        Kind::Receipt => receipt_from_bytes(bytes, origin).map(|_| ()),
-        Kind::Decision => parse_json_object(bytes, "decision", origin)
-            .and_then(|raw| check_schema(Kind::Decision, &raw, origin)),
-    };
-    match result {
+    match validate_document(kind, bytes, format, origin) {
         Ok(()) => Vec::new(),
         Err(LoadError::Schema { violations, .. }) => {
             violations.iter().map(|v| v.to_string()).collect()
         }
         Err(LoadError::Limits { violations, .. }) => violations,
         Err(e) => vec![e.to_string()],
+    }
+}
+
+/// Validate bytes of any kind: the first error, with every schema
+/// violation in it.
+pub fn validate_document(
+    kind: Kind,
+    bytes: &[u8],
+    format: PolicyFormat,
+    origin: &str,
+) -> Result<(), LoadError> {
+    match kind {
+        Kind::Contract => contract_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Policy => policy_from_bytes(bytes, format, origin).map(|_| ()),
+        Kind::Approval => approval_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Receipt => receipt_from_bytes(bytes, origin).map(|_| ()),
+        Kind::Decision => parse_json_object(bytes, "decision", origin)
+            .and_then(|raw| check_schema(Kind::Decision, &raw, origin)),
     }
 }
 

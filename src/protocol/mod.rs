@@ -3,6 +3,7 @@
 pub mod approval;
 pub mod contract;
 pub mod decision;
+pub mod explain_schema;
 pub mod integer;
 pub mod limits;
 pub mod load;

@@ -48,9 +48,9 @@ pub use rlimits::RlimitConfig;
 pub use spawn::{SandboxChild, spawn, spawn_with};
 
 /// Exit code of the helper when sandbox setup failed (nothing was run).
-pub const SETUP_FAILED_EXIT: i32 = 125;
+pub const SETUP_FAILED_EXIT: i32 = crate::exit::SETUP_FAILED;
 /// Exit code of a segment whose target could not be executed.
-pub const EXEC_FAILED_EXIT: i32 = 127;
+pub const EXEC_FAILED_EXIT: i32 = crate::exit::NOT_FOUND;
 
 /// Host-level sandbox configuration (from the runner's configuration, not
 /// from the agent's contract). Every field has a conservative default.

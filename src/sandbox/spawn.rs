@@ -295,7 +295,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 fn code_of(st: ExitStatus) -> i32 {
     match (st.code(), st.signal()) {
         (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
+        (None, Some(s)) => crate::exit::signaled(s),
         (None, None) => SETUP_FAILED_EXIT,
     }
 }

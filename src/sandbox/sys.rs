@@ -532,7 +532,7 @@ pub fn configure_helper_command<const N: usize>(
             }
             // The parent may have died before PDEATHSIG was armed.
             if libc::getppid() != parent_pid {
-                libc::_exit(125);
+                libc::_exit(crate::exit::SETUP_FAILED);
             }
             for fd in inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {

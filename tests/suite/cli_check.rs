@@ -104,10 +104,15 @@ fn allow_exits_0() {
 
 #[test]
 fn needs_approval_exits_2() {
+    // `csc run` passes KUBECONFIG only when the operator names it; with
+    // that flag the contract needs an approval, without it even an
+    // approval could not make it run (check agrees with run).
     let o = run!(
         "check",
         example("deploy-release.json"),
-        pack("regulated-approvals.yaml")
+        pack("regulated-approvals.yaml"),
+        "--allow-env",
+        "KUBECONFIG"
     );
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stdout(&o).contains("APPROVAL_REQUIRED"), "{}", stdout(&o));
@@ -206,11 +211,18 @@ fn json_decision_carries_hash_effects_and_expiry() {
 
 #[test]
 fn json_allow_lists_every_classified_effect() {
+    // The operator flags `csc run` needs for this contract (the CI guide's).
     let o = run!(
         "check",
         "--json",
         example("ci-test-run.json"),
-        pack("ci-build-test.yaml")
+        pack("ci-build-test.yaml"),
+        "--allow-env",
+        "HOME",
+        "--allow-env",
+        "CARGO_HOME",
+        "--allow-env",
+        "RUSTUP_HOME"
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let d: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -512,5 +524,103 @@ fn broken_suite_fails_and_names_the_fixture() {
     assert!(
         out.contains(&format!("{} passed, 1 failed", fixtures.len() - 1)),
         "{out}"
+    );
+}
+
+/// A contract with a relative cwd, an unknown enum value and a misspelt
+/// field, in a command named "build".
+fn teaching_contract(s: &Scratch) -> PathBuf {
+    let mut c: Value =
+        serde_json::from_slice(&std::fs::read(example("list-repo.json")).unwrap()).unwrap();
+    let cmd = &mut c["commands"][0];
+    cmd["id"] = json!("build");
+    cmd["cwd"] = json!("relative/dir");
+    cmd["network"] = json!("some");
+    let w = cmd.as_object_mut().unwrap().remove("write_paths").unwrap();
+    cmd["writ_paths"] = w;
+    s.file("teach.json", serde_json::to_vec(&c).unwrap())
+}
+
+#[test]
+fn schema_errors_teach_name_the_command_list_enum_values_and_suggest_fields() {
+    let s = Scratch::new();
+    let c = teaching_contract(&s);
+    let o = run!("check", c, pack("readonly-dev.yaml"));
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    for needle in [
+        "`cwd` of command \"build\" (commands[0]) must be an absolute path (got \"relative/dir\")",
+        "`network` of command \"build\" (commands[0]) must be one of \"deny\", \"allowlisted\", \"full\" (got \"some\")",
+        "`writ_paths`: did you mean `write_paths`?",
+        "command \"build\" (commands[0]) lacks the required field `write_paths`",
+        "schema validation",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn with_json_check_explain_and_validate_print_errors_as_json_on_stdout() {
+    let s = Scratch::new();
+    let c = teaching_contract(&s);
+    for verb in ["check", "explain"] {
+        let o = run!(verb, "--json", c, pack("readonly-dev.yaml"));
+        assert_eq!(code(&o), 1, "{verb}");
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{verb} --json printed no JSON ({e}): {}", stdout(&o)));
+        let e = &v["error"];
+        assert_eq!(e["kind"], "schema", "{verb}: {v}");
+        assert_eq!(e["file"], c.display().to_string());
+        assert_eq!(e["hint"], "`writ_paths`: did you mean `write_paths`?");
+        let problems = e["problems"].as_array().unwrap();
+        assert!(
+            problems.iter().any(|p| p["field"] == "/commands/0/cwd"
+                && p["message"].as_str().unwrap().contains("absolute path")),
+            "{v}"
+        );
+    }
+    // A YAML error: the location once, as numbers in JSON.
+    let bad = s.file(
+        "bad.yaml",
+        "policy_schema_version: csc.policy.v0.1\nname: p\n  bad: [\n",
+    );
+    let o = run!("check", "--json", example("list-repo.json"), bad);
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "yaml");
+    assert_eq!(
+        (v["error"]["line"].as_u64(), v["error"]["column"].as_u64()),
+        (Some(3), Some(6))
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert_eq!(msg.matches("line 3").count(), 1, "{msg}");
+    // validate --json: one report, every file.
+    let good = example("list-repo.json");
+    let o = run!("validate", "contract", "--json", good, c);
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["files"][0]["valid"], true);
+    assert_eq!(v["files"][1]["error"]["kind"], "schema");
+    // Even a usage error is JSON when --json was asked for.
+    let o = run!("check", "--json", "--no-such-flag");
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage");
+}
+
+#[test]
+fn yaml_errors_print_their_location_once() {
+    let s = Scratch::new();
+    let bad = s.file(
+        "bad.yaml",
+        "policy_schema_version: csc.policy.v0.1\nname: p\n  bad: [\n",
+    );
+    let o = run!("validate", "policy", bad);
+    let out = stdout(&o);
+    assert!(out.contains("at line 3 column 6"), "{out}");
+    assert!(
+        !out.contains("line 3, column 6"),
+        "location repeated: {out}"
     );
 }

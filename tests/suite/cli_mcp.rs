@@ -400,3 +400,24 @@ fn hardened_runs_cannot_read_the_receipt_dir() {
     assert_eq!(s["status"], "success", "{second}");
     assert_eq!(s["commands"][0]["stdout"], "ENTRIES:0\n", "{second}");
 }
+
+/// `check_contract` and `explain_contract` make `run_contract`'s
+/// pre-launch checks under the server's flags, with run's message.
+#[test]
+fn check_contract_agrees_with_run_contract_on_operator_checks() {
+    let ws = ws();
+    let mut m = Mcp::start(&ws, &[]);
+    let mut cmd = ws.cmd("t", &["true"]);
+    cmd["env_allow"] = json!(["GITHUB_TOKEN"]);
+    let c = contract_value(&ws, vec![cmd]);
+    let check = m.call("check_contract", json!({"contract": c}));
+    assert_eq!(check["structuredContent"]["decision"], "deny", "{check}");
+    let reason = check["structuredContent"]["reasons"][0].as_str().unwrap();
+    assert!(reason.ends_with(" [CSC_ENV_NAME_REFUSED]"), "{reason}");
+    let explain = m.call("explain_contract", json!({"contract": c}));
+    assert_eq!(explain["structuredContent"]["decision"]["decision"], "deny");
+    let r = m.call("run_contract", json!({"contract": c}));
+    assert_eq!(r["structuredContent"]["status"], "blocked", "{r}");
+    let error = r["structuredContent"]["receipt"]["error"].as_str().unwrap();
+    assert_eq!(reason.trim_end_matches(" [CSC_ENV_NAME_REFUSED]"), error);
+}

@@ -430,3 +430,30 @@ open("{report}", "w").write("\n".join(out) + "\n")
     );
 }
 sandbox_test!(the_signing_key_in_csc_memory_is_unreadable_from_the_sandbox);
+
+/// argv[0] as the command sees it is the same in local and hardened mode:
+/// the resolved path that is executed (the sandbox execs that path with
+/// it as argv[0]; local mode used to pass the declared name instead).
+fn argv0_is_the_resolved_path_in_local_and_hardened_mode(who: Who) {
+    let script = "tr '\\000' '\\n' < /proc/$$/cmdline | head -n 1";
+    let local = {
+        let ws = hardened_ws();
+        let c = ws.contract("c.json", vec![scoped(&ws, "arg0", &["sh", "-c", script])]);
+        let streams = ws.s("streams");
+        let r = ws.run(&c, &["--output-dir", &streams]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read_to_string(ws.path("streams/arg0.stdout")).unwrap()
+    };
+    assert!(
+        local.starts_with('/') && local.trim_end().ends_with("/sh"),
+        "local argv[0] is not the resolved path: {local:?}"
+    );
+    let ws = hardened_ws();
+    let c = ws.contract("c.json", vec![scoped(&ws, "arg0", &["sh", "-c", script])]);
+    let streams = ws.s("streams");
+    let r = hardened_as(who, &ws, &c, &["--output-dir", &streams]);
+    assert_eq!(r.code, 0, "{who:?}: {}", r.stderr);
+    let hardened = std::fs::read_to_string(ws.path("streams/arg0.stdout")).unwrap();
+    assert_eq!(hardened, local, "{who:?}: argv[0] differs between modes");
+}
+sandbox_test!(argv0_is_the_resolved_path_in_local_and_hardened_mode);

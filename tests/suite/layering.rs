@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first (keep in step with src/lib.rs).
 const LAYERS: &[&[&str]] = &[
-    &["canonical", "text", "time"],
+    &["canonical", "exit", "text", "time"],
     &["fsutil", "egress"],
     &["protocol"],
     &["engine", "evidence", "sandbox"],
