@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::run::{self, ApprovalInput, OperatorArgs, Request, Settings};
+use super::run::{self, OperatorArgs, Request, Settings};
 use super::{CliError, CliResult, EXIT_NEEDS_APPROVAL, EXIT_OK};
+use crate::approval::admit;
 use crate::approval::store;
 use crate::engine;
 use crate::evidence::receipt::{ReceiptOut, ReceiptStatus};
@@ -359,8 +360,8 @@ impl Server {
             Ok(l) => l,
             Err(CliError(e)) => return tool_error(e),
         };
-        let approvals: Vec<ApprovalInput> = approval
-            .map(|a| ApprovalInput::Bytes {
+        let approvals: Vec<admit::Source> = approval
+            .map(|a| admit::Source::Bytes {
                 bytes: serde_json::to_vec(&a).unwrap_or_default(),
                 shown: "argument \"approval\"".to_owned(),
             })
