@@ -113,6 +113,19 @@ pub fn admit(
             decision.reasons.join("; ")
         )));
     }
+    if operator.keyring.is_none() && sources.len() > 1 {
+        return Err(Refusal::Rejected(format!(
+            "{} approvals given, but several approvals need --approver-keyring (a quorum of unsigned approvals proves nothing)",
+            sources.len()
+        )));
+    }
+    if sources.len() > signed::MAX_APPROVALS {
+        return Err(Refusal::Rejected(format!(
+            "{} approvals given (max {})",
+            sources.len(),
+            signed::MAX_APPROVALS
+        )));
+    }
     let files = sources
         .iter()
         .map(Source::load)

@@ -17,15 +17,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod session;
+
 use super::run::{self, OperatorArgs, Request, Settings};
 use super::{CliError, CliResult, EXIT_NEEDS_APPROVAL, EXIT_OK};
-use crate::approval::admit;
-use crate::approval::store;
+use crate::approval::{admit, signed, store};
 use crate::engine;
 use crate::evidence::receipt::{ReceiptOut, ReceiptStatus};
+use crate::exec::cancel::Cancel;
 use crate::protocol::load;
 use crate::protocol::policy::LoadedPolicy;
 use crate::protocol::schema::Kind;
+use session::End;
 
 /// Bytes of each command's stdout and of its stderr returned by
 /// `run_contract` (the full captures are saved under the receipt dir).
@@ -56,14 +59,19 @@ struct Server {
     op: OperatorArgs,
     settings: Settings,
     receipt_dir: PathBuf,
-    runs: tokio::sync::Semaphore,
+    /// One permit per run that may execute at once.
+    runs: Arc<tokio::sync::Semaphore>,
     counter: AtomicU64,
+    /// Why the session is ending (client gone, signal); in-flight runs
+    /// are cancelled when it is raised.
+    end: tokio::sync::watch::Sender<End>,
 }
 
 /// Run `csc mcp`.
 pub fn run(args: Args) -> CliResult {
     // One approval object per `run_contract` call.
-    let settings = run::settings(&args.op, 1)?;
+    // Approvals arrive per call; `admit` checks their number.
+    let settings = run::settings(&args.op, 0)?;
     let policy = load::load_policy(&args.policy)?;
     let receipt_dir = match &args.receipt_dir {
         Some(d) => d.clone(),
@@ -99,30 +107,65 @@ pub fn run(args: Args) -> CliResult {
     );
     crate::exec::sys::catch_interrupts()
         .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+    let (end, _) = tokio::sync::watch::channel(End::No);
+    let runs = Arc::new(tokio::sync::Semaphore::new(parallel));
     let server = Server {
         policy,
         op: args.op,
         settings,
         receipt_dir,
-        runs: tokio::sync::Semaphore::new(parallel),
+        runs: runs.clone(),
         counter: AtomicU64::new(0),
+        end: end.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError(format!("cannot start the MCP runtime: {e}")))?;
-    rt.block_on(async move {
-        let service = server
-            .serve(rmcp::transport::stdio())
-            .await
-            .map_err(|e| CliError(format!("MCP session failed to start: {e}")))?;
-        service
-            .waiting()
-            .await
-            .map_err(|e| CliError(format!("MCP session ended abnormally: {e}")))?;
-        Ok(EXIT_OK)
-    })
+    rt.block_on(serve(server, end, runs, parallel))
+}
+
+/// Serve until the client goes away or a signal arrives; then cancel the
+/// runs still in flight and wait until each has written its receipt.
+async fn serve(
+    server: Server,
+    end: tokio::sync::watch::Sender<End>,
+    runs: Arc<tokio::sync::Semaphore>,
+    parallel: usize,
+) -> CliResult {
+    let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
+    let transport = (
+        session::Watched::new(stdin, end.clone()),
+        session::Watched::new(stdout, end.clone()),
+    );
+    let service = server
+        .serve(transport)
+        .await
+        .map_err(|e| CliError(format!("MCP session failed to start: {e}")))?;
+    let stop = service.cancellation_token();
+    let mut ended = end.subscribe();
+    tokio::spawn(session::watch_signals(end.clone()));
+    tokio::spawn(async move {
+        // A signal ends the session (the client's EOF ends it by itself).
+        if let Ok(e) = ended.wait_for(|e| *e == End::Interrupted).await {
+            drop(e);
+            stop.cancel();
+        }
+    });
+    let quit = service.waiting().await;
+    end.send_if_modified(|e| {
+        let first = *e == End::No;
+        if first {
+            *e = End::Disconnected;
+        }
+        first
+    });
+    // Every permit back: no run is still writing its receipt.
+    let all = u32::try_from(parallel).unwrap_or(u32::MAX);
+    let _ = runs.acquire_many(all).await;
+    quit.map_err(|e| CliError(format!("MCP session ended abnormally: {e}")))?;
+    Ok(EXIT_OK)
 }
 
 /// The contract JSON Schema as a tool's input schema: `{"contract": …}`
@@ -144,16 +187,25 @@ fn input_schema(with_approval: bool) -> Arc<JsonObject> {
         // A v0.1 approval artifact or a DSSE envelope from `csc approve`.
         props.insert(
             "approval".into(),
-            json!({"type": "object", "description": "A v0.1 approval artifact, or the DSSE envelope `csc approve` writes."}),
+            json!({"type": "object", "description": "One approval: a v0.1 approval artifact, or the DSSE envelope `csc approve` writes."}),
+        );
+        props.insert(
+            "approvals".into(),
+            json!({"type": "array", "maxItems": signed::MAX_APPROVALS,
+                   "items": {"type": "object"},
+                   "description": "Several approvals for a quorum (each as for `approval`; needs the server's --approver-keyring). Not together with `approval`."}),
         );
     }
-    let schema = json!({
+    let mut schema = json!({
         "type": "object",
         "properties": props,
         "required": ["contract"],
         "additionalProperties": false,
         "$defs": defs,
     });
+    if with_approval {
+        schema["not"] = json!({"required": ["approval", "approvals"]});
+    }
     Arc::new(schema.as_object().cloned().unwrap_or_default())
 }
 
@@ -252,24 +304,28 @@ fn structured(value: Value, is_error: bool) -> CallToolResult {
     r
 }
 
-/// The contract (and approval) from a call's arguments; any other key is
+/// A call's arguments: the contract and, for `run_contract`, the
+/// approvals brought.
+struct Arguments {
+    contract: load::LoadedContract,
+    approvals: Vec<admit::Source>,
+}
+
+/// The contract (and approvals) from a call's arguments; any other key is
 /// refused, so no argument can reach policy, mode, keys or state.
-fn parse_arguments(
-    args: Option<&JsonObject>,
-    allow_approval: bool,
-) -> Result<(load::LoadedContract, Option<Value>), String> {
+fn parse_arguments(args: Option<&JsonObject>, allow_approval: bool) -> Result<Arguments, String> {
     let Some(args) = args else {
         return Err("missing arguments: expected {\"contract\": {...}}".to_owned());
     };
     let allowed: &[&str] = if allow_approval {
-        &["contract", "approval"]
+        &["contract", "approval", "approvals"]
     } else {
         &["contract"]
     };
     if let Some(k) = args.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(format!(
             "unknown argument {k:?}: only {} accepted; policy, mode, keys and state are the server's",
-            allowed.join(" and ")
+            allowed.join(", ")
         ));
     }
     let contract = match args.get("contract") {
@@ -278,20 +334,52 @@ fn parse_arguments(
         None => return Err("missing argument \"contract\"".to_owned()),
     };
     let bytes = serde_json::to_vec(contract).map_err(|e| e.to_string())?;
-    let loaded = load::contract_from_bytes(&bytes, "argument \"contract\"")
+    let contract = load::contract_from_bytes(&bytes, "argument \"contract\"")
         .map_err(|e| format!("invalid contract: {e}"))?;
-    let approval = match args.get("approval") {
-        None | Some(Value::Null) => None,
-        Some(a @ Value::Object(_)) => Some(a.clone()),
-        Some(_) => return Err("argument \"approval\" must be a JSON object".to_owned()),
+    Ok(Arguments {
+        contract,
+        approvals: approval_arguments(args)?,
+    })
+}
+
+/// `approval` (one object) or `approvals` (an array of objects), never
+/// both: each a v0.1 approval artifact or a DSSE envelope.
+fn approval_arguments(args: &JsonObject) -> Result<Vec<admit::Source>, String> {
+    let source = |v: &Value, shown: String| match v {
+        Value::Object(_) => Ok(admit::Source::Bytes {
+            bytes: serde_json::to_vec(v).map_err(|e| e.to_string())?,
+            shown,
+        }),
+        _ => Err(format!("{shown} must be a JSON object")),
     };
-    Ok((loaded, approval))
+    match (args.get("approval"), args.get("approvals")) {
+        (Some(_), Some(_)) => Err(
+            "give either \"approval\" (one object) or \"approvals\" (an array), not both"
+                .to_owned(),
+        ),
+        (None | Some(Value::Null), None) | (None, Some(Value::Null)) => Ok(Vec::new()),
+        (Some(a), None) => Ok(vec![source(a, "argument \"approval\"".to_owned())?]),
+        (None, Some(Value::Array(list))) => {
+            if list.len() > signed::MAX_APPROVALS {
+                return Err(format!(
+                    "argument \"approvals\" has {} items (max {})",
+                    list.len(),
+                    signed::MAX_APPROVALS
+                ));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| source(a, format!("argument \"approvals\"[{i}]")))
+                .collect()
+        }
+        (None, Some(_)) => Err("argument \"approvals\" must be an array of objects".to_owned()),
+    }
 }
 
 impl Server {
     fn check(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, _) = match parse_arguments(args, false) {
-            Ok(c) => c,
+        let contract = match parse_arguments(args, false) {
+            Ok(a) => a.contract,
             Err(e) => return tool_error(e),
         };
         let decision = engine::decide(
@@ -306,8 +394,8 @@ impl Server {
     }
 
     fn explain(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, _) = match parse_arguments(args, false) {
-            Ok(c) => c,
+        let contract = match parse_arguments(args, false) {
+            Ok(a) => a.contract,
             Err(e) => return tool_error(e),
         };
         structured(
@@ -342,12 +430,17 @@ impl Server {
             .join(format!("{safe}.{nanos}-{}-{n}.json", std::process::id()))
     }
 
-    /// One `run_contract` call, on a blocking thread.
-    fn run_blocking(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, approval) = match parse_arguments(args, true) {
-            Ok(c) => c,
+    /// One `run_contract` call, on a blocking thread; `cancel` stops it
+    /// (the receipt is still written).
+    fn run_blocking(&self, args: Option<&JsonObject>, cancel: &Cancel) -> CallToolResult {
+        let Arguments {
+            contract,
+            approvals,
+        } = match parse_arguments(args, true) {
+            Ok(a) => a,
             Err(e) => return tool_error(e),
         };
+
         let receipt_path = self.receipt_path(&contract.contract.contract_id);
         let mut streams = receipt_path.clone().into_os_string();
         streams.push(".streams");
@@ -360,13 +453,6 @@ impl Server {
             Ok(l) => l,
             Err(CliError(e)) => return tool_error(e),
         };
-        let approvals: Vec<admit::Source> = approval
-            .map(|a| admit::Source::Bytes {
-                bytes: serde_json::to_vec(&a).unwrap_or_default(),
-                shown: "argument \"approval\"".to_owned(),
-            })
-            .into_iter()
-            .collect();
         let request = Request {
             contract: &contract,
             policy: &self.policy,
@@ -376,6 +462,7 @@ impl Server {
             quiet: true,
             keep_outputs: Some(RETURNED_STREAM_BYTES),
             private_dir: Some(&self.receipt_dir),
+            cancel: Some(cancel),
         };
         let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
             Ok(o) => o,
@@ -454,7 +541,7 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.as_ref();
         let result = match request.name.as_ref() {
@@ -466,7 +553,14 @@ impl ServerHandler for Server {
                     .acquire()
                     .await
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                tokio::task::block_in_place(|| self.run_blocking(args))
+                let ct = context.ct.clone();
+                let (cancel, watcher) = session::cancel_for_run(
+                    async move { ct.cancelled().await },
+                    self.end.subscribe(),
+                );
+                let result = tokio::task::block_in_place(|| self.run_blocking(args, &cancel));
+                watcher.abort();
+                result
             }
             other => {
                 return Err(ErrorData::invalid_params(

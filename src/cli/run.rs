@@ -339,6 +339,9 @@ pub(crate) struct Request<'a> {
     /// whole in hardened mode (`csc mcp --receipt-dir`: earlier runs'
     /// receipts and streams).
     pub private_dir: Option<&'a Path>,
+    /// Raised to stop the run (`csc mcp`: the client cancelled or went
+    /// away); the receipt is still written.
+    pub cancel: Option<&'a crate::exec::cancel::Cancel>,
 }
 
 /// What one run produced: the receipt as written, its exit code, and the
@@ -379,6 +382,7 @@ pub fn run(args: Args) -> CliResult {
         quiet: args.quiet,
         keep_outputs: None,
         private_dir: None,
+        cancel: None,
     };
     execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
 }
@@ -719,6 +723,7 @@ fn run_commands(
             ..ScanLimits::default()
         },
         keep_outputs: req.keep_outputs,
+        cancel: req.cancel,
     };
     executor::run_contract(
         &req.contract.contract,

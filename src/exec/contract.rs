@@ -18,6 +18,9 @@ use crate::text::escape_control;
 
 /// Exit code recorded when a command times out.
 pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit code recorded for a command terminated because its run was
+/// cancelled ([`super::cancel`]): 128 + SIGTERM, as a shell reports it.
+pub const EXIT_CANCELLED: i32 = 128 + 15;
 /// Exit code recorded when a path check refuses a command.
 pub const EXIT_NOT_RUNNABLE: i32 = 126;
 
@@ -126,6 +129,8 @@ pub struct RunConfig<'a> {
     /// Keep the first N bytes of each command's stdout and stderr in
     /// [`ContractRun::outputs`] (`None`: keep nothing).
     pub keep_outputs: Option<usize>,
+    /// Raised from outside to stop the run (see [`super::cancel`]).
+    pub cancel: Option<&'a super::cancel::Cancel>,
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
@@ -333,6 +338,18 @@ pub fn run_contract(
             ));
             break;
         }
+        if let Some(reason) = cfg.cancel.and_then(super::cancel::Cancel::reason) {
+            run.failed = Some(cmd.id.clone());
+            outcome = Some(stop(
+                RunStatus::Failed,
+                Some(EXIT_CANCELLED),
+                format!(
+                    "run cancelled before command {:?} started: {reason}",
+                    cmd.id
+                ),
+            ));
+            break;
+        }
         let spec = match prepare(cmd, &contract.expected_outputs, policy, cfg) {
             Ok(s) => s,
             Err(s) => {
@@ -356,6 +373,7 @@ pub fn run_contract(
             Duration::from_secs(cmd.timeout_sec),
             limits,
             cfg.live,
+            cfg.cancel,
         );
         let (code, timed_out, failure) = match result {
             Err(e) => (
@@ -385,6 +403,18 @@ pub fn run_contract(
                         false,
                         Some(format!(
                             "csc was interrupted by signal {sig}; command {:?} was terminated",
+                            cmd.id
+                        )),
+                    )
+                } else if let (true, Some(reason)) = (
+                    p.interrupted,
+                    cfg.cancel.and_then(super::cancel::Cancel::reason),
+                ) {
+                    (
+                        EXIT_CANCELLED,
+                        false,
+                        Some(format!(
+                            "run cancelled: {reason}; command {:?} was terminated (its whole process group)",
                             cmd.id
                         )),
                     )

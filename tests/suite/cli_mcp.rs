@@ -2,6 +2,7 @@
 //! would (initialize, tools/list, tools/call).
 
 use crate::common;
+use crate::support::{self, BOTH, Who};
 
 use common::*;
 use serde_json::{Value, json};
@@ -22,7 +23,16 @@ struct Mcp {
 
 impl Mcp {
     fn start(ws: &Ws, extra: &[&str]) -> Mcp {
-        let mut child = Command::new(CSC)
+        Mcp::start_as(Who::Root, ws, extra)
+    }
+
+    /// `csc mcp` running as `who`; for uid 65534 the workspace is handed
+    /// over to that uid first.
+    fn start_as(who: Who, ws: &Ws, extra: &[&str]) -> Mcp {
+        if who == Who::Nobody {
+            chown_nobody(&ws.root);
+        }
+        let mut child = support::command(who)
             .arg("mcp")
             .args(["--policy", ws.s("policy.yaml").as_str()])
             .args(["--receipt-dir", ws.s("receipts").as_str()])
@@ -91,11 +101,17 @@ impl Mcp {
     }
 
     fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response(&id)
+    }
+
+    /// Send a request without waiting for its response; returns its id.
+    fn send_request(&mut self, method: &str, params: Value) -> Value {
         let id = json!(self.next_id);
         self.next_id += 1;
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.send_raw(&msg.to_string());
-        self.response(&id)
+        id
     }
 
     /// `tools/call`; returns the result (panics on a JSON-RPC error).
@@ -399,4 +415,206 @@ fn hardened_runs_cannot_read_the_receipt_dir() {
     let s = &second["structuredContent"];
     assert_eq!(s["status"], "success", "{second}");
     assert_eq!(s["commands"][0]["stdout"], "ENTRIES:0\n", "{second}");
+}
+
+/// Hand the workspace (recursively) to uid/gid 65534.
+fn chown_nobody(dir: &std::path::Path) {
+    let id = Some(support::NOBODY);
+    std::os::unix::fs::lchown(dir, id, id).unwrap();
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            chown_nobody(&e.path());
+        }
+    }
+}
+
+/// Poll `done` until it holds; panics after a generous limit (a hung
+/// server, never a timing assertion).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let limit = std::time::Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(std::time::Instant::now() < limit, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The receipts written so far (not the approval records).
+fn receipts(ws: &Ws) -> Vec<std::path::PathBuf> {
+    let Ok(dir) = std::fs::read_dir(ws.path("receipts")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.ends_with(".json") && !n.ends_with(".approvals.json") && !n.starts_with('.')
+        })
+        .collect()
+}
+
+/// A unique marker that shows up in the command line of the command and
+/// of its child: `sh -c "trap '' TERM; sleep 1000.<digits>"` (both ignore
+/// SIGTERM, so only a SIGKILL of the whole group ends them).
+fn stubborn_sleeper(ws: &Ws) -> (Value, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let marker = format!("1000.{}{nanos:09}", std::process::id());
+    let script = format!("trap '' TERM; sleep {marker}; echo not-killed");
+    let mut cmd = ws.cmd("sleeper", &["sh", "-c", &script]);
+    cmd["timeout_sec"] = json!(60);
+    (contract_value(ws, vec![cmd]), marker)
+}
+
+/// Sign with `key.pem`; hardened mode when asked (skipping where the
+/// sandbox is unavailable for `who`).
+fn server_flags(ws: &Ws, who: Who, hardened: bool) -> Option<Vec<String>> {
+    if hardened && support::skip(who, "csc mcp hardened cancellation") {
+        return None;
+    }
+    let mut flags = keygen(ws);
+    if hardened {
+        flags.extend(["--mode".to_owned(), "hardened".to_owned()]);
+    }
+    Some(flags)
+}
+
+fn verify_receipt(ws: &Ws, path: &std::path::Path) -> Value {
+    let v = Command::new(CSC)
+        .arg("verify-receipt")
+        .arg(path)
+        .args(["--public-key", ws.s("key.pub.pem").as_str()])
+        .args(["--key-id", "mcp-test"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `notifications/cancelled` for a running `run_contract`: the command's
+/// whole process group (hardened: the sandbox) is killed, even though it
+/// ignores SIGTERM; the run still gets a signed receipt saying the client
+/// cancelled; the server keeps serving.
+fn cancellation_kills_the_group_and_writes_a_receipt(who: Who, hardened: bool) {
+    let ws = ws();
+    let Some(flags) = server_flags(&ws, who, hardened) else {
+        return;
+    };
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (c, marker) = stubborn_sleeper(&ws);
+    let mut m = Mcp::start_as(who, &ws, &flags);
+    let id = m.send_request(
+        "tools/call",
+        json!({"name": "run_contract", "arguments": {"contract": c}}),
+    );
+    eventually("the command to start", || {
+        !support::host_processes_with(&marker).is_empty()
+    });
+    m.send_raw(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": id, "reason": "test cancels"}})
+        .to_string(),
+    );
+    eventually("the receipt of the cancelled run", || {
+        receipts(&ws).len() == 1
+    });
+    eventually("the cancelled command's processes to be gone", || {
+        support::host_processes_with(&marker).is_empty()
+    });
+    let receipt = verify_receipt(&ws, &receipts(&ws)[0]);
+    assert_eq!(receipt["status"], "failed", "{who:?} {receipt}");
+    assert_eq!(receipt["exit_code"], 143, "{who:?} {receipt}");
+    let error = receipt["error"].as_str().unwrap();
+    assert!(
+        error.contains("the MCP client cancelled the request"),
+        "{who:?}: {error}"
+    );
+    // Still serving.
+    let ok = contract_value(&ws, vec![ws.cmd("x", &["echo", "after-cancel"])]);
+    let r = m.call("run_contract", json!({"contract": ok}));
+    assert_eq!(r["structuredContent"]["status"], "success", "{who:?} {r}");
+}
+
+#[test]
+fn cancel_kills_a_local_run_as_root_and_as_nobody() {
+    for who in BOTH {
+        if who == Who::Nobody
+            && support::skip_reason(who).is_some_and(|r| r.contains("cannot switch"))
+        {
+            continue;
+        }
+        cancellation_kills_the_group_and_writes_a_receipt(who, false);
+    }
+}
+
+#[test]
+fn cancel_kills_a_hardened_run_as_root_and_as_nobody() {
+    for who in BOTH {
+        cancellation_kills_the_group_and_writes_a_receipt(who, true);
+    }
+}
+
+/// The client goes away (stdin closed) mid-run: the run is killed, its
+/// receipt written, and only then does the server exit.
+fn disconnect_kills_the_run_and_the_server_exits_after_its_receipt(who: Who, hardened: bool) {
+    let ws = ws();
+    let Some(flags) = server_flags(&ws, who, hardened) else {
+        return;
+    };
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (c, marker) = stubborn_sleeper(&ws);
+    let mut m = Mcp::start_as(who, &ws, &flags);
+    m.send_request(
+        "tools/call",
+        json!({"name": "run_contract", "arguments": {"contract": c}}),
+    );
+    eventually("the command to start", || {
+        !support::host_processes_with(&marker).is_empty()
+    });
+    drop(m.stdin.take());
+    let mut exited = None;
+    eventually("csc mcp to exit", || {
+        exited = m.child.try_wait().unwrap();
+        exited.is_some()
+    });
+    // By the time the server is gone, the receipt is there.
+    let written = receipts(&ws);
+    assert_eq!(
+        written.len(),
+        1,
+        "{who:?}: no receipt when the server exited"
+    );
+    assert!(
+        support::host_processes_with(&marker).is_empty(),
+        "{who:?}: the command outlived csc mcp"
+    );
+    let receipt = verify_receipt(&ws, &written[0]);
+    assert_eq!(receipt["status"], "failed", "{who:?} {receipt}");
+    assert!(
+        receipt["error"]
+            .as_str()
+            .unwrap()
+            .contains("the MCP client disconnected"),
+        "{who:?} {receipt}"
+    );
+}
+
+#[test]
+fn disconnect_kills_a_local_run_as_root_and_as_nobody() {
+    for who in BOTH {
+        if who == Who::Nobody
+            && support::skip_reason(who).is_some_and(|r| r.contains("cannot switch"))
+        {
+            continue;
+        }
+        disconnect_kills_the_run_and_the_server_exits_after_its_receipt(who, false);
+    }
+}
+
+#[test]
+fn disconnect_kills_a_hardened_run_as_root_and_as_nobody() {
+    for who in BOTH {
+        disconnect_kills_the_run_and_the_server_exits_after_its_receipt(who, true);
+    }
 }
