@@ -618,3 +618,264 @@ fn disconnect_kills_a_hardened_run_as_root_and_as_nobody() {
         disconnect_kills_the_run_and_the_server_exits_after_its_receipt(who, true);
     }
 }
+
+/// An approver's key: a raw seed file, and its keyring entry.
+fn approver_key(ws: &Ws, id: &str, seed: u8) -> (std::path::PathBuf, Value) {
+    use base64::Engine as _;
+    let path = ws.path(&format!("{id}.seed"));
+    std::fs::write(&path, [seed; 32]).unwrap();
+    let public = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+    let entry = json!({"key_id": id,
+        "public_key": base64::engine::general_purpose::STANDARD.encode(public.as_bytes())});
+    (path, entry)
+}
+
+/// `csc approve` of `contract` by `who` with key `id`; the envelope as JSON.
+fn approve(
+    ws: &Ws,
+    contract: &std::path::Path,
+    key: &std::path::Path,
+    id: &str,
+    who: &str,
+) -> Value {
+    let out = ws.path(&format!("{who}.dsse.json"));
+    let o = Command::new(CSC)
+        .arg("approve")
+        .arg(contract)
+        .arg("--signing-key")
+        .arg(key)
+        .args([
+            "--key-id",
+            id,
+            "--approver",
+            who,
+            "--reason",
+            "test",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+fn payload(envelope: &Value) -> Value {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Quorum over MCP: `csc mcp --approver-keyring --approvals-required 2`;
+/// `run_contract` brings `approvals`. One approval is not a quorum; two
+/// distinct signed approvals run it once; the same pair again is a replay
+/// of single-use approvals; tampered and unsigned approvals are refused by
+/// name; `approval` and `approvals` together are refused.
+#[test]
+fn approval_quorum_over_mcp() {
+    let ws = ws();
+    let trusted = tempfile::tempdir().unwrap();
+    let (alice, a_entry) = approver_key(&ws, "alice-k", 1);
+    let (bob, b_entry) = approver_key(&ws, "bob-k", 2);
+    let ring = trusted.path().join("approvers.json");
+    std::fs::write(
+        &ring,
+        json!({"keyring_version": "csc.keyring.v1", "keys": [a_entry, b_entry]}).to_string(),
+    )
+    .unwrap();
+    let marker = ws.path("marker");
+    let contract_path = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("t", &["touch", marker.to_str().unwrap()])],
+        |c| c["approval_mode"] = json!("human_required"),
+    );
+    let c: Value = serde_json::from_slice(&std::fs::read(&contract_path).unwrap()).unwrap();
+    let a = approve(&ws, &contract_path, &alice, "alice-k", "alice");
+    let b = approve(&ws, &contract_path, &bob, "bob-k", "bob");
+    let ring = ring.display().to_string();
+    let mut m = Mcp::start(
+        &ws,
+        &["--approver-keyring", &ring, "--approvals-required", "2"],
+    );
+    let run = |m: &mut Mcp, args: Value| -> (Value, String) {
+        let r = m.call("run_contract", args);
+        let s = r["structuredContent"].clone();
+        let error = s["receipt"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (s, error)
+    };
+
+    let (s, error) = run(&mut m, json!({"contract": c, "approvals": [a]}));
+    assert_eq!(s["status"], "blocked", "{s}");
+    assert!(error.contains("quorum not met"), "{error}");
+    assert!(!marker.exists());
+
+    let (s, error) = run(&mut m, json!({"contract": c, "approval": a}));
+    assert!(error.contains("quorum not met"), "{error}");
+    assert_eq!(s["status"], "blocked", "{s}");
+
+    // Tampered: the identity edited inside the signed payload.
+    let mut tampered = b.clone();
+    let mut p = payload(&b);
+    p["approver"]["identity"] = json!("mallory");
+    {
+        use base64::Engine as _;
+        tampered["payload"] = json!(
+            base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&p).unwrap())
+        );
+    }
+    let (s, error) = run(&mut m, json!({"contract": c, "approvals": [a, tampered]}));
+    assert_eq!(s["status"], "blocked", "{s}");
+    assert!(error.contains("tampered"), "{error}");
+    // Unsigned: the plain v0.1 artifact.
+    let (s, error) = run(
+        &mut m,
+        json!({"contract": c, "approvals": [a, payload(&b)]}),
+    );
+    assert_eq!(s["status"], "blocked", "{s}");
+    assert!(error.contains("unsigned approval"), "{error}");
+    assert!(!marker.exists(), "a refused approval let the command run");
+
+    // Both forms at once: refused before anything.
+    let r = m.call(
+        "run_contract",
+        json!({"contract": c, "approval": a, "approvals": [b]}),
+    );
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not both"),
+        "{r}"
+    );
+
+    // Quorum met: runs, and the receipt binds the approval record.
+    let (s, error) = run(&mut m, json!({"contract": c, "approvals": [a, b]}));
+    assert_eq!(s["status"], "success", "{s} {error}");
+    assert!(marker.exists());
+    let record = s["receipt"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["path"].as_str().unwrap().ends_with(".approvals.json"))
+        .unwrap_or_else(|| panic!("no approval record bound: {s}"));
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(record["path"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(record["approvals_required"], 2, "{record}");
+    assert_eq!(record["signatures_verified"], true, "{record}");
+
+    // Replay: single-use approvals are consumed.
+    std::fs::remove_file(&marker).unwrap();
+    let (s, error) = run(&mut m, json!({"contract": c, "approvals": [a, b]}));
+    assert_eq!(s["status"], "blocked", "{s}");
+    assert!(error.contains("already been consumed"), "{error}");
+    assert!(
+        !marker.exists(),
+        "a replayed approval ran the command again"
+    );
+}
+
+/// Without `--approver-keyring`, several approvals prove nothing: refused.
+#[test]
+fn several_unsigned_approvals_need_a_keyring() {
+    let ws = ws();
+    let marker = ws.path("marker");
+    let contract_path = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("t", &["touch", marker.to_str().unwrap()])],
+        |c| c["approval_mode"] = json!("human_required"),
+    );
+    let c: Value = serde_json::from_slice(&std::fs::read(&contract_path).unwrap()).unwrap();
+    let (key, _) = approver_key(&ws, "k", 5);
+    let a = payload(&approve(&ws, &contract_path, &key, "k", "alice"));
+    let mut b = a.clone();
+    b["approval_id"] = json!("another");
+    let mut m = Mcp::start(&ws, &[]);
+    let r = m.call("run_contract", json!({"contract": c, "approvals": [a, b]}));
+    let s = &r["structuredContent"];
+    assert_eq!(s["status"], "blocked", "{r}");
+    assert!(
+        s["receipt"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("need --approver-keyring"),
+        "{r}"
+    );
+    assert!(!marker.exists());
+}
+
+/// The whole server unprivileged (uid 65534): tools, a run with a
+/// verifiable receipt, a denied run that executes nothing.
+#[test]
+fn the_server_runs_as_nobody() {
+    if support::skip_reason(Who::Nobody).is_some_and(|r| r.contains("cannot switch")) {
+        common::require::skip_or_fail("not root: cannot run csc mcp as uid 65534");
+        return;
+    }
+    let ws = ws();
+    let sign = keygen(&ws);
+    let sign: Vec<&str> = sign.iter().map(String::as_str).collect();
+    let mut m = Mcp::start_as(Who::Nobody, &ws, &sign);
+    let c = contract_value(&ws, vec![ws.cmd("who", &["sh", "-c", "id -u"])]);
+    let r = m.call("check_contract", json!({"contract": c}));
+    assert_eq!(r["structuredContent"]["decision"], "allow", "{r}");
+    let r = m.call("run_contract", json!({"contract": c}));
+    let s = &r["structuredContent"];
+    assert_eq!(s["status"], "success", "{r}");
+    assert_eq!(s["commands"][0]["stdout"], "65534\n", "{r}");
+    verify_receipt(
+        &ws,
+        std::path::Path::new(s["receipt_path"].as_str().unwrap()),
+    );
+    let marker = ws.path("marker");
+    let mut denied = contract_value(&ws, vec![ws.cmd("t", &["touch", marker.to_str().unwrap()])]);
+    denied["risk_class"] = json!("critical");
+    let r = m.call("run_contract", json!({"contract": denied}));
+    assert_eq!(r["structuredContent"]["status"], "blocked", "{r}");
+    assert!(!marker.exists());
+}
+
+/// SIGTERM to csc mcp mid-run: the run is killed, its receipt written,
+/// and the server exits.
+#[test]
+fn a_signal_ends_the_server_after_the_receipt() {
+    let ws = ws();
+    let flags = keygen(&ws);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (c, marker) = stubborn_sleeper(&ws);
+    let mut m = Mcp::start(&ws, &flags);
+    m.send_request(
+        "tools/call",
+        json!({"name": "run_contract", "arguments": {"contract": c}}),
+    );
+    eventually("the command to start", || {
+        !support::host_processes_with(&marker).is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(m.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut exited = None;
+    eventually("csc mcp to exit", || {
+        exited = m.child.try_wait().unwrap();
+        exited.is_some()
+    });
+    let written = receipts(&ws);
+    assert_eq!(written.len(), 1, "no receipt when the server exited");
+    assert!(support::host_processes_with(&marker).is_empty());
+    let receipt = verify_receipt(&ws, &written[0]);
+    assert_eq!(receipt["status"], "failed", "{receipt}");
+    assert!(
+        receipt["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by signal 15"),
+        "{receipt}"
+    );
+}
