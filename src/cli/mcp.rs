@@ -154,13 +154,8 @@ async fn serve(
         }
     });
     let quit = service.waiting().await;
-    end.send_if_modified(|e| {
-        let first = *e == End::No;
-        if first {
-            *e = End::Disconnected;
-        }
-        first
-    });
+    // Whatever ended the session, the runs still in flight stop now.
+    session::raise(&end, End::Disconnected);
     // Every permit back: no run is still writing its receipt.
     let all = u32::try_from(parallel).unwrap_or(u32::MAX);
     let _ = runs.acquire_many(all).await;
@@ -464,61 +459,70 @@ impl Server {
             private_dir: Some(&self.receipt_dir),
             cancel: Some(cancel),
         };
-        let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
-            Ok(o) => o,
-            Err(CliError(e)) => return tool_error(e),
-        };
-        let receipt: Value = serde_json::from_slice(&outcome.rendered).unwrap_or(Value::Null);
-        let status = match outcome.receipt.status {
-            ReceiptStatus::Success => "success",
-            ReceiptStatus::Failed => "failed",
-            ReceiptStatus::Blocked => "blocked",
-            ReceiptStatus::Expired => "expired",
-        };
-        let commands: Vec<Value> = outcome
-            .commands
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.id,
-                    "exit_code": c.exit_code,
-                    "stdout": String::from_utf8_lossy(&c.stdout),
-                    "stderr": String::from_utf8_lossy(&c.stderr),
-                    "stdout_truncated": c.stdout_truncated,
-                    "stderr_truncated": c.stderr_truncated,
-                })
-            })
-            .collect();
-        let mut body = json!({
-            "status": status,
-            "receipt": receipt,
-            "receipt_path": receipt_path.display().to_string(),
-            "commands": commands,
-        });
-        let mut summary = format!("status: {status}; receipt: {}", receipt_path.display());
-        if !outcome.receipt.error.is_empty() {
-            summary.push_str(&format!("; error: {}", outcome.receipt.error));
+        match run::execute(&self.settings, &self.op, &request, out, ledger) {
+            Ok(outcome) => run_result(&outcome, &receipt_path, &contract),
+            Err(CliError(e)) => tool_error(e),
         }
-        if outcome.code == EXIT_NEEDS_APPROVAL {
-            let sha = contract.contract.sha256();
-            body["needs_approval"] = json!({"contract_sha256": sha});
-            summary = format!(
-                "NEEDS APPROVAL: nothing was run. An approver must sign off contract sha256 {sha} (e.g. `csc approve`), then call run_contract again with that approval. {summary}"
-            );
-        }
-        let mut result = structured(body, outcome.receipt.status != ReceiptStatus::Success);
-        result.content = vec![
-            ContentBlock::text(summary),
-            ContentBlock::text(
-                result
-                    .structured_content
-                    .as_ref()
-                    .map(Value::to_string)
-                    .unwrap_or_default(),
-            ),
-        ];
-        result
     }
+}
+
+/// The `run_contract` result of a run: the receipt, its path, each
+/// command's bounded output; for `needs_approval`, what to sign off.
+fn run_result(
+    outcome: &run::Outcome,
+    receipt_path: &std::path::Path,
+    contract: &load::LoadedContract,
+) -> CallToolResult {
+    let receipt: Value = serde_json::from_slice(&outcome.rendered).unwrap_or(Value::Null);
+    let status = match outcome.receipt.status {
+        ReceiptStatus::Success => "success",
+        ReceiptStatus::Failed => "failed",
+        ReceiptStatus::Blocked => "blocked",
+        ReceiptStatus::Expired => "expired",
+    };
+    let commands: Vec<Value> = outcome
+        .commands
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "exit_code": c.exit_code,
+                "stdout": String::from_utf8_lossy(&c.stdout),
+                "stderr": String::from_utf8_lossy(&c.stderr),
+                "stdout_truncated": c.stdout_truncated,
+                "stderr_truncated": c.stderr_truncated,
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "status": status,
+        "receipt": receipt,
+        "receipt_path": receipt_path.display().to_string(),
+        "commands": commands,
+    });
+    let mut summary = format!("status: {status}; receipt: {}", receipt_path.display());
+    if !outcome.receipt.error.is_empty() {
+        summary.push_str(&format!("; error: {}", outcome.receipt.error));
+    }
+    if outcome.code == EXIT_NEEDS_APPROVAL {
+        let sha = contract.contract.sha256();
+        body["needs_approval"] = json!({"contract_sha256": sha});
+        summary = format!(
+            "NEEDS APPROVAL: nothing was run. An approver must sign off contract sha256 {sha} (e.g. `csc approve`), then call run_contract again with that approval. {summary}"
+        );
+    }
+    let mut result = structured(body, outcome.receipt.status != ReceiptStatus::Success);
+    result.content = vec![
+        ContentBlock::text(summary),
+        ContentBlock::text(
+            result
+                .structured_content
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        ),
+    ];
+    result
 }
 
 impl ServerHandler for Server {

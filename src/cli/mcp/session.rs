@@ -33,7 +33,7 @@ pub enum End {
 }
 
 /// Raise `end` once (the first cause wins).
-fn raise(end: &watch::Sender<End>, cause: End) {
+pub fn raise(end: &watch::Sender<End>, cause: End) {
     end.send_if_modified(|e| {
         let first = *e == End::No;
         if first {
