@@ -179,3 +179,96 @@ pub fn unconsumed(store: &Store, ids: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::contract::ApprovalMode;
+    use crate::protocol::policy::Policy;
+
+    fn fixture(mode: ApprovalMode) -> (Contract, Decision) {
+        let mut contract: Contract =
+            serde_json::from_str(include_str!("../../examples/contracts/list-repo.json")).unwrap();
+        contract.approval_mode = mode;
+        let policy: Policy = serde_json::from_value(serde_json::json!({
+            "name": "p", "allow_commands": ["ls"], "allowed_effect_types": ["observe"],
+            "allowed_risk_classes": ["low"], "allowed_cwd_prefixes": ["/"],
+            "allowed_read_prefixes": ["/"]
+        }))
+        .unwrap();
+        let decision = crate::engine::decide(&contract, &policy, crate::engine::Semantics::Csc);
+        (contract, decision)
+    }
+
+    fn plain(contract: &Contract, id: &str) -> Source {
+        let approval = serde_json::json!({
+            "approval_version": "csc.approval.v0.1", "approval_id": id,
+            "contract_sha256": contract.sha256(),
+            "approver": {"identity": "alice", "method": "cli"},
+            "approved_at": crate::time::rfc3339_in(-60),
+            "expires_at": crate::time::rfc3339_in(3600),
+            "scope": "single_execution"
+        });
+        Source::Bytes {
+            bytes: serde_json::to_vec(&approval).unwrap(),
+            shown: id.to_owned(),
+        }
+    }
+
+    fn run(c: &Contract, d: &Decision, sources: &[Source]) -> Result<Admitted, Refusal> {
+        let op = Operator::default();
+        admit(
+            d,
+            c,
+            &c.sha256(),
+            sources,
+            &op,
+            Timestamp::now(),
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn allowed_contracts_need_nothing() {
+        let (c, d) = fixture(ApprovalMode::PolicyOnly);
+        assert_eq!(d.decision, Verdict::Allow);
+        let a = run(&c, &d, &[]).unwrap();
+        assert_eq!((a.required, a.accepted.len()), (0, 0));
+    }
+
+    #[test]
+    fn needs_approval_without_one_is_missing() {
+        let (c, d) = fixture(ApprovalMode::HumanRequired);
+        assert_eq!(d.decision, Verdict::NeedsApproval);
+        assert!(matches!(run(&c, &d, &[]), Err(Refusal::Missing(_))));
+    }
+
+    #[test]
+    fn one_unsigned_approval_passes_without_a_keyring_several_do_not() {
+        let (c, d) = fixture(ApprovalMode::HumanRequired);
+        let a = run(&c, &d, &[plain(&c, "a1")]).unwrap();
+        assert_eq!(a.single_use, vec!["a1".to_owned()]);
+        assert_eq!(a.required, 1);
+        let two = [plain(&c, "a1"), plain(&c, "a2")];
+        let Err(Refusal::Rejected(m)) = run(&c, &d, &two) else {
+            panic!("two unsigned approvals accepted")
+        };
+        assert!(m.contains("need --approver-keyring"), "{m}");
+    }
+
+    #[test]
+    fn a_broken_approval_is_rejected_by_name() {
+        let (c, d) = fixture(ApprovalMode::HumanRequired);
+        let bad = Source::Bytes {
+            bytes: b"{}".to_vec(),
+            shown: "argument \"approval\"".to_owned(),
+        };
+        let Err(Refusal::Rejected(m)) = run(&c, &d, &[bad]) else {
+            panic!("an empty approval accepted")
+        };
+        assert!(
+            m.contains("cannot load approval") && m.contains("argument"),
+            "{m}"
+        );
+    }
+}
