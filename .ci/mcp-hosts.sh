@@ -17,7 +17,7 @@ CODEX_VERSION=0.171.0
 CSC="$(realpath "$1")"
 T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
-npm install --silent --ignore-scripts --no-audit --no-fund --prefix "$T/npm" \
+npm install --silent --no-audit --no-fund --prefix "$T/npm" \
     "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION"
 export PATH="$T/npm/node_modules/.bin:$PATH" HOME="$T/home"
 export DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
