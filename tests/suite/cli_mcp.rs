@@ -879,3 +879,64 @@ fn a_signal_ends_the_server_after_the_receipt() {
         "{receipt}"
     );
 }
+
+/// Cancelling one of two concurrent runs stops that one only: the other
+/// finishes and succeeds.
+#[test]
+fn cancel_stops_only_the_cancelled_run() {
+    let ws = ws();
+    let flags = keygen(&ws);
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend(["--max-parallel", "2"]);
+    let (a, marker_a) = stubborn_sleeper(&ws);
+    let marker_b = format!("{marker_a}1");
+    let b = contract_value(
+        &ws,
+        vec![ws.cmd(
+            "other",
+            &[
+                "sh",
+                "-c",
+                &format!("sleep 3.{}; echo B-done", &marker_b[5..]),
+            ],
+        )],
+    );
+    let mut m = Mcp::start(&ws, &flags);
+    let id_a = m.send_request(
+        "tools/call",
+        json!({"name": "run_contract", "arguments": {"contract": a}}),
+    );
+    let id_b = m.send_request(
+        "tools/call",
+        json!({"name": "run_contract", "arguments": {"contract": b}}),
+    );
+    eventually("both commands to start", || {
+        !support::host_processes_with(&marker_a).is_empty()
+            && !support::host_processes_with(&marker_b[5..]).is_empty()
+    });
+    m.send_raw(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": id_a}})
+        .to_string(),
+    );
+    let r = m.response(&id_b);
+    let s = &r["result"]["structuredContent"];
+    assert_eq!(s["status"], "success", "{r}");
+    assert_eq!(s["commands"][0]["stdout"], "B-done\n", "{r}");
+    eventually("the cancelled command's processes to be gone", || {
+        support::host_processes_with(&marker_a).is_empty()
+    });
+    eventually("both receipts", || receipts(&ws).len() == 2);
+    let cancelled: Vec<Value> = receipts(&ws)
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .filter(|r: &Value| r["status"] == "failed")
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert!(
+        cancelled[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled the request")
+    );
+}
