@@ -69,8 +69,7 @@ struct Server {
 
 /// Run `csc mcp`.
 pub fn run(args: Args) -> CliResult {
-    // One approval object per `run_contract` call.
-    // Approvals arrive per call; `admit` checks their number.
+    // Approvals arrive per call; `approval::admit` checks their number.
     let settings = run::settings(&args.op, 0)?;
     let policy = load::load_policy(&args.policy)?;
     let receipt_dir = match &args.receipt_dir {

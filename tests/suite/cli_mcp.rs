@@ -179,6 +179,14 @@ fn tools_list_has_the_three_tools_with_schemas() {
     }
     let run = &tools[2];
     assert!(run["inputSchema"]["properties"]["approval"].is_object());
+    assert_eq!(
+        run["inputSchema"]["properties"]["approvals"]["type"], "array",
+        "{run}"
+    );
+    assert_eq!(
+        run["inputSchema"]["not"],
+        json!({"required": ["approval", "approvals"]})
+    );
     assert!(
         run["description"].as_str().unwrap().contains("UNTRUSTED"),
         "{run}"
