@@ -106,6 +106,11 @@ pub fn run(args: Args) -> CliResult {
     );
     crate::exec::sys::catch_interrupts()
         .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
+    // Commands of the same uid (local mode) must not reach the session
+    // through /proc/<csc>/fd (forge responses on our stdout, read the
+    // client's requests) or ptrace; exec makes them dumpable again.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| CliError(format!("cannot make csc mcp non-dumpable: {e}")))?;
     let (end, _) = tokio::sync::watch::channel(End::No);
     let runs = Arc::new(tokio::sync::Semaphore::new(parallel));
     let server = Server {

@@ -44,6 +44,14 @@ impl Mcp {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        if who == Who::Nobody {
+            // The pipes belong to the server's uid, as when a host running
+            // as that uid starts it.
+            let id = Some(nix::unistd::Uid::from_raw(support::NOBODY));
+            let gid = Some(nix::unistd::Gid::from_raw(support::NOBODY));
+            nix::unistd::fchown(&stdout, id, gid).unwrap();
+            nix::unistd::fchown(child.stdin.as_ref().unwrap(), id, gid).unwrap();
+        }
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -947,4 +955,31 @@ fn cancel_stops_only_the_cancelled_run() {
             .unwrap()
             .contains("cancelled the request")
     );
+}
+
+/// A local-mode command running as the server's own uid (here 65534)
+/// tries to forge a JSON-RPC response by writing to the server's stdout
+/// through /proc/$PPID/fd/1: the server is not dumpable, so the kernel
+/// refuses, and the client sees only the server's own messages.
+#[test]
+fn a_command_cannot_write_to_the_servers_stdout_through_proc() {
+    if support::skip_reason(Who::Nobody).is_some_and(|r| r.contains("cannot switch")) {
+        common::require::skip_or_fail("not root: cannot run csc mcp as uid 65534");
+        return;
+    }
+    let ws = ws();
+    let forged = r#"{"jsonrpc":"2.0","id":4242,"result":{"forged":true}}"#;
+    let script =
+        format!("printf '%s\\n' '{forged}' > /proc/$PPID/fd/1 && echo FORGED || echo refused");
+    let c = contract_value(&ws, vec![ws.cmd("forge", &["sh", "-c", &script])]);
+    let mut m = Mcp::start_as(Who::Nobody, &ws, &[]);
+    let r = m.call("run_contract", json!({"contract": c}));
+    let out = r["structuredContent"]["commands"][0]["stdout"].clone();
+    // Anything the command managed to write came before the response.
+    assert!(
+        m.seen.iter().all(|l| !l.contains("4242")),
+        "a command forged a JSON-RPC message: {:?}",
+        m.seen
+    );
+    assert_eq!(out, "refused\n", "{r}");
 }
