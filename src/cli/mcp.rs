@@ -150,9 +150,11 @@ async fn serve(
     let stop = service.cancellation_token();
     let mut ended = end.subscribe();
     tokio::spawn(session::watch_signals(end.clone()));
+    tokio::spawn(session::watch_stdout(end.clone()));
     tokio::spawn(async move {
-        // A signal ends the session (the client's EOF ends it by itself).
-        if let Ok(e) = ended.wait_for(|e| *e == End::Interrupted).await {
+        // A signal or a broken stdout ends the session (EOF on stdin
+        // ends it by itself).
+        if let Ok(e) = ended.wait_for(|e| *e != End::No).await {
             drop(e);
             stop.cancel();
         }

@@ -983,3 +983,56 @@ fn a_command_cannot_write_to_the_servers_stdout_through_proc() {
     );
     assert_eq!(out, "refused\n", "{r}");
 }
+
+/// The client closes its end of the server's stdout (keeping stdin open)
+/// mid-run: the server notices, kills the run, writes its receipt and
+/// exits.
+#[test]
+fn a_closed_stdout_is_a_disconnect() {
+    let ws = ws();
+    let flags = keygen(&ws);
+    let (c, marker) = stubborn_sleeper(&ws);
+    let mut child = Command::new(CSC)
+        .arg("mcp")
+        .args(["--policy", ws.s("policy.yaml").as_str()])
+        .args(["--receipt-dir", ws.s("receipts").as_str()])
+        .args(["--state-dir", ws.s("state").as_str()])
+        .args(&flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |v: Value| {
+        stdin.write_all(format!("{v}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "0"}}}));
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"id\":1"), "{line}");
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "run_contract", "arguments": {"contract": c}}}));
+    eventually("the command to start", || {
+        !support::host_processes_with(&marker).is_empty()
+    });
+    drop(stdout);
+    eventually("csc mcp to exit", || child.try_wait().unwrap().is_some());
+    let written = receipts(&ws);
+    assert_eq!(written.len(), 1, "no receipt when the server exited");
+    assert!(support::host_processes_with(&marker).is_empty());
+    let receipt = verify_receipt(&ws, &written[0]);
+    assert!(
+        receipt["error"]
+            .as_str()
+            .unwrap()
+            .contains("the MCP client disconnected"),
+        "{receipt}"
+    );
+    drop(stdin);
+}

@@ -1,5 +1,6 @@
 //! The session around `csc mcp`'s runs: noticing that the client went
-//! away (stdin EOF, a read error, or a failed write to stdout) or that csc
+//! away (stdin EOF, a read error, a failed write to stdout, or stdout
+//! polling as closed) or that csc
 //! was told to stop (SIGINT/SIGTERM/SIGHUP), and turning a client's
 //! `notifications/cancelled` or disconnect into a [`Cancel`] of the run it
 //! concerns. A cancelled run still writes its receipt.
@@ -111,6 +112,33 @@ pub async fn watch_signals(end: watch::Sender<End>) {
         tick.tick().await;
         if crate::exec::sys::interrupted().is_some() {
             raise(&end, End::Interrupted);
+            return;
+        }
+    }
+}
+
+/// Notice a client that closed its end of our stdout while no response
+/// is being written (a run in flight): every 100 ms, poll stdout for
+/// POLLERR/POLLHUP (a pipe without readers, a hung-up terminal) and raise
+/// [`End::Disconnected`]. Returns once the session ends.
+pub async fn watch_stdout(end: watch::Sender<End>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut ended = end.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ended.wait_for(|e| *e != End::No) => return,
+        }
+        let stdout = io::stdout();
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+        let gone = poll(&mut fds, PollTimeout::ZERO).is_ok()
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        if gone {
+            raise(&end, End::Disconnected);
             return;
         }
     }
