@@ -153,13 +153,20 @@ pub fn cancel_for_run(
 ) -> (Cancel, tokio::task::JoinHandle<()>) {
     let cancel = Cancel::new();
     let raised = cancel.clone();
+    let peek = end.clone();
+    let why = |e: End| match e {
+        End::No => CANCELLED,
+        End::Interrupted => INTERRUPTED,
+        End::Disconnected => DISCONNECTED,
+    };
     let task = tokio::spawn(async move {
+        // When the session ends, csc and the SDK cancel every request too:
+        // the session's cause wins, the client's own cancellation counts
+        // only while the session lives.
         tokio::select! {
-            () = request => raised.cancel(CANCELLED),
-            Ok(e) = end.wait_for(|e| *e != End::No) => raised.cancel(match *e {
-                End::Interrupted => INTERRUPTED,
-                _ => DISCONNECTED,
-            }),
+            biased;
+            Ok(e) = end.wait_for(|e| *e != End::No) => raised.cancel(why(*e)),
+            () = request => raised.cancel(why(*peek.borrow())),
         }
     });
     (cancel, task)
