@@ -32,6 +32,11 @@ pub const COMMAND_FAILED: i32 = 1;
 /// (the shell's convention).
 pub const SIGNAL_BASE: i32 = 128;
 
+/// Recorded for a command terminated because its run was cancelled (an
+/// MCP client's cancellation or disconnect): 128 + SIGTERM, as a shell
+/// reports it.
+pub const CANCELLED: i32 = SIGNAL_BASE + 15;
+
 /// The exit code recorded for a command killed by signal `sig`.
 pub fn signaled(sig: i32) -> i32 {
     SIGNAL_BASE.saturating_add(sig)

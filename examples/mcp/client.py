@@ -8,16 +8,22 @@ stdio and checks, as an agent host would see it: tools/list with schemas,
 an allowed run whose receipt `csc verify-receipt` accepts, a denied run
 that executes nothing, malformed input followed by a successful call, and
 a single-use approval passed through run_contract (used once, then
-refused). Exits non-zero on the first failed expectation.
+refused); then, against a second server started with --approver-keyring
+and --approvals-required 2, a quorum passed as `approvals`: one approval
+is refused, two from distinct approvers run the contract once. Exits
+non-zero on the first failed expectation.
 """
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -123,7 +129,49 @@ allowed_write_prefixes: ["{root}/work"]
                 r = await session.call_tool("run_contract", {"contract": gated, "approval": approval})
                 check(r.is_error and r.structured_content["status"] == "blocked",
                       "single-use approval is refused the second time")
+        await quorum(csc, root, p, server)
     print("all MCP client checks passed")
+
+
+async def quorum(csc, root, p, server):
+    """Two approvers (raw Ed25519 seeds) in a keyring; the server needs 2."""
+    keys = []
+    for who in ("alice", "bob"):
+        seed = os.urandom(32)
+        with open(p(f"{who}.seed"), "wb") as f:
+            f.write(seed)
+        public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+            Encoding.Raw, PublicFormat.Raw)
+        keys.append({"key_id": f"{who}-k", "public_key": base64.b64encode(public).decode()})
+    os.makedirs(p("trusted"))
+    with open(p("trusted", "approvers.json"), "w") as f:
+        json.dump({"keyring_version": "csc.keyring.v1", "keys": keys}, f)
+    gated = contract(root, "example-quorum", ["echo", "two approvers"],
+                     approval_mode="human_required")
+    with open(p("quorum.json"), "w") as f:
+        json.dump(gated, f)
+    approvals = []
+    for who in ("alice", "bob"):
+        subprocess.run([csc, "approve", p("quorum.json"), "--signing-key", p(f"{who}.seed"),
+                        "--key-id", f"{who}-k", "--approver", f"{who}@example.org",
+                        "--out", p(f"{who}.dsse.json")], check=True, capture_output=True)
+        with open(p(f"{who}.dsse.json")) as f:
+            approvals.append(json.load(f))
+    quorum_server = StdioServerParameters(command=csc, args=server.args + [
+        "--approver-keyring", p("trusted", "approvers.json"), "--approvals-required", "2"])
+    async with stdio_client(quorum_server) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            r = await session.call_tool("run_contract",
+                                        {"contract": gated, "approvals": approvals[:1]})
+            check(r.is_error and "quorum not met" in r.structured_content["receipt"]["error"],
+                  "one approval is not a quorum of 2")
+            r = await session.call_tool("run_contract", {"contract": gated, "approvals": approvals})
+            check(not r.is_error and r.structured_content["status"] == "success",
+                  "two distinct signed approvals run the contract")
+            r = await session.call_tool("run_contract", {"contract": gated, "approvals": approvals})
+            check(r.is_error and "already been consumed" in r.structured_content["receipt"]["error"],
+                  "the same approvals are refused the second time")
 
 
 if __name__ == "__main__":

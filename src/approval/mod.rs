@@ -1,6 +1,7 @@
 //! Approval artifacts at run time: binding to the contract, validity
 //! window, and (in [`store`]) durable single-use consumption.
 
+pub mod admit;
 pub mod signed;
 pub mod store;
 

@@ -17,15 +17,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::run::{self, ApprovalInput, OperatorArgs, Request, Settings};
+mod session;
+
+use super::run::{self, OperatorArgs, Request, Settings};
 use super::{CliResult, Error};
-use crate::approval::store;
+use crate::approval::{admit, signed, store};
 use crate::engine;
 use crate::evidence::receipt::{ReceiptOut, ReceiptStatus};
+use crate::exec::cancel::Cancel;
 use crate::exit;
 use crate::protocol::load;
 use crate::protocol::policy::LoadedPolicy;
 use crate::protocol::schema::Kind;
+use session::End;
 
 /// Bytes of each command's stdout and of its stderr returned by
 /// `run_contract` (the full captures are saved under the receipt dir).
@@ -56,14 +60,18 @@ struct Server {
     op: OperatorArgs,
     settings: Settings,
     receipt_dir: PathBuf,
-    runs: tokio::sync::Semaphore,
+    /// One permit per run that may execute at once.
+    runs: Arc<tokio::sync::Semaphore>,
     counter: AtomicU64,
+    /// Why the session is ending (client gone, signal); in-flight runs
+    /// are cancelled when it is raised.
+    end: tokio::sync::watch::Sender<End>,
 }
 
 /// Run `csc mcp`.
 pub fn run(args: Args) -> CliResult {
-    // One approval object per `run_contract` call.
-    let settings = run::settings(&args.op, 1)?;
+    // Approvals arrive per call; `approval::admit` checks their number.
+    let settings = run::settings(&args.op, 0)?;
     let policy = load::load_policy(&args.policy)?;
     let receipt_dir = match &args.receipt_dir {
         Some(d) => d.clone(),
@@ -99,30 +107,67 @@ pub fn run(args: Args) -> CliResult {
     );
     crate::exec::sys::catch_interrupts()
         .map_err(|e| Error::Failed(format!("cannot install signal handlers: {e}")))?;
+    // Commands of the same uid (local mode) must not reach the session
+    // through /proc/<csc>/fd (forge responses on our stdout, read the
+    // client's requests) or ptrace; exec makes them dumpable again.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| Error::Failed(format!("cannot make csc mcp non-dumpable: {e}")))?;
+    let (end, _) = tokio::sync::watch::channel(End::No);
+    let runs = Arc::new(tokio::sync::Semaphore::new(parallel));
     let server = Server {
         policy,
         op: args.op,
         settings,
         receipt_dir,
-        runs: tokio::sync::Semaphore::new(parallel),
+        runs: runs.clone(),
         counter: AtomicU64::new(0),
+        end: end.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the MCP runtime: {e}")))?;
-    rt.block_on(async move {
-        let service = server
-            .serve(rmcp::transport::stdio())
-            .await
-            .map_err(|e| Error::Failed(format!("MCP session failed to start: {e}")))?;
-        service
-            .waiting()
-            .await
-            .map_err(|e| Error::Failed(format!("MCP session ended abnormally: {e}")))?;
-        Ok(exit::SUCCESS)
-    })
+    rt.block_on(serve(server, end, runs, parallel))
+}
+
+/// Serve until the client goes away or a signal arrives; then cancel the
+/// runs still in flight and wait until each has written its receipt.
+async fn serve(
+    server: Server,
+    end: tokio::sync::watch::Sender<End>,
+    runs: Arc<tokio::sync::Semaphore>,
+    parallel: usize,
+) -> CliResult {
+    let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
+    let transport = (
+        session::Watched::new(stdin, end.clone()),
+        session::Watched::new(stdout, end.clone()),
+    );
+    let service = server
+        .serve(transport)
+        .await
+        .map_err(|e| Error::Failed(format!("MCP session failed to start: {e}")))?;
+    let stop = service.cancellation_token();
+    let mut ended = end.subscribe();
+    tokio::spawn(session::watch_signals(end.clone()));
+    tokio::spawn(session::watch_stdout(end.clone()));
+    tokio::spawn(async move {
+        // A signal or a broken stdout ends the session (EOF on stdin
+        // ends it by itself).
+        if let Ok(e) = ended.wait_for(|e| *e != End::No).await {
+            drop(e);
+            stop.cancel();
+        }
+    });
+    let quit = service.waiting().await;
+    // Whatever ended the session, the runs still in flight stop now.
+    session::raise(&end, End::Disconnected);
+    // Every permit back: no run is still writing its receipt.
+    let all = u32::try_from(parallel).unwrap_or(u32::MAX);
+    let _ = runs.acquire_many(all).await;
+    quit.map_err(|e| Error::Failed(format!("MCP session ended abnormally: {e}")))?;
+    Ok(exit::SUCCESS)
 }
 
 /// The contract JSON Schema as a tool's input schema: `{"contract": …}`
@@ -144,16 +189,25 @@ fn input_schema(with_approval: bool) -> Arc<JsonObject> {
         // A v0.1 approval artifact or a DSSE envelope from `csc approve`.
         props.insert(
             "approval".into(),
-            json!({"type": "object", "description": "A v0.1 approval artifact, or the DSSE envelope `csc approve` writes."}),
+            json!({"type": "object", "description": "One approval: a v0.1 approval artifact, or the DSSE envelope `csc approve` writes."}),
+        );
+        props.insert(
+            "approvals".into(),
+            json!({"type": "array", "maxItems": signed::MAX_APPROVALS,
+                   "items": {"type": "object"},
+                   "description": "Several approvals for a quorum (each as for `approval`; needs the server's --approver-keyring). Not together with `approval`."}),
         );
     }
-    let schema = json!({
+    let mut schema = json!({
         "type": "object",
         "properties": props,
         "required": ["contract"],
         "additionalProperties": false,
         "$defs": defs,
     });
+    if with_approval {
+        schema["not"] = json!({"required": ["approval", "approvals"]});
+    }
     Arc::new(schema.as_object().cloned().unwrap_or_default())
 }
 
@@ -252,24 +306,28 @@ fn structured(value: Value, is_error: bool) -> CallToolResult {
     r
 }
 
-/// The contract (and approval) from a call's arguments; any other key is
+/// A call's arguments: the contract and, for `run_contract`, the
+/// approvals brought.
+struct Arguments {
+    contract: load::LoadedContract,
+    approvals: Vec<admit::Source>,
+}
+
+/// The contract (and approvals) from a call's arguments; any other key is
 /// refused, so no argument can reach policy, mode, keys or state.
-fn parse_arguments(
-    args: Option<&JsonObject>,
-    allow_approval: bool,
-) -> Result<(load::LoadedContract, Option<Value>), String> {
+fn parse_arguments(args: Option<&JsonObject>, allow_approval: bool) -> Result<Arguments, String> {
     let Some(args) = args else {
         return Err("missing arguments: expected {\"contract\": {...}}".to_owned());
     };
     let allowed: &[&str] = if allow_approval {
-        &["contract", "approval"]
+        &["contract", "approval", "approvals"]
     } else {
         &["contract"]
     };
     if let Some(k) = args.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(format!(
             "unknown argument {k:?}: only {} accepted; policy, mode, keys and state are the server's",
-            allowed.join(" and ")
+            allowed.join(", ")
         ));
     }
     let contract = match args.get("contract") {
@@ -278,14 +336,46 @@ fn parse_arguments(
         None => return Err("missing argument \"contract\"".to_owned()),
     };
     let bytes = serde_json::to_vec(contract).map_err(|e| e.to_string())?;
-    let loaded = load::contract_from_bytes(&bytes, "argument \"contract\"")
+    let contract = load::contract_from_bytes(&bytes, "argument \"contract\"")
         .map_err(|e| format!("invalid contract: {e}"))?;
-    let approval = match args.get("approval") {
-        None | Some(Value::Null) => None,
-        Some(a @ Value::Object(_)) => Some(a.clone()),
-        Some(_) => return Err("argument \"approval\" must be a JSON object".to_owned()),
+    Ok(Arguments {
+        contract,
+        approvals: approval_arguments(args)?,
+    })
+}
+
+/// `approval` (one object) or `approvals` (an array of objects), never
+/// both: each a v0.1 approval artifact or a DSSE envelope.
+fn approval_arguments(args: &JsonObject) -> Result<Vec<admit::Source>, String> {
+    let source = |v: &Value, shown: String| match v {
+        Value::Object(_) => Ok(admit::Source::Bytes {
+            bytes: serde_json::to_vec(v).map_err(|e| e.to_string())?,
+            shown,
+        }),
+        _ => Err(format!("{shown} must be a JSON object")),
     };
-    Ok((loaded, approval))
+    match (args.get("approval"), args.get("approvals")) {
+        (Some(_), Some(_)) => Err(
+            "give either \"approval\" (one object) or \"approvals\" (an array), not both"
+                .to_owned(),
+        ),
+        (None | Some(Value::Null), None) | (None, Some(Value::Null)) => Ok(Vec::new()),
+        (Some(a), None) => Ok(vec![source(a, "argument \"approval\"".to_owned())?]),
+        (None, Some(Value::Array(list))) => {
+            if list.len() > signed::MAX_APPROVALS {
+                return Err(format!(
+                    "argument \"approvals\" has {} items (max {})",
+                    list.len(),
+                    signed::MAX_APPROVALS
+                ));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| source(a, format!("argument \"approvals\"[{i}]")))
+                .collect()
+        }
+        (None, Some(_)) => Err("argument \"approvals\" must be an array of objects".to_owned()),
+    }
 }
 
 impl Server {
@@ -305,8 +395,8 @@ impl Server {
     }
 
     fn check(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, _) = match parse_arguments(args, false) {
-            Ok(c) => c,
+        let contract = match parse_arguments(args, false) {
+            Ok(a) => a.contract,
             Err(e) => return tool_error(e),
         };
         let mut decision = engine::decide(
@@ -322,8 +412,8 @@ impl Server {
     }
 
     fn explain(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, _) = match parse_arguments(args, false) {
-            Ok(c) => c,
+        let contract = match parse_arguments(args, false) {
+            Ok(a) => a.contract,
             Err(e) => return tool_error(e),
         };
         structured(
@@ -359,12 +449,17 @@ impl Server {
             .join(format!("{safe}.{nanos}-{}-{n}.json", std::process::id()))
     }
 
-    /// One `run_contract` call, on a blocking thread.
-    fn run_blocking(&self, args: Option<&JsonObject>) -> CallToolResult {
-        let (contract, approval) = match parse_arguments(args, true) {
-            Ok(c) => c,
+    /// One `run_contract` call, on a blocking thread; `cancel` stops it
+    /// (the receipt is still written).
+    fn run_blocking(&self, args: Option<&JsonObject>, cancel: &Cancel) -> CallToolResult {
+        let Arguments {
+            contract,
+            approvals,
+        } = match parse_arguments(args, true) {
+            Ok(a) => a,
             Err(e) => return tool_error(e),
         };
+
         let receipt_path = self.receipt_path(&contract.contract.contract_id);
         let mut streams = receipt_path.clone().into_os_string();
         streams.push(".streams");
@@ -377,13 +472,6 @@ impl Server {
             Ok(l) => l,
             Err(e) => return tool_error(e.to_string()),
         };
-        let approvals: Vec<ApprovalInput> = approval
-            .map(|a| ApprovalInput::Bytes {
-                bytes: serde_json::to_vec(&a).unwrap_or_default(),
-                shown: "argument \"approval\"".to_owned(),
-            })
-            .into_iter()
-            .collect();
         let request = Request {
             contract: &contract,
             policy: &self.policy,
@@ -393,62 +481,72 @@ impl Server {
             quiet: true,
             keep_outputs: Some(RETURNED_STREAM_BYTES),
             private_dir: Some(&self.receipt_dir),
+            cancel: Some(cancel),
         };
-        let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
-            Ok(o) => o,
-            Err(e) => return tool_error(e.to_string()),
-        };
-        let receipt: Value = serde_json::from_slice(&outcome.rendered).unwrap_or(Value::Null);
-        let status = match outcome.receipt.status {
-            ReceiptStatus::Success => "success",
-            ReceiptStatus::Failed => "failed",
-            ReceiptStatus::Blocked => "blocked",
-            ReceiptStatus::Expired => "expired",
-        };
-        let commands: Vec<Value> = outcome
-            .commands
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.id,
-                    "exit_code": c.exit_code,
-                    "stdout": String::from_utf8_lossy(&c.stdout),
-                    "stderr": String::from_utf8_lossy(&c.stderr),
-                    "stdout_truncated": c.stdout_truncated,
-                    "stderr_truncated": c.stderr_truncated,
-                })
-            })
-            .collect();
-        let mut body = json!({
-            "status": status,
-            "receipt": receipt,
-            "receipt_path": receipt_path.display().to_string(),
-            "commands": commands,
-        });
-        let mut summary = format!("status: {status}; receipt: {}", receipt_path.display());
-        if !outcome.receipt.error.is_empty() {
-            summary.push_str(&format!("; error: {}", outcome.receipt.error));
+        match run::execute(&self.settings, &self.op, &request, out, ledger) {
+            Ok(outcome) => run_result(&outcome, &receipt_path, &contract),
+            Err(e) => tool_error(e.to_string()),
         }
-        if outcome.code == exit::NEEDS_APPROVAL {
-            let sha = contract.contract.sha256();
-            body["needs_approval"] = json!({"contract_sha256": sha});
-            summary = format!(
-                "NEEDS APPROVAL: nothing was run. An approver must sign off contract sha256 {sha} (e.g. `csc approve`), then call run_contract again with that approval. {summary}"
-            );
-        }
-        let mut result = structured(body, outcome.receipt.status != ReceiptStatus::Success);
-        result.content = vec![
-            ContentBlock::text(summary),
-            ContentBlock::text(
-                result
-                    .structured_content
-                    .as_ref()
-                    .map(Value::to_string)
-                    .unwrap_or_default(),
-            ),
-        ];
-        result
     }
+}
+
+/// The `run_contract` result of a run: the receipt, its path, each
+/// command's bounded output; for `needs_approval`, what to sign off.
+fn run_result(
+    outcome: &run::Outcome,
+    receipt_path: &std::path::Path,
+    contract: &load::LoadedContract,
+) -> CallToolResult {
+    let receipt: Value = serde_json::from_slice(&outcome.rendered).unwrap_or(Value::Null);
+    let status = match outcome.receipt.status {
+        ReceiptStatus::Success => "success",
+        ReceiptStatus::Failed => "failed",
+        ReceiptStatus::Blocked => "blocked",
+        ReceiptStatus::Expired => "expired",
+    };
+    let commands: Vec<Value> = outcome
+        .commands
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "exit_code": c.exit_code,
+                "stdout": String::from_utf8_lossy(&c.stdout),
+                "stderr": String::from_utf8_lossy(&c.stderr),
+                "stdout_truncated": c.stdout_truncated,
+                "stderr_truncated": c.stderr_truncated,
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "status": status,
+        "receipt": receipt,
+        "receipt_path": receipt_path.display().to_string(),
+        "commands": commands,
+    });
+    let mut summary = format!("status: {status}; receipt: {}", receipt_path.display());
+    if !outcome.receipt.error.is_empty() {
+        summary.push_str(&format!("; error: {}", outcome.receipt.error));
+    }
+    if outcome.code == exit::NEEDS_APPROVAL {
+        let sha = contract.contract.sha256();
+        body["needs_approval"] = json!({"contract_sha256": sha});
+        summary = format!(
+            "NEEDS APPROVAL: nothing was run. An approver must sign off contract sha256 {sha} (e.g. `csc approve`), then call run_contract again with that approval. {summary}"
+        );
+    }
+    let mut result = structured(body, outcome.receipt.status != ReceiptStatus::Success);
+    result.content = vec![
+        ContentBlock::text(summary),
+        ContentBlock::text(
+            result
+                .structured_content
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        ),
+    ];
+    result
 }
 
 impl ServerHandler for Server {
@@ -471,7 +569,7 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.as_ref();
         let result = match request.name.as_ref() {
@@ -483,7 +581,14 @@ impl ServerHandler for Server {
                     .acquire()
                     .await
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                tokio::task::block_in_place(|| self.run_blocking(args))
+                let ct = context.ct.clone();
+                let (cancel, watcher) = session::cancel_for_run(
+                    async move { ct.cancelled().await },
+                    self.end.subscribe(),
+                );
+                let result = tokio::task::block_in_place(|| self.run_blocking(args, &cancel));
+                watcher.abort();
+                result
             }
             other => {
                 return Err(ErrorData::invalid_params(

@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
 use super::{CliResult, Error};
-use crate::approval::{signed, store};
+use crate::approval::{admit, signed, store};
 use crate::engine;
 use crate::evidence::receipt::{
     self, EffectSummary, Receipt, ReceiptBase, ReceiptOut, ReceiptStatus, Signer,
@@ -151,8 +151,8 @@ pub(crate) struct Settings {
     signer: Option<(SigningKey, String)>,
     search_path: SearchPath,
     pub(crate) env_allow: EnvAllowlist,
-    approver_keyring: Option<crate::evidence::keyring::Keyring>,
-    approvals_required: signed::Required,
+    /// `--approver-keyring` and `--approvals-required`.
+    approval: admit::Operator,
 }
 
 /// Check the operator flags and load the signing key and keyring.
@@ -211,23 +211,19 @@ pub(crate) fn settings(args: &OperatorArgs, approvals: usize) -> Result<Settings
     let search_path = SearchPath::parse(&args.search_path)
         .map_err(|e| Error::Failed(format!("--search-path: {e}")))?;
     let env_allow = args.env.allowlist()?;
-    let (approver_keyring, approvals_required) = approval_settings(args, approvals)?;
+    let approval = approval_settings(args, approvals)?;
     Ok(Settings {
         sandbox: hardened.then(|| args.hardened.config()),
         signer,
         search_path,
         env_allow,
-        approver_keyring,
-        approvals_required,
+        approval,
     })
 }
 
 /// `--approver-keyring`, `--approvals-required` and the number of
 /// `--approval` files, checked before anything runs.
-fn approval_settings(
-    args: &OperatorArgs,
-    approvals: usize,
-) -> Result<(Option<crate::evidence::keyring::Keyring>, signed::Required), Error> {
+fn approval_settings(args: &OperatorArgs, approvals: usize) -> Result<admit::Operator, Error> {
     if approvals > signed::MAX_APPROVALS {
         return Err(Error::Failed(format!(
             "at most {} --approval files",
@@ -259,7 +255,7 @@ fn approval_settings(
             ));
         }
     }
-    Ok((keyring, required))
+    Ok(admit::Operator { keyring, required })
 }
 
 /// Renders, signs and writes receipts; reports the outcome.
@@ -323,44 +319,6 @@ impl Emitter<'_> {
         eprintln!("{}", escape_control(&line));
         Ok(bytes)
     }
-
-    fn blocked(&self, error: &str, code: u8) -> Ran {
-        (
-            self.receipt(ReceiptStatus::Blocked, error),
-            code,
-            Vec::new(),
-        )
-    }
-}
-
-/// Where an approval comes from: a file (`csc run --approval`) or the
-/// bytes of an approval object received by `csc mcp`.
-pub(crate) enum ApprovalInput {
-    /// An approval file.
-    File(PathBuf),
-    /// An approval document; `shown` names it in messages.
-    Bytes {
-        /// The JSON bytes.
-        bytes: Vec<u8>,
-        /// How messages name it.
-        shown: String,
-    },
-}
-
-impl ApprovalInput {
-    fn load(&self) -> Result<signed::LoadedApproval, String> {
-        match self {
-            ApprovalInput::File(path) => signed::load_file(path),
-            ApprovalInput::Bytes { bytes, shown } => signed::from_bytes(bytes, shown),
-        }
-    }
-
-    fn path(&self) -> Option<&PathBuf> {
-        match self {
-            ApprovalInput::File(path) => Some(path),
-            ApprovalInput::Bytes { .. } => None,
-        }
-    }
 }
 
 /// One contract run as `csc run` and `csc mcp`'s `run_contract` request
@@ -371,7 +329,7 @@ pub(crate) struct Request<'a> {
     /// The operator's policy, loaded and validated.
     pub policy: &'a crate::protocol::policy::LoadedPolicy,
     /// Approvals brought for this run.
-    pub approvals: &'a [ApprovalInput],
+    pub approvals: &'a [admit::Source],
     /// Where the receipt goes (already opened as `out`).
     pub receipt_out: &'a Path,
     /// Where each command's streams are saved.
@@ -385,6 +343,9 @@ pub(crate) struct Request<'a> {
     /// whole in hardened mode (`csc mcp --receipt-dir`: earlier runs'
     /// receipts and streams).
     pub private_dir: Option<&'a Path>,
+    /// Raised to stop the run (`csc mcp`: the client cancelled or went
+    /// away); the receipt is still written.
+    pub cancel: Option<&'a crate::exec::cancel::Cancel>,
 }
 
 /// What one run produced: the receipt as written, its exit code, and the
@@ -414,7 +375,7 @@ pub fn run(args: Args) -> CliResult {
         .approval
         .iter()
         .cloned()
-        .map(ApprovalInput::File)
+        .map(admit::Source::File)
         .collect();
     let request = Request {
         contract: &contract,
@@ -425,6 +386,7 @@ pub fn run(args: Args) -> CliResult {
         quiet: args.quiet,
         keep_outputs: None,
         private_dir: None,
+        cancel: None,
     };
     execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
 }
@@ -505,155 +467,175 @@ pub(crate) fn execute(
 /// A receipt, its exit code and the kept command outputs.
 type Ran = (Receipt, u8, Vec<executor::CommandOutput>);
 
+/// A run stopped before anything started: the receipt status, its error
+/// and the exit code.
+struct Stop {
+    status: ReceiptStatus,
+    error: String,
+    code: u8,
+}
+
+impl Stop {
+    fn blocked(error: impl Into<String>, code: u8) -> Stop {
+        Stop {
+            status: ReceiptStatus::Blocked,
+            error: error.into(),
+            code,
+        }
+    }
+}
+
 /// Everything between the receipt base and writing the receipt: egress
-/// precheck, decision, approvals, own-path checks, execution, evidence.
+/// precheck, decision and approvals, pre-launch checks, execution,
+/// evidence.
 fn gate_and_run(
     emitter: &Emitter<'_>,
     settings: &Settings,
     op: &OperatorArgs,
     req: &Request<'_>,
 ) -> Result<Ran, Error> {
+    let gated = admit_run(emitter, settings, req).and_then(|admitted| {
+        Ok((
+            prepare_run(emitter, settings, op, req, &admitted)?,
+            admitted,
+        ))
+    });
+    match gated {
+        Ok((prepared, admitted)) => launch_run(emitter, settings, op, req, admitted, prepared),
+        Err(stop) => Ok((
+            emitter.receipt(stop.status, &stop.error),
+            stop.code,
+            Vec::new(),
+        )),
+    }
+}
+
+/// Egress precheck, the policy decision and the approval check
+/// ([`approval::admit`]).
+fn admit_run(
+    emitter: &Emitter<'_>,
+    settings: &Settings,
+    req: &Request<'_>,
+) -> Result<admit::Admitted, Stop> {
     let c = &req.contract.contract;
-    let p = &req.policy.policy;
-    if let Some(cfg) = &settings.sandbox
-        && let Err(e) = egress_precheck(cfg, c, req.output_dir)
-    {
-        return Ok(emitter.blocked(&e, exit::FAILURE));
+    if let Some(cfg) = &settings.sandbox {
+        egress_precheck(cfg, c, req.output_dir).map_err(|e| Stop::blocked(e, exit::FAILURE))?;
     }
-
-    let decision = engine::decide(c, p, engine::Semantics::Csc);
-    let reasons = decision.reasons.join("; ");
-    let mut files = Vec::with_capacity(req.approvals.len());
-    match decision.decision {
-        Verdict::Deny => {
-            return Ok(emitter.blocked(&format!("policy denied: {reasons}"), exit::FAILURE));
-        }
-        Verdict::NeedsApproval if req.approvals.is_empty() => {
-            return Ok(emitter.blocked(
-                &format!("approval is required but none was provided: {reasons}"),
-                exit::NEEDS_APPROVAL,
-            ));
-        }
-        _ => {
-            for input in req.approvals {
-                match input.load() {
-                    Ok(f) => files.push(f),
-                    Err(e) => {
-                        return Ok(
-                            emitter.blocked(&format!("cannot load approval: {e}"), exit::FAILURE)
-                        );
-                    }
-                }
-            }
-        }
+    let decision = engine::decide(c, &req.policy.policy, engine::Semantics::Csc);
+    if decision.decision == Verdict::Deny {
+        let reasons = decision.reasons.join("; ");
+        return Err(Stop::blocked(
+            format!("policy denied: {reasons}"),
+            exit::FAILURE,
+        ));
     }
-    let required = match decision.decision {
-        Verdict::NeedsApproval => signed::required_for(
-            &settings.approvals_required,
-            c,
-            settings.approver_keyring.is_some(),
-        ),
-        _ => 0,
-    };
-    if settings.approver_keyring.is_none() && files.iter().any(|f| f.envelope.is_some()) {
-        eprintln!(
-            "csc: warning: approval signatures are not verified without --approver-keyring (v0.1 behaviour)"
-        );
-    }
-    let accepted = match signed::gate(
-        files,
+    admit::admit(
+        &decision,
+        c,
         &emitter.base.contract_sha256,
+        req.approvals,
+        &settings.approval,
         jiff::Timestamp::now(),
-        settings.approver_keyring.as_ref(),
-        required,
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            let status = if e.expired {
-                ReceiptStatus::Expired
-            } else {
-                ReceiptStatus::Blocked
-            };
-            return Ok((
-                emitter.receipt(status, &e.message),
-                exit::FAILURE,
-                Vec::new(),
-            ));
-        }
-    };
-    let single_use = signed::single_use_ids(&accepted);
+        &mut |w| eprintln!("csc: warning: {w}"),
+    )
+    .map_err(|r| match r {
+        admit::Refusal::Missing(m) => Stop::blocked(m, exit::NEEDS_APPROVAL),
+        admit::Refusal::Rejected(m) => Stop::blocked(m, exit::FAILURE),
+        admit::Refusal::Expired(m) => Stop {
+            status: ReceiptStatus::Expired,
+            error: m,
+            code: exit::FAILURE,
+        },
+    })
+}
 
-    if let Err(e) = executor::precheck(c, p, req.output_dir.is_some(), &settings.env_allow) {
-        return Ok(emitter.blocked(&e, exit::FAILURE));
+/// What the pre-launch checks opened: the `--output-dir` descriptor and
+/// the approval store (for single-use approvals and the ledger).
+struct Prepared {
+    output_dir: Option<DirFd>,
+    store: Option<store::Store>,
+}
+
+/// The checks before launch: the executor's precheck, `--output-dir`,
+/// csc's own paths out of every write scope, and no single-use approval
+/// consumed yet.
+fn prepare_run(
+    emitter: &Emitter<'_>,
+    settings: &Settings,
+    op: &OperatorArgs,
+    req: &Request<'_>,
+    admitted: &admit::Admitted,
+) -> Result<Prepared, Stop> {
+    let c = &req.contract.contract;
+    let blocked = |e: String| Stop::blocked(e, exit::FAILURE);
+    executor::precheck(
+        c,
+        &req.policy.policy,
+        req.output_dir.is_some(),
+        &settings.env_allow,
+    )
+    .map_err(blocked)?;
+    let output_dir =
+        match req.output_dir {
+            None => None,
+            Some(dir) => Some(DirFd::open(dir, true).map_err(|e| {
+                blocked(format!("cannot create --output-dir {}: {e}", dir.display()))
+            })?),
+        };
+    if let Some(d) = &output_dir {
+        receipt_outside_streams(&emitter.out, d, c).map_err(blocked)?;
     }
-    let output_dir = match req.output_dir {
-        None => None,
-        Some(dir) => match DirFd::open(dir, true) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                return Ok(emitter.blocked(
-                    &format!("cannot create --output-dir {}: {e}", dir.display()),
-                    exit::FAILURE,
-                ));
-            }
-        },
+    let state_dir = if admitted.single_use.is_empty() && !op.ledger {
+        None
+    } else {
+        Some(op.state_dir.clone().or_else(store::default_state_dir).ok_or_else(|| {
+            blocked(
+                "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)"
+                    .to_owned(),
+            )
+        })?)
     };
-    if let Some(d) = &output_dir
-        && let Err(e) = receipt_outside_streams(&emitter.out, d, c)
-    {
-        return Ok(emitter.blocked(&e, exit::FAILURE));
-    }
-    let state_dir = match single_use.first().map(|_| ()).or(op.ledger.then_some(())) {
-        Some(()) => match op.state_dir.clone().or_else(store::default_state_dir) {
-            Some(dir) => Some(dir),
-            None => {
-                return Ok(emitter.blocked(
-                        "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
-                        exit::FAILURE,
-                    ));
-            }
-        },
-        _ => None,
-    };
-    if let Err(e) = own_paths_outside_scopes(
+    own_paths_outside_scopes(
         &emitter.out,
         output_dir.as_ref(),
         state_dir.as_deref(),
         op,
         c,
-    ) {
-        return Ok(emitter.blocked(&e, exit::FAILURE));
-    }
-
-    let mut store = None;
-    if let Some(dir) = &state_dir {
-        let s = match store::Store::open(dir) {
-            Ok(s) => s,
-            Err(e) => return Ok(emitter.blocked(&e.to_string(), exit::FAILURE)),
-        };
-        for id in &single_use {
-            match s.consumed_at(id) {
-                Ok(None) => {}
-                Ok(Some(at)) => {
-                    return Ok(emitter.blocked(
-                        &format!(
-                            "approval {id:?} has already been consumed (single_execution) at {at}"
-                        ),
-                        exit::FAILURE,
-                    ));
-                }
-                Err(e) => return Ok(emitter.blocked(&e.to_string(), exit::FAILURE)),
-            }
+    )
+    .map_err(blocked)?;
+    let store = match &state_dir {
+        None => None,
+        Some(dir) => {
+            let s = store::Store::open(dir).map_err(|e| blocked(e.to_string()))?;
+            admit::unconsumed(&s, &admitted.single_use).map_err(blocked)?;
+            Some(s)
         }
-        store = Some(s);
-    }
+    };
+    Ok(Prepared { output_dir, store })
+}
 
+/// Run the commands (consuming single-use approvals right before the
+/// first starts) and turn the run into its receipt with every piece of
+/// evidence: artifacts, the approval record, the egress logs.
+fn launch_run(
+    emitter: &Emitter<'_>,
+    settings: &Settings,
+    op: &OperatorArgs,
+    req: &Request<'_>,
+    admitted: admit::Admitted,
+    prepared: Prepared,
+) -> Result<Ran, Error> {
+    let c = &req.contract.contract;
+    let Prepared {
+        output_dir,
+        mut store,
+    } = prepared;
     let mut consume = || -> Result<(), String> {
         let Some(s) = store.as_mut() else {
             return Ok(());
         };
         match s.consume_all(
-            &single_use,
+            &admitted.single_use,
             &emitter.base.contract_sha256,
             &emitter.base.execution_id,
             &now_rfc3339(),
@@ -667,75 +649,34 @@ fn gate_and_run(
     };
     crate::exec::sys::catch_interrupts()
         .map_err(|e| Error::Failed(format!("cannot install signal handlers: {e}")))?;
-    let mut live = if req.quiet {
-        Live::quiet()
-    } else {
-        Live::stdio()
-    };
-    let lookup = |name: &str| std::env::var_os(name);
     let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
         config,
         hidden_paths: private_paths(op, req),
         egress: Default::default(),
     });
-    let launcher: &dyn Launcher = match &sandbox_launcher {
-        Some(l) => l,
-        None => &LocalLauncher,
-    };
-    let mut cfg = RunConfig {
-        launcher,
-        search_path: &settings.search_path,
-        stdout_cap: op.stdout_cap,
-        stderr_cap: op.stderr_cap,
-        output_dir: output_dir.as_ref(),
-        live: &mut live,
-        env_lookup: &lookup,
-        env_allow: &settings.env_allow,
-        scan_limits: ScanLimits {
-            max_entries: op.scan_max_entries,
-            max_time: std::time::Duration::from_secs(op.scan_max_seconds),
-            ..ScanLimits::default()
-        },
-        keep_outputs: req.keep_outputs,
-    };
     let started = std::time::Instant::now();
-    let mut run = executor::run_contract(c, p, &mut cfg, &mut consume);
+    let mut run = run_commands(
+        settings,
+        op,
+        req,
+        sandbox_launcher.as_ref(),
+        output_dir.as_ref(),
+        &mut consume,
+    );
     let outputs = std::mem::take(&mut run.outputs);
-    // Artifacts are hashed within what is left of the contract's own time
-    // budget (the sum of its commands' timeouts), and at least a moment.
-    let budget = c
-        .commands
-        .iter()
-        .fold(0u64, |sum, cmd| sum.saturating_add(cmd.timeout_sec));
-    let deadline = started
-        .checked_add(std::time::Duration::from_secs(budget))
-        .unwrap_or_else(|| started + std::time::Duration::from_secs(86_400))
-        .max(std::time::Instant::now() + effects::MIN_ARTIFACT_TIME);
-    let limits = effects::ArtifactLimits {
-        max_bytes: op.artifact_max_bytes,
-        deadline,
-    };
     let executed = run.executed.clone();
-    if settings.sandbox.is_some()
-        && run.status == RunStatus::Failed
-        && let Some(cmd) = c
-            .commands
-            .iter()
-            .find(|x| Some(&x.id) == run.failed.as_ref())
-        && let Some(hint) =
-            crate::exec::hints::foreign_owner_hint(cmd, &run.error, nix::unistd::geteuid().as_raw())
-    {
-        eprintln!("csc: {}", crate::text::escape_control(&hint));
+    if settings.sandbox.is_some() {
+        foreign_owner_hint(c, &run);
     }
     let started_run = run.started;
-    let (mut receipt, mut code) = receipt_for(emitter, c, run, &limits);
-    if started_run && !accepted.is_empty() {
+    let (mut receipt, mut code) = receipt_for(emitter, c, run, &artifact_limits(op, c, started));
+    if started_run && !admitted.accepted.is_empty() {
         let record = signed::record(
-            &accepted,
+            &admitted.accepted,
             &emitter.base.execution_id,
             &emitter.base.contract_sha256,
-            required,
-            settings.approver_keyring.is_some(),
+            admitted.required,
+            settings.approval.keyring.is_some(),
         );
         if let Err(e) = bind_record(&mut receipt, &emitter.out, req.receipt_out, &record) {
             fail_receipt(&mut receipt, &mut code, e);
@@ -750,6 +691,89 @@ fn gate_and_run(
         }
     }
     Ok((receipt, code, outputs))
+}
+
+/// The executor's settings for this run, and the run itself.
+fn run_commands(
+    settings: &Settings,
+    op: &OperatorArgs,
+    req: &Request<'_>,
+    sandbox_launcher: Option<&SandboxLauncher>,
+    output_dir: Option<&DirFd>,
+    consume: &mut dyn FnMut() -> Result<(), String>,
+) -> ContractRun {
+    let mut live = if req.quiet {
+        Live::quiet()
+    } else {
+        Live::stdio()
+    };
+    let lookup = |name: &str| std::env::var_os(name);
+    let launcher: &dyn Launcher = match sandbox_launcher {
+        Some(l) => l,
+        None => &LocalLauncher,
+    };
+    let mut cfg = RunConfig {
+        launcher,
+        search_path: &settings.search_path,
+        stdout_cap: op.stdout_cap,
+        stderr_cap: op.stderr_cap,
+        output_dir,
+        live: &mut live,
+        env_lookup: &lookup,
+        env_allow: &settings.env_allow,
+        scan_limits: ScanLimits {
+            max_entries: op.scan_max_entries,
+            max_time: std::time::Duration::from_secs(op.scan_max_seconds),
+            ..ScanLimits::default()
+        },
+        keep_outputs: req.keep_outputs,
+        cancel: req.cancel,
+    };
+    executor::run_contract(
+        &req.contract.contract,
+        &req.policy.policy,
+        &mut cfg,
+        consume,
+    )
+}
+
+/// Artifacts are hashed within what is left of the contract's own time
+/// budget (the sum of its commands' timeouts, counted from `started`),
+/// and at least a moment.
+fn artifact_limits(
+    op: &OperatorArgs,
+    c: &Contract,
+    started: std::time::Instant,
+) -> effects::ArtifactLimits {
+    let budget = c
+        .commands
+        .iter()
+        .fold(0u64, |sum, cmd| sum.saturating_add(cmd.timeout_sec));
+    let deadline = started
+        .checked_add(std::time::Duration::from_secs(budget))
+        .unwrap_or_else(|| started + std::time::Duration::from_secs(86_400))
+        .max(std::time::Instant::now() + effects::MIN_ARTIFACT_TIME);
+    effects::ArtifactLimits {
+        max_bytes: op.artifact_max_bytes,
+        deadline,
+    }
+}
+
+/// Hardened mode: when the failed command hit a file owned by another
+/// uid, say so on stderr.
+fn foreign_owner_hint(c: &Contract, run: &ContractRun) {
+    if run.status != RunStatus::Failed {
+        return;
+    }
+    if let Some(cmd) = c
+        .commands
+        .iter()
+        .find(|x| Some(&x.id) == run.failed.as_ref())
+        && let Some(hint) =
+            crate::exec::hints::foreign_owner_hint(cmd, &run.error, nix::unistd::geteuid().as_raw())
+    {
+        eprintln!("csc: {}", crate::text::escape_control(&hint));
+    }
 }
 
 /// Evidence csc could not keep: add `e` to the receipt's error; the run
@@ -806,7 +830,7 @@ fn bind_record(
 
 /// Hardened mode and `network: allowlisted`: refuse before anything runs
 /// when the allowlist is missing or invalid, or when there is no
-/// `--output-dir` to keep the connection log (also made by `csc check`).
+/// `--output-dir` to keep the connection log in.
 fn egress_precheck(
     cfg: &SandboxConfig,
     c: &Contract,
@@ -917,7 +941,7 @@ fn private_paths(op: &OperatorArgs, req: &Request<'_>) -> Vec<PathBuf> {
     .chain(
         req.approvals
             .iter()
-            .filter_map(ApprovalInput::path)
+            .filter_map(admit::Source::path)
             .map(PathBuf::as_path),
     )
     .filter_map(|p| std::fs::canonicalize(p).ok())

@@ -154,7 +154,8 @@ pub struct Pumped {
     pub status: Status,
     /// The deadline passed and the group was terminated.
     pub timed_out: bool,
-    /// csc was interrupted (SIGINT/SIGTERM/SIGHUP) and terminated the group.
+    /// csc was interrupted (SIGINT/SIGTERM/SIGHUP) or the run was
+    /// cancelled ([`super::cancel`]), and csc terminated the group.
     pub interrupted: bool,
     /// The command exited but processes it left behind kept the output
     /// pipes open; they were killed.
@@ -195,7 +196,7 @@ pub fn pump(
 
     while streams.iter().any(Option::is_some) {
         let now = Instant::now();
-        if sys::interrupted().is_some() {
+        if sys::interrupted().is_some() || escalation.cancelled() {
             act(child, escalation.interrupt(now))?;
         }
         if !exited && now.duration_since(last_check) >= EXIT_CHECK_EVERY {
@@ -292,7 +293,7 @@ fn wait_exit(child: &mut dyn Supervised, escalation: &mut Escalation) -> io::Res
     let mut nap = Duration::from_micros(50);
     while child.poll_exit()?.is_none() {
         let now = Instant::now();
-        if sys::interrupted().is_some() {
+        if sys::interrupted().is_some() || escalation.cancelled() {
             act(child, escalation.interrupt(now))?;
         }
         match escalation.on_tick(now, false) {

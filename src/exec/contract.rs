@@ -122,6 +122,8 @@ pub struct RunConfig<'a> {
     /// Keep the first N bytes of each command's stdout and stderr in
     /// [`ContractRun::outputs`] (`None`: keep nothing).
     pub keep_outputs: Option<usize>,
+    /// Raised from outside to stop the run (see [`super::cancel`]).
+    pub cancel: Option<&'a super::cancel::Cancel>,
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
@@ -303,6 +305,18 @@ pub fn run_contract(
             ));
             break;
         }
+        if let Some(reason) = cfg.cancel.and_then(super::cancel::Cancel::reason) {
+            run.failed = Some(cmd.id.clone());
+            outcome = Some(stop(
+                RunStatus::Failed,
+                Some(exit::CANCELLED),
+                format!(
+                    "run cancelled before command {:?} started: {reason}",
+                    cmd.id
+                ),
+            ));
+            break;
+        }
         let spec = match prepare(cmd, &contract.expected_outputs, policy, cfg) {
             Ok(s) => s,
             Err(s) => {
@@ -326,8 +340,9 @@ pub fn run_contract(
             Duration::from_secs(cmd.timeout_sec),
             limits,
             cfg.live,
+            cfg.cancel,
         );
-        let ended = judge(cmd, result, &mut stdout, &mut stderr, cfg.live);
+        let ended = judge(cmd, result, &mut stdout, &mut stderr, cfg.live, cfg.cancel);
         run.exit_code = Some(ended.code);
         let failure = keep_output(&mut run, cfg, cmd, &ended, &stdout, &stderr);
         match failure {
@@ -361,6 +376,7 @@ fn judge(
     stdout: &mut Captured,
     stderr: &mut Captured,
     live: &mut Live,
+    cancel: Option<&super::cancel::Cancel>,
 ) -> Ended {
     let ended = |code, failure| Ended {
         code,
@@ -392,6 +408,15 @@ fn judge(
             cmd.id
         );
         ended(exit::signaled(sig), Some(msg))
+    } else if let (true, Some(reason)) = (
+        p.interrupted,
+        cancel.and_then(super::cancel::Cancel::reason),
+    ) {
+        let msg = format!(
+            "run cancelled: {reason}; command {:?} was terminated (its whole process group)",
+            cmd.id
+        );
+        ended(exit::CANCELLED, Some(msg))
     } else if p.timed_out {
         Ended {
             code: exit::TIMEOUT,

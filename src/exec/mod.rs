@@ -10,6 +10,7 @@
 //! is the pipeline status. Everything after launch — capture, deadline,
 //! escalation — is shared ([`run_command`]).
 
+pub mod cancel;
 pub mod capture;
 pub mod contract;
 pub mod effects;
@@ -145,13 +146,15 @@ pub enum CommandRun {
 }
 
 /// Launch `spec` through `launcher`, capture its output within `limits`,
-/// enforce `timeout`, and return when everything has been reaped.
+/// enforce `timeout` (and `cancel`), and return when everything has been
+/// reaped.
 pub fn run_command(
     launcher: &dyn Launcher,
     spec: &LaunchSpec,
     timeout: Duration,
     limits: CaptureLimits,
     live: &mut Live,
+    cancel: Option<&cancel::Cancel>,
 ) -> io::Result<CommandRun> {
     let (out_r, out_w) = sys::pipe()?;
     let (err_r, err_w) = sys::pipe()?;
@@ -164,7 +167,7 @@ pub fn run_command(
         Ok(c) => c,
         Err(e) => return Ok(CommandRun::NotLaunched(e)),
     };
-    let escalation = Escalation::new(start, timeout, Timing::default());
+    let escalation = Escalation::new(start, timeout, Timing::default()).with_cancel(cancel);
     let pumped = capture::pump(
         child.as_mut(),
         out_r,
@@ -270,6 +273,7 @@ mod tests {
             Duration::from_secs(10),
             LIMITS,
             &mut Live::quiet(),
+            None,
         )
         .unwrap();
         let CommandRun::Ran(p) = run else {
@@ -285,6 +289,7 @@ mod tests {
             Duration::from_millis(200),
             LIMITS,
             &mut Live::quiet(),
+            None,
         )
         .unwrap();
         let CommandRun::Ran(p) = run else {
@@ -292,6 +297,26 @@ mod tests {
         };
         assert!(p.timed_out);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_cancelled_run_terminates_the_command() {
+        let cancel = cancel::Cancel::new();
+        cancel.cancel("test");
+        let run = run_command(
+            &OneChildLauncher,
+            &spec(&[&["sleep", "1000"]]),
+            Duration::from_secs(1000),
+            LIMITS,
+            &mut Live::quiet(),
+            Some(&cancel),
+        )
+        .unwrap();
+        let CommandRun::Ran(p) = run else {
+            panic!("not launched")
+        };
+        assert!(p.interrupted && !p.timed_out);
+        assert_ne!(p.status.code, 0);
     }
 
     #[test]
@@ -308,6 +333,7 @@ mod tests {
             Duration::from_secs(10),
             LIMITS,
             &mut Live::quiet(),
+            None,
         )
         .unwrap() else {
             panic!("not launched")

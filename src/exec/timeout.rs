@@ -64,6 +64,7 @@ pub struct Escalation {
     timed_out: bool,
     interrupted: bool,
     strays: bool,
+    cancel: Option<super::cancel::Cancel>,
 }
 
 impl Escalation {
@@ -76,7 +77,20 @@ impl Escalation {
             timed_out: false,
             interrupted: false,
             strays: false,
+            cancel: None,
         }
+    }
+
+    /// Also stop when `cancel` is raised (see [`Escalation::cancelled`]).
+    pub fn with_cancel(mut self, cancel: Option<&super::cancel::Cancel>) -> Self {
+        self.cancel = cancel.cloned();
+        self
+    }
+
+    /// The run was cancelled from outside: the caller must
+    /// [`Escalation::interrupt`], as for a signal to csc.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.reason().is_some())
     }
 
     /// Advance to `now`; `exited` says whether the command itself ended.
