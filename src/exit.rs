@@ -5,8 +5,6 @@
 //!
 //! No other file in `src/` spells an exit code as a number.
 
-use crate::protocol::decision::Verdict;
-
 /// csc: allow, success, or a valid result.
 pub const SUCCESS: u8 = 0;
 /// csc: deny, a failed or blocked run, an invalid document, or any error.
@@ -45,15 +43,6 @@ pub fn signaled(sig: i32) -> i32 {
 /// `__sandbox-run`'s exit code when its timeout killed the sandbox.
 pub const TIMEOUT_U8: u8 = 124;
 
-/// The exit code of a policy verdict: 0 allow, 2 needs approval, 1 deny.
-pub fn for_verdict(verdict: Verdict) -> u8 {
-    match verdict {
-        Verdict::Allow => SUCCESS,
-        Verdict::NeedsApproval => NEEDS_APPROVAL,
-        Verdict::Deny => FAILURE,
-    }
-}
-
 /// A recorded exit status as csc's own exit code (`__sandbox-init`,
 /// `__sandbox-run` pass the command's through); out of range is failure.
 pub fn passthrough(code: i32) -> u8 {
@@ -70,12 +59,5 @@ mod tests {
         assert_eq!(passthrough(TIMEOUT), TIMEOUT_U8);
         assert_eq!(passthrough(-1), FAILURE);
         assert_eq!(passthrough(300), FAILURE);
-    }
-
-    #[test]
-    fn verdicts() {
-        assert_eq!(for_verdict(Verdict::Allow), SUCCESS);
-        assert_eq!(for_verdict(Verdict::Deny), FAILURE);
-        assert_eq!(for_verdict(Verdict::NeedsApproval), NEEDS_APPROVAL);
     }
 }

@@ -140,7 +140,12 @@ pub enum Verb {
 
 /// Exit code for a policy verdict: 0 allow, 2 needs approval, 1 deny.
 pub fn verdict_exit(verdict: crate::protocol::decision::Verdict) -> u8 {
-    exit::for_verdict(verdict)
+    use crate::protocol::decision::Verdict;
+    match verdict {
+        Verdict::Allow => exit::SUCCESS,
+        Verdict::NeedsApproval => exit::NEEDS_APPROVAL,
+        Verdict::Deny => exit::FAILURE,
+    }
 }
 
 /// Parse arguments, run the verb, and exit with its code; an error is

@@ -126,17 +126,6 @@ pub struct RunConfig<'a> {
     pub cancel: Option<&'a super::cancel::Cancel>,
 }
 
-/// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
-/// as `verify-receipt --outputs` ([`crate::fsutil::is_output_stem`]).
-pub fn check_output_id(id: &str) -> Result<(), String> {
-    if !crate::fsutil::is_output_stem(id) {
-        return Err(format!(
-            "command id {id:?} cannot name a file in --output-dir (no '/', '\\', '..', NUL, leading '.', max 240 bytes)"
-        ));
-    }
-    Ok(())
-}
-
 /// Checks that need no filesystem or process (see [`super::prelaunch`]):
 /// duplicate ids, output-dir ids, env names, declared scopes, expected
 /// outputs inside write scopes. The first failure blocks the whole run

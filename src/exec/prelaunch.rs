@@ -106,7 +106,7 @@ pub fn commands(contract: &Contract, policy: &Policy, op: &Operator<'_>) -> Vec<
             );
         }
         if op.output_dir
-            && let Err(e) = super::contract::check_output_id(&cmd.id)
+            && let Err(e) = check_output_id(&cmd.id)
         {
             refuse(
                 "output_dir_file_name",
@@ -164,6 +164,17 @@ pub fn commands(contract: &Contract, policy: &Policy, op: &Operator<'_>) -> Vec<
         }
     }
     out
+}
+
+/// Is `id` safe as a file-name stem inside `--output-dir`? The same rule
+/// as `verify-receipt --outputs` ([`crate::fsutil::is_output_stem`]).
+pub fn check_output_id(id: &str) -> Result<(), String> {
+    if !crate::fsutil::is_output_stem(id) {
+        return Err(format!(
+            "command id {id:?} cannot name a file in --output-dir (no '/', '\\', '..', NUL, leading '.', max 240 bytes)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
