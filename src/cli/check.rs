@@ -153,7 +153,7 @@ pub(crate) fn json_errors(json: bool, result: CliResult) -> CliResult {
                 "csc: error: {}",
                 crate::text::escape_control_lines(&e.to_string())
             );
-            println!("{}", serde_json::to_string_pretty(&e.to_json())?);
+            outln!("{}", serde_json::to_string_pretty(&e.to_json())?);
             Ok(e.exit_code())
         }
         other => other,
@@ -169,7 +169,7 @@ fn decide(args: Args) -> CliResult {
     );
     pre.apply(&mut decision);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&decision)?);
+        outln!("{}", serde_json::to_string_pretty(&decision)?);
     } else {
         let label = match decision.decision {
             Verdict::Allow => "ALLOW",
@@ -182,7 +182,7 @@ fn decide(args: Args) -> CliResult {
             decision.reasons.join("; "),
             codes.join(", ")
         );
-        println!("{}", crate::text::escape_control(&line));
+        outln!("{}", crate::text::escape_control(&line));
     }
     Ok(super::verdict_exit(decision.decision))
 }

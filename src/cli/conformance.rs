@@ -20,13 +20,13 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let report = conformance::run_suite(&args.dir).map_err(Error::Failed)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for r in report.results.iter().filter(|r| !r.passed) {
             let line = format!("FAIL {}: {}", r.id, r.detail);
-            println!("{}", crate::text::escape_control(&line));
+            outln!("{}", crate::text::escape_control(&line));
         }
-        println!("{} passed, {} failed", report.passed, report.failed);
+        outln!("{} passed, {} failed", report.passed, report.failed);
     }
     if report.passed + report.failed == 0 {
         eprintln!("csc: error: no fixtures found in {}", args.dir.display());

@@ -83,10 +83,10 @@ fn explain(args: Args) -> CliResult {
 
     if args.json {
         let out = json_report(&decision, &findings, &pre, &notes);
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
-        println!(
+        outln!(
             "decision: {} [{}] (v0.1 reports only the first failure; all checks below)",
             decision.decision.as_str(),
             codes.join(", ")
@@ -104,7 +104,7 @@ fn explain(args: Args) -> CliResult {
                 .max(7),
             44usize,
         );
-        println!(
+        outln!(
             "{:<w0$}  {:<w1$}  {:<14}  {:<28}  WHAT TO CHANGE",
             "COMMAND",
             "CHECK",
@@ -126,7 +126,7 @@ fn explain(args: Args) -> CliResult {
                 }),
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
                 esc(f.command_id.as_deref().unwrap_or("-")),
                 f.check.as_str(),
@@ -143,7 +143,7 @@ fn explain(args: Args) -> CliResult {
             if value.chars().count() > 28 {
                 value = value.chars().take(27).collect::<String>() + "…";
             }
-            println!(
+            outln!(
                 "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
                 esc(r.command_id.as_deref().unwrap_or("-")),
                 r.check,
@@ -161,13 +161,13 @@ fn explain(args: Args) -> CliResult {
             );
         }
         let failed = findings.iter().filter(|f| f.failure.is_some()).count() + pre_rows.len();
-        println!(
+        outln!(
             "{} checks, {} failing",
             findings.len() + pre_rows.len(),
             failed
         );
         for (id, note) in &notes {
-            println!("on this host, csc run: command {id:?}: {note}");
+            outln!("on this host, csc run: command {id:?}: {note}");
         }
     }
     Ok(super::verdict_exit(decision.decision))

@@ -28,6 +28,6 @@ pub fn run(args: Args) -> CliResult {
         HashKind::Contract => load::load_contract(&args.file)?.contract.sha256(),
         HashKind::Policy => load::load_policy(&args.file)?.sha256(),
     };
-    println!("{digest}");
+    outln!("{digest}");
     Ok(exit::SUCCESS)
 }

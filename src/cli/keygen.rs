@@ -48,23 +48,23 @@ pub fn run(args: Args) -> CliResult {
     let public = key.verifying_key();
     let pem = Zeroizing::new(keys::signing_key_to_pkcs8_v1_pem(&key));
     write_key_file(&args.out, pem.as_bytes(), PRIVATE_MODE, args.force)?;
-    println!(
+    outln!(
         "private key: {} (PKCS#8 PEM, mode 0600)",
         args.out.display()
     );
     if let Some(path) = &args.public_out {
         let text = keys::verifying_key_to_spki_pem(&public);
         write_key_file(path, text.as_bytes(), PUBLIC_MODE, args.force)?;
-        println!("public key:  {} (SPKI PEM)", path.display());
+        outln!("public key:  {} (SPKI PEM)", path.display());
     }
     if let Some(path) = &args.raw_public_out {
         write_key_file(path, public.as_bytes(), PUBLIC_MODE, args.force)?;
-        println!("public key:  {} (raw 32 bytes)", path.display());
+        outln!("public key:  {} (raw 32 bytes)", path.display());
     }
     let key_id = suggested_key_id(&public);
-    println!("fingerprint: {}", fingerprint(&public));
-    println!("suggested key id: {key_id}");
-    println!(
+    outln!("fingerprint: {}", fingerprint(&public));
+    outln!("suggested key id: {key_id}");
+    outln!(
         "keyring entry: {{\"key_id\": \"{key_id}\", \"public_key\": \"{}\"}}",
         public_key_base64(&public)
     );

@@ -142,11 +142,11 @@ pub fn run(args: Args) -> CliResult {
             let receipt = receipt.as_deref().map(receipt_bytes).transpose()?;
             match proof::verify(&value, receipt.as_deref(), &ring) {
                 Ok(summary) => {
-                    println!("VALID: {summary}");
+                    outln!("VALID: {summary}");
                     Ok(exit::SUCCESS)
                 }
                 Err(e) => {
-                    println!("INVALID: {e}");
+                    outln!("INVALID: {e}");
                     Ok(exit::FAILURE)
                 }
             }
@@ -186,9 +186,11 @@ fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult
     };
     let env = cp.sign(&key, key_id);
     db::add_checkpoint(&mut s, cp.tree_size, &env)?;
-    println!(
+    outln!(
         "checkpoint: {} entries, root {}, signed by {key_id:?} at {}",
-        cp.tree_size, cp.root_hash, cp.timestamp
+        cp.tree_size,
+        cp.root_hash,
+        cp.timestamp
     );
     Ok(exit::SUCCESS)
 }
@@ -270,12 +272,12 @@ fn print_report(r: &LogReport, json: bool) -> CliResult {
     if json {
         let mut v = serde_json::to_value(r).map_err(|e| Error::Failed(e.to_string()))?;
         v["valid"] = Value::Bool(r.valid());
-        println!("{v}");
+        outln!("{v}");
     } else {
         for p in &r.problems {
-            println!("PROBLEM: {p}");
+            outln!("PROBLEM: {p}");
         }
-        println!(
+        outln!(
             "ledger: {} entries, {} checkpoint(s) verified, covered up to {}, root {}: {}",
             r.entries,
             r.checkpoints,
@@ -284,7 +286,7 @@ fn print_report(r: &LogReport, json: bool) -> CliResult {
             if r.valid() { "VALID" } else { "INVALID" }
         );
         if r.valid() && r.covered < r.entries {
-            println!(
+            outln!(
                 "note: the last {} entries are not yet covered by a checkpoint",
                 r.entries - r.covered
             );
@@ -351,7 +353,7 @@ fn prove(
             ));
         }
     };
-    println!("{value}");
+    outln!("{value}");
     Ok(exit::SUCCESS)
 }
 

@@ -1,6 +1,16 @@
 //! The command-line front end: clap definitions, dispatch, and the one place
 //! where errors become exit codes.
 
+/// `println!` for the verbs: a closed stdout (the reader went away, as in
+/// `csc check --json … | head -1`) stops the verb with [`Error::Io`]
+/// instead of a panic. Use it in functions returning `Result<_, Error>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::Error::Io)?
+    }};
+}
+
 mod approve;
 mod attest;
 mod check;
@@ -153,6 +163,10 @@ pub fn verdict_exit(verdict: crate::protocol::decision::Verdict) -> u8 {
 pub fn main() -> ExitCode {
     match run() {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away: nothing left to tell it.
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(exit::FAILURE)
+        }
         Err(e) => {
             eprintln!(
                 "csc: error: {}",
@@ -175,7 +189,7 @@ pub fn run() -> Result<u8, Error> {
                     "kind": "usage", "message": e.kind().to_string(), "file": null, "line": null,
                     "column": null, "field": null, "hint": "see `csc help`", "problems": [],
                 }});
-                println!("{body}");
+                outln!("{body}");
             }
             return Ok(if e.use_stderr() {
                 exit::FAILURE

@@ -57,16 +57,16 @@ pub fn run(args: Args) -> CliResult {
             Err(e) => vec![e.to_string()],
         };
         if problems.is_empty() {
-            println!("{origin}: valid {}", kind.as_str());
+            outln!("{origin}: valid {}", kind.as_str());
         } else {
             bad += 1;
-            println!(
+            outln!(
                 "{origin}: INVALID {} ({} error(s))",
                 kind.as_str(),
                 problems.len()
             );
             for p in problems {
-                println!("  {}", crate::text::escape_control(&p));
+                outln!("  {}", crate::text::escape_control(&p));
             }
         }
     }
@@ -94,7 +94,7 @@ fn json_report(kind: Kind, files: &[PathBuf]) -> CliResult {
         }));
     }
     let report = serde_json::json!({"kind": kind.as_str(), "valid": all_valid, "files": rows});
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if all_valid {
         exit::SUCCESS
     } else {

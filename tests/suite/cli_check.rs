@@ -624,3 +624,28 @@ fn yaml_errors_print_their_location_once() {
         "location repeated: {out}"
     );
 }
+
+/// A reader that goes away (`csc check --json … | head -c0`) ends the verb
+/// quietly with exit 1: never a panic on the closed stdout.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    for args in [
+        vec!["check", "--json"],
+        vec!["explain", "--json"],
+        vec!["check"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_csc"))
+            .args(&args)
+            .arg(example("list-repo.json"))
+            .arg(pack("readonly-dev.yaml"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+    }
+}
