@@ -323,7 +323,7 @@ fn supervise(init: libc::pid_t, mask: &SigSet) -> StepResult<i32> {
     loop {
         match waitpid(Pid::from_raw(init), None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(crate::exit::signaled(sig as i32)),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Cause::refused(format!("waitpid init: {e}"))),
@@ -539,7 +539,7 @@ fn reap_segments(pids: &[libc::pid_t]) -> StepResult<Vec<i32>> {
                 }
                 Ok(WaitStatus::Exited(pid, c)) => record(pids, &mut codes, pid, c),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    record(pids, &mut codes, pid, 128 + sig as i32)
+                    record(pids, &mut codes, pid, crate::exit::signaled(sig as i32))
                 }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
