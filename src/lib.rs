@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod protocol;
 pub mod sandbox;
+pub mod state;
 pub mod text;
 pub mod time;
 

@@ -5,9 +5,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult, EXIT_DENY, EXIT_OK};
-use crate::approval::store::{self, Store};
+use crate::approval::store;
 use crate::evidence::keyring::Keyring;
 use crate::ledger::{self, Checkpoint, ExportLine, LogReport, LogVerifier, db, proof};
+use crate::state::{Location, StateStore};
 
 /// Arguments of `csc ledger`.
 #[derive(Debug, clap::Args)]
@@ -30,12 +31,18 @@ pub enum Verb {
         /// State directory [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
     /// Recompute the whole log and check every checkpoint against the keyring.
     Verify {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR", conflicts_with = "export")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["state_dir", "export"])]
+        state_url: Option<String>,
         /// A `csc ledger export` file instead of the database.
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
@@ -57,6 +64,9 @@ pub enum Verb {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
     /// Check a proof offline (no database) against the keyring.
     VerifyProof {
@@ -73,21 +83,25 @@ pub enum Verb {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
 }
 
-fn open(dir: Option<PathBuf>) -> Result<Store, CliError> {
-    let dir = dir.or_else(store::default_state_dir).ok_or_else(|| {
-        CliError("no state directory: set --state-dir (or XDG_STATE_HOME / HOME)".to_owned())
-    })?;
-    if !dir.join(store::DB_FILE).exists() {
+/// Open an existing store (a ledger verb never creates one).
+fn open(dir: Option<PathBuf>, url: Option<String>) -> Result<Box<dyn StateStore>, CliError> {
+    let location = Location::resolve(url.as_deref(), dir.as_deref()).map_err(CliError)?;
+    if let Some(dir) = location.dir()
+        && !dir.join(store::DB_FILE).exists()
+    {
         return Err(CliError(format!(
             "no ledger in {}: {} does not exist",
             dir.display(),
             store::DB_FILE
         )));
     }
-    Store::open(&dir).map_err(CliError::from)
+    location.open().map_err(CliError::from)
 }
 
 fn keyring(path: &Path) -> Result<Keyring, CliError> {
@@ -107,9 +121,11 @@ pub fn run(args: Args) -> CliResult {
             signing_key,
             key_id,
             state_dir,
-        } => checkpoint(&signing_key, &key_id, state_dir),
+            state_url,
+        } => checkpoint(&signing_key, &key_id, open(state_dir, state_url)?),
         Verb::Verify {
             state_dir,
+            state_url,
             export,
             keyring: ring,
             json,
@@ -117,7 +133,7 @@ pub fn run(args: Args) -> CliResult {
             let ring = keyring(&ring)?;
             let report = match export {
                 Some(file) => verify_export(&file, &ring)?,
-                None => verify_store(&open(state_dir)?, &ring)?,
+                None => verify_store(&mut *open(state_dir, state_url)?, &ring)?,
             };
             print_report(&report, json)
         }
@@ -125,7 +141,12 @@ pub fn run(args: Args) -> CliResult {
             receipt,
             consistency,
             state_dir,
-        } => prove(receipt.as_deref(), consistency, state_dir),
+            state_url,
+        } => prove(
+            receipt.as_deref(),
+            consistency,
+            &mut *open(state_dir, state_url)?,
+        ),
         Verb::VerifyProof {
             proof: file,
             receipt,
@@ -148,26 +169,28 @@ pub fn run(args: Args) -> CliResult {
                 }
             }
         }
-        Verb::Export { state_dir } => export(&open(state_dir)?),
+        Verb::Export {
+            state_dir,
+            state_url,
+        } => export(&mut *open(state_dir, state_url)?),
     }
 }
 
-fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult {
+fn checkpoint(key: &Path, key_id: &str, mut s: Box<dyn StateStore>) -> CliResult {
     if key_id.is_empty() {
         return Err(CliError("--key-id must not be empty".to_owned()));
     }
     let key = crate::evidence::keys::load_signing_key(key)
         .map_err(|e| CliError(format!("invalid signing key: {e}")))?;
-    let mut s = open(state_dir)?;
     // Never sign a log that no longer matches its earlier checkpoints.
     let mut earlier = Vec::new();
-    for env in db::checkpoints(&s).map_err(CliError)? {
+    for env in s.checkpoints().map_err(CliError)? {
         earlier.push((
             Checkpoint::from_envelope(&env).map_err(CliError)?,
             "(earlier)".to_owned(),
         ));
     }
-    let report = db::verify(&s, &earlier).map_err(CliError)?;
+    let report = db::verify(&mut *s, &earlier).map_err(CliError)?;
     if !report.valid() {
         return Err(CliError(format!(
             "refusing to sign a checkpoint: the log is inconsistent: {}",
@@ -182,7 +205,7 @@ fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult
         timestamp: crate::time::now_rfc3339(),
     };
     let env = cp.sign(&key, key_id);
-    db::add_checkpoint(&mut s, cp.tree_size, &env)?;
+    s.add_checkpoint(cp.tree_size, &env)?;
     println!(
         "checkpoint: {} entries, root {}, signed by {key_id:?} at {}",
         cp.tree_size, cp.root_hash, cp.timestamp
@@ -214,9 +237,12 @@ fn finish(mut report: LogReport, mut problems: Vec<String>) -> LogReport {
     report
 }
 
-fn verify_store(s: &Store, ring: &Keyring) -> Result<LogReport, CliError> {
-    let envs = db::checkpoints(s).map_err(CliError)?;
+fn verify_store(s: &mut dyn StateStore, ring: &Keyring) -> Result<LogReport, CliError> {
+    let envs = s.checkpoints().map_err(CliError)?;
     let mut problems = Vec::new();
+    if let Err(e) = s.integrity_check() {
+        problems.push(e.to_string());
+    }
     let cps = checked_checkpoints(&envs, ring, &mut problems);
     let report = db::verify(s, &cps).map_err(CliError)?;
     Ok(finish(report, problems))
@@ -293,11 +319,10 @@ fn print_report(r: &LogReport, json: bool) -> CliResult {
 fn prove(
     receipt: Option<&Path>,
     consistency: Option<Vec<u64>>,
-    state_dir: Option<PathBuf>,
+    s: &mut dyn StateStore,
 ) -> CliResult {
-    let s = open(state_dir)?;
-    let leaves = db::leaves(&s)?;
-    let envs = db::checkpoints(&s).map_err(CliError)?;
+    let leaves = s.leaves()?;
+    let envs = s.checkpoints().map_err(CliError)?;
     let mut cps = Vec::new();
     for env in &envs {
         cps.push((Checkpoint::from_envelope(env).map_err(CliError)?, env));
@@ -342,16 +367,16 @@ fn prove(
     Ok(EXIT_OK)
 }
 
-fn export(s: &Store) -> CliResult {
+fn export(s: &mut dyn StateStore) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let io = |e: std::io::Error| CliError(format!("cannot write the export: {e}"));
     out.write_all(&ledger::header_line(&s.store_id()?))
         .map_err(io)?;
-    for env in db::checkpoints(s).map_err(CliError)? {
+    for env in s.checkpoints().map_err(CliError)? {
         out.write_all(&ledger::checkpoint_line(&env)).map_err(io)?;
     }
-    db::for_each_entry(s, |e| {
+    s.for_each_entry(&mut |e| {
         let line = ledger::entry_line(&e)?;
         out.write_all(&line).map_err(|e| e.to_string())
     })

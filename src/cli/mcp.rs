@@ -64,6 +64,14 @@ pub fn run(args: Args) -> CliResult {
     // One approval object per `run_contract` call.
     let settings = run::settings(&args.op, 1)?;
     let policy = load::load_policy(&args.policy)?;
+    // The state store (approvals, ledger) must work before serving, and
+    // exist before the default receipt directory is made inside it.
+    if let (location, Err(e)) = run::open_state(&args.op)? {
+        return Err(CliError(format!(
+            "state store {}: {e}; not serving",
+            location.shown()
+        )));
+    }
     let receipt_dir = match &args.receipt_dir {
         Some(d) => d.clone(),
         None => args
@@ -355,7 +363,7 @@ impl Server {
             Ok(o) => o,
             Err(e) => return tool_error(format!("{e}; nothing was run")),
         };
-        let ledger = match run::open_ledger(&self.op) {
+        let state = match run::open_state(&self.op) {
             Ok(l) => l,
             Err(CliError(e)) => return tool_error(e),
         };
@@ -376,7 +384,7 @@ impl Server {
             keep_outputs: Some(RETURNED_STREAM_BYTES),
             private_dir: Some(&self.receipt_dir),
         };
-        let outcome = match run::execute(&self.settings, &self.op, &request, out, ledger) {
+        let outcome = match run::execute(&self.settings, &self.op, &request, out, state) {
             Ok(o) => o,
             Err(CliError(e)) => return tool_error(e),
         };

@@ -5,7 +5,7 @@ use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult, EXIT_DENY, EXIT_NEEDS_APPROVAL, EXIT_OK};
-use crate::approval::{signed, store};
+use crate::approval::signed;
 use crate::engine;
 use crate::evidence::receipt::{
     self, EffectSummary, Receipt, ReceiptBase, ReceiptOut, ReceiptStatus, Signer,
@@ -26,6 +26,7 @@ use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
 use crate::protocol::load;
 use crate::sandbox::{self, SandboxConfig};
+use crate::state::{Location, StateStore};
 use crate::text::escape_control;
 use crate::time::now_rfc3339;
 
@@ -118,9 +119,14 @@ pub struct OperatorArgs {
     /// --approver-keyring.
     #[arg(long, value_name = "N|CLASS=N,...")]
     pub approvals_required: Option<String>,
-    /// Append every receipt of this run to the tamper-evident ledger in the
-    /// state directory (RFC 0011); a failed append is an error.
-    #[arg(long)]
+    /// PostgreSQL state store for a fleet (`postgres://…`; also
+    /// CSC_STATE_URL): approval consumption and the ledger live there
+    /// instead of --state-dir (RFC 0014).
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    pub state_url: Option<String>,
+    /// Accepted for scripts written for the opt-in ledger; every receipt is
+    /// appended to the ledger now.
+    #[arg(long, hide = true)]
     pub ledger: bool,
 }
 
@@ -266,8 +272,11 @@ struct Emitter<'a> {
     base: ReceiptBase,
     out: ReceiptOut,
     signer: Option<Signer<'a>>,
-    /// The state store whose ledger gets every receipt (`--ledger`).
-    ledger: Option<std::cell::RefCell<store::Store>>,
+    /// The state store: single-use approvals, and the ledger that gets
+    /// every receipt (or why it cannot be used: the run is blocked).
+    state: std::cell::RefCell<OpenedState>,
+    /// Where it lives.
+    location: Location,
 }
 
 impl Emitter<'_> {
@@ -287,15 +296,19 @@ impl Emitter<'_> {
             };
             CliError(format!("{e}{ran}"))
         })?;
-        if let Some(l) = &self.ledger {
-            crate::ledger::db::append_rendered(&mut l.borrow_mut(), &bytes, &now_rfc3339())
-                .map_err(|e| {
-                    CliError(format!(
-                        "receipt written to {} but NOT appended to the ledger: {e}",
-                        self.out.path().display()
-                    ))
-                })?;
-        }
+        // The receipt is on disk; a run whose receipt is not in the ledger
+        // never reports success.
+        let appended = match &mut *self.state.borrow_mut() {
+            Ok(store) => crate::state::append_rendered(&mut **store, &bytes, &now_rfc3339()),
+            Err(e) => Err(format!("the store is unusable: {e}")),
+        };
+        appended.map_err(|e| {
+                CliError(format!(
+                    "receipt written to {} but NOT appended to the ledger of the state store {}: {e}; run csc ledger verify before trusting this store",
+                    self.out.path().display(),
+                    self.location.shown()
+                ))
+            })?;
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
             ReceiptStatus::Failed => {
@@ -403,7 +416,7 @@ pub fn run(args: Args) -> CliResult {
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
         .map_err(|e| CliError(format!("{e}; nothing was run")))?;
-    let ledger = open_ledger(&args.op)?;
+    let state = open_state(&args.op)?;
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
     let approvals: Vec<_> = args
@@ -422,27 +435,20 @@ pub fn run(args: Args) -> CliResult {
         keep_outputs: None,
         private_dir: None,
     };
-    execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
+    execute(&settings, &args.op, &request, out, state).map(|o| o.code)
 }
 
-/// The approval store for `--ledger`, opened before anything runs.
-pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, CliError> {
-    if !op.ledger {
-        return Ok(None);
-    }
-    let dir = op
-        .state_dir
-        .clone()
-        .or_else(store::default_state_dir)
-        .ok_or_else(|| {
-            CliError(
-                "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
-                    .to_owned(),
-            )
-        })?;
-    let s = store::Store::open(&dir)
-        .map_err(|e| CliError(format!("--ledger: {e}; nothing was run")))?;
-    Ok(Some(s))
+/// The state store, or why it cannot be used.
+pub(crate) type OpenedState = Result<Box<dyn StateStore>, String>;
+
+/// The state store (approvals and ledger), opened before the contract is
+/// read. Flags naming no usable location are an error; a store that
+/// cannot be opened blocks the run with a receipt saying why.
+pub(crate) fn open_state(op: &OperatorArgs) -> Result<(Location, OpenedState), CliError> {
+    let location = Location::resolve(op.state_url.as_deref(), op.state_dir.as_deref())
+        .map_err(|e| CliError(format!("{e}; nothing was run")))?;
+    let store = location.open().map_err(|e| e.to_string());
+    Ok((location, store))
 }
 
 /// Decide, gate, execute and write the receipt: the one run path of
@@ -453,7 +459,7 @@ pub(crate) fn execute(
     op: &OperatorArgs,
     req: &Request<'_>,
     out: ReceiptOut,
-    ledger: Option<store::Store>,
+    state: (Location, OpenedState),
 ) -> Result<Outcome, CliError> {
     let contract = req.contract;
     let policy = req.policy;
@@ -486,7 +492,8 @@ pub(crate) fn execute(
             key,
             key_id: key_id.as_str(),
         }),
-        ledger: ledger.map(std::cell::RefCell::new),
+        state: std::cell::RefCell::new(state.1),
+        location: state.0,
     };
     let (receipt, code, commands) = gate_and_run(&emitter, settings, op, req)?;
     let rendered = emitter.emit(&receipt, code)?;
@@ -511,6 +518,10 @@ fn gate_and_run(
 ) -> Result<Ran, CliError> {
     let c = &req.contract.contract;
     let p = &req.policy.policy;
+    // Nothing runs without a ledger to record it.
+    if let Err(e) = &*emitter.state.borrow() {
+        return Ok(emitter.blocked(e, EXIT_DENY));
+    }
     if let Some(cfg) = &settings.sandbox
         && let Err(e) = egress_precheck(cfg, c, req.output_dir)
     {
@@ -595,56 +606,49 @@ fn gate_and_run(
     {
         return Ok(emitter.blocked(&e, EXIT_DENY));
     }
-    let state_dir = match single_use.first().map(|_| ()).or(op.ledger.then_some(())) {
-        Some(()) => match op.state_dir.clone().or_else(store::default_state_dir) {
-            Some(dir) => Some(dir),
-            None => {
-                return Ok(emitter.blocked(
-                        "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)",
-                        EXIT_DENY,
-                    ));
-            }
-        },
-        _ => None,
-    };
     if let Err(e) = own_paths_outside_scopes(
         &emitter.out,
         output_dir.as_ref(),
-        state_dir.as_deref(),
+        emitter.location.dir(),
         op,
         c,
     ) {
         return Ok(emitter.blocked(&e, EXIT_DENY));
     }
 
-    let mut store = None;
-    if let Some(dir) = &state_dir {
-        let s = match store::Store::open(dir) {
-            Ok(s) => s,
-            Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
+    let with_store =
+        |f: &mut dyn FnMut(&mut dyn StateStore) -> Result<(), String>| match &mut *emitter
+            .state
+            .borrow_mut()
+        {
+            Ok(store) => f(&mut **store),
+            Err(e) => Err(e.clone()),
         };
-        for id in &single_use {
-            match s.consumed_at(id) {
-                Ok(None) => {}
-                Ok(Some(at)) => {
-                    return Ok(emitter.blocked(
-                        &format!(
-                            "approval {id:?} has already been consumed (single_execution) at {at}"
-                        ),
-                        EXIT_DENY,
-                    ));
-                }
-                Err(e) => return Ok(emitter.blocked(&e.to_string(), EXIT_DENY)),
+    for id in &single_use {
+        let mut at = None;
+        let looked = with_store(&mut |s| {
+            at = s.consumed_at(id).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        match looked.map(|()| at) {
+            Ok(None) => {}
+            Ok(Some(at)) => {
+                return Ok(emitter.blocked(
+                    &format!(
+                        "approval {id:?} has already been consumed (single_execution) at {at}"
+                    ),
+                    EXIT_DENY,
+                ));
             }
+            Err(e) => return Ok(emitter.blocked(&e, EXIT_DENY)),
         }
-        store = Some(s);
     }
 
     let mut consume = || -> Result<(), String> {
-        let Some(s) = store.as_mut() else {
+        if single_use.is_empty() {
             return Ok(());
-        };
-        match s.consume_all(
+        }
+        with_store(&mut |s| match s.consume_all(
             &single_use,
             &emitter.base.contract_sha256,
             &emitter.base.execution_id,
@@ -655,7 +659,7 @@ fn gate_and_run(
                 "approval {id:?} has already been consumed (single_execution) at {at}"
             )),
             Err(e) => Err(e.to_string()),
-        }
+        })
     };
     crate::exec::sys::catch_interrupts()
         .map_err(|e| CliError(format!("cannot install signal handlers: {e}")))?;
@@ -667,7 +671,7 @@ fn gate_and_run(
     let lookup = |name: &str| std::env::var_os(name);
     let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
         config,
-        hidden_paths: private_paths(op, req),
+        hidden_paths: private_paths(op, emitter.location.dir(), req),
         egress: Default::default(),
     });
     let launcher: &dyn Launcher = match &sandbox_launcher {
@@ -903,8 +907,8 @@ fn write_egress_log(dir: &DirFd, id: &str, bytes: &[u8]) -> Result<String, Strin
 /// approval, receipt, output dir), as the kernel resolves them: hardened
 /// mode masks them wherever a bind would expose them. Paths that do not
 /// exist yet hold nothing to hide.
-fn private_paths(op: &OperatorArgs, req: &Request<'_>) -> Vec<PathBuf> {
-    let state_dir = op.state_dir.clone().or_else(store::default_state_dir);
+fn private_paths(op: &OperatorArgs, state_dir: Option<&Path>, req: &Request<'_>) -> Vec<PathBuf> {
+    let state_dir = state_dir.map(Path::to_path_buf);
     let receipt_out = req.receipt_out.to_path_buf();
     let output_dir = req.output_dir.map(Path::to_path_buf);
     [

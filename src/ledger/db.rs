@@ -66,13 +66,6 @@ pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, Store
     Ok(index as u64)
 }
 
-/// Append a receipt as rendered (pretty JSON): its canonical bytes.
-pub fn append_rendered(store: &mut Store, rendered: &[u8], now: &str) -> Result<u64, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(rendered).map_err(|e| format!("receipt is not JSON: {e}"))?;
-    append(store, &super::canonical_receipt(&value), now).map_err(|e| e.to_string())
-}
-
 /// Call `each` with every entry in stored order (by index).
 pub fn for_each_entry(
     store: &Store,
@@ -158,11 +151,11 @@ pub fn add_checkpoint(store: &mut Store, tree_size: u64, env: &Envelope) -> Resu
 /// Recompute the whole stored log against `checkpoints` (already
 /// signature-checked by the caller).
 pub fn verify(
-    store: &Store,
+    store: &mut dyn crate::state::StateStore,
     checkpoints: &[(super::Checkpoint, String)],
 ) -> Result<super::LogReport, String> {
     let mut v = LogVerifier::default();
-    for_each_entry(store, |e| {
+    store.for_each_entry(&mut |e| {
         v.push(&e);
         Ok(())
     })?;
