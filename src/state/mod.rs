@@ -4,6 +4,7 @@
 //! (default, `crate::approval::store`) and PostgreSQL for a fleet of
 //! runners (`--state-url postgres://…`, [`postgres`]).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -140,11 +141,7 @@ impl Location {
 }
 
 fn open_url(url: &str) -> Result<Box<dyn StateStore>, StoreError> {
-    Err(StoreError::Db {
-        path: redact(url),
-        what: "connect",
-        message: "PostgreSQL support is not built in".to_owned(),
-    })
+    Ok(Box::new(postgres::PgStore::open(url)?))
 }
 
 /// A URL with any password (and query parameters that may carry one)

@@ -1,6 +1,7 @@
 //! Shared helpers for the `csc run` integration tests.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod require;
 pub mod shipped_hashes;
 
