@@ -10,10 +10,10 @@ mod explain;
 mod hash;
 mod keygen;
 mod ledger;
-mod state;
 mod mcp;
 mod run;
 mod sandbox;
+mod state;
 mod validate;
 mod verify_receipt;
 

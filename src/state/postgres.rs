@@ -198,16 +198,21 @@ fn percent_decode(v: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len() + 0
-            && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (other, _) => {
+                out.push(other);
+                i += 1;
+            }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -280,7 +285,12 @@ fn passfile_password(config: &Config, shown: &str) -> Result<Option<Vec<u8>>, St
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "localhost".to_owned(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or_default().to_owned();
     let db = config.get_dbname().unwrap_or(&user).to_owned();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -289,7 +299,10 @@ fn passfile_password(config: &Config, shown: &str) -> Result<Option<Vec<u8>>, St
             continue;
         }
         let ok = |f: &str, v: &str| f == "*" || f == v;
-        if ok(&fields[0], &host) && ok(&fields[1], &port) && ok(&fields[2], &db) && ok(&fields[3], &user)
+        if ok(&fields[0], &host)
+            && ok(&fields[1], &port)
+            && ok(&fields[2], &db)
+            && ok(&fields[3], &user)
         {
             return Ok(Some(fields[4].clone().into_bytes()));
         }
@@ -303,13 +316,15 @@ fn split_pgpass(line: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                if let Some(n) = chars.next() {
-                    fields.last_mut().map(|f| f.push(n));
+                if let (Some(n), Some(f)) = (chars.next(), fields.last_mut()) {
+                    f.push(n);
                 }
             }
             ':' if fields.len() < 5 => fields.push(String::new()),
             c => {
-                fields.last_mut().map(|f| f.push(c));
+                if let Some(f) = fields.last_mut() {
+                    f.push(c);
+                }
             }
         }
     }
@@ -319,9 +334,9 @@ fn split_pgpass(line: &str) -> Vec<String> {
 fn connect_with(config: &Config, tls: &Tls, shown: &str) -> Result<Client, StoreError> {
     let mut client = match tls {
         Tls::None => config.connect(NoTls),
-        Tls::Rustls(c) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-            (**c).clone(),
-        )),
+        Tls::Rustls(c) => {
+            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((**c).clone()))
+        }
     }
     .map_err(err(shown, "connect"))?;
     let ms = STATEMENT_TIMEOUT.as_millis();
@@ -469,9 +484,12 @@ impl StateStore for PgStore {
 
     fn store_id(&mut self) -> Result<String, StoreError> {
         self.retrying(|c, shown| {
-            c.query_one("SELECT value FROM csc_store_meta WHERE key = 'store_id'", &[])
-                .map(|r| r.get(0))
-                .map_err(err(shown, "read store id"))
+            c.query_one(
+                "SELECT value FROM csc_store_meta WHERE key = 'store_id'",
+                &[],
+            )
+            .map(|r| r.get(0))
+            .map_err(err(shown, "read store id"))
         })
     }
 
@@ -612,9 +630,12 @@ impl StateStore for PgStore {
     fn checkpoints(&mut self) -> Result<Vec<Envelope>, String> {
         let texts: Vec<String> = self
             .retrying(|c, shown| {
-                c.query("SELECT envelope FROM csc_ledger_checkpoints ORDER BY seq", &[])
-                    .map(|rows| rows.into_iter().map(|r| r.get(0)).collect())
-                    .map_err(err(shown, "ledger read"))
+                c.query(
+                    "SELECT envelope FROM csc_ledger_checkpoints ORDER BY seq",
+                    &[],
+                )
+                .map(|rows| rows.into_iter().map(|r| r.get(0)).collect())
+                .map_err(err(shown, "ledger read"))
             })
             .map_err(|e| e.to_string())?;
         texts
@@ -647,4 +668,29 @@ impl StateStore for PgStore {
 /// Whether `e` is a unique violation (for callers that race on keys).
 pub fn is_unique_violation(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_helpers_never_panic() {
+        assert_eq!(percent_decode("%2Ftmp%2fx"), "/tmp/x");
+        for odd in ["%", "%4", "%é", "%aé", "a%zz", "%%41"] {
+            let _ = percent_decode(odd);
+        }
+        assert_eq!(
+            split_pgpass(r"h:5432:db:u:pa\:ss:word"),
+            ["h", "5432", "db", "u", "pa:ss:word"]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(url in "postgres(ql)?://[ -~]{0,60}") {
+            let _ = parse(&url);
+            let _ = redact(&url);
+        }
+    }
 }

@@ -71,7 +71,9 @@ fn as_server(cmd: &mut Command) -> &mut Command {
 }
 
 fn start() -> Result<Cluster, String> {
-    let bin = bin_dir().ok_or("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin; apt-get install postgresql)")?;
+    let bin = bin_dir().ok_or(
+        "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin; apt-get install postgresql)",
+    )?;
     let root = tempfile::Builder::new()
         .prefix("csc-pg-")
         .tempdir()
@@ -217,7 +219,9 @@ impl Cluster {
         .unwrap();
         // Until the old postmaster is gone.
         let start = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(30) {
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && start.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.wait_ready().unwrap();

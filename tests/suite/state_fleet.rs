@@ -20,7 +20,14 @@ impl Host {
         Host { home }
     }
 
-    fn spawn(&self, url: &str, contract: &Path, policy: &Path, n: usize, extra: &[&str]) -> (Child, PathBuf) {
+    fn spawn(
+        &self,
+        url: &str,
+        contract: &Path,
+        policy: &Path,
+        n: usize,
+        extra: &[&str],
+    ) -> (Child, PathBuf) {
         let receipt = self.home.path().join(format!("receipts/r{n}.json"));
         let child = Command::new(common::CSC)
             .arg("run")
@@ -61,13 +68,32 @@ fn ledger_verify(url: &str, ws: &common::Ws) -> (bool, Value) {
     )
     .unwrap();
     let cp = Command::new(common::CSC)
-        .args(["ledger", "checkpoint", "--key-id", "l", "--state-url", url, "--signing-key"])
+        .args([
+            "ledger",
+            "checkpoint",
+            "--key-id",
+            "l",
+            "--state-url",
+            url,
+            "--signing-key",
+        ])
         .arg(&key)
         .output()
         .unwrap();
-    assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
     let out = Command::new(common::CSC)
-        .args(["ledger", "verify", "--json", "--state-url", url, "--keyring"])
+        .args([
+            "ledger",
+            "verify",
+            "--json",
+            "--state-url",
+            url,
+            "--keyring",
+        ])
         .arg(&ring)
         .output()
         .unwrap();
@@ -96,17 +122,28 @@ fn three_hosts_racing_fifty_runs_each_execute_one_approval_once() {
     let Some(c) = pg::cluster() else { return };
     let url = c.migrated_db();
     let ws = common::ws();
-    let contract = ws.contract_with("c.json", vec![ws.cmd("t", &["sh", "-c", "echo ran >> runs"])], |c| {
-        c["approval_mode"] = json!("human_required");
-        c["commands"][0]["write_paths"] = json!([ws.s("runs")]);
-    });
+    std::fs::create_dir(ws.path("out")).unwrap();
+    let contract = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("t", &["sh", "-c", "echo ran >> out/runs"])],
+        |c| {
+            c["approval_mode"] = json!("human_required");
+            c["commands"][0]["write_paths"] = json!([ws.s("out")]);
+        },
+    );
     let a = approval(&ws, &contract);
     let policy = ws.path("policy.yaml");
     let hosts: Vec<Host> = (0..3).map(|_| Host::new()).collect();
     let mut children = Vec::new();
     for i in 0..50 {
         for h in &hosts {
-            children.push(h.spawn(&url, &contract, &policy, i, &["--approval", a.to_str().unwrap()]));
+            children.push(h.spawn(
+                &url,
+                &contract,
+                &policy,
+                i,
+                &["--approval", a.to_str().unwrap()],
+            ));
         }
     }
     let mut statuses = Vec::new();
@@ -116,8 +153,12 @@ fn three_hosts_racing_fifty_runs_each_execute_one_approval_once() {
     }
     let successes = statuses.iter().filter(|s| *s == "success").count();
     assert_eq!(successes, 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| *s == "blocked").count(), 149, "{statuses:?}");
-    let runs = std::fs::read_to_string(ws.path("runs")).unwrap();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "blocked").count(),
+        149,
+        "{statuses:?}"
+    );
+    let runs = std::fs::read_to_string(ws.path("out/runs")).unwrap();
     assert_eq!(runs.lines().count(), 1, "the command ran more than once");
     let (ok, report) = ledger_verify(&url, &ws);
     assert!(ok, "{report}");
@@ -158,17 +199,30 @@ fn a_thousand_concurrent_runs_append_one_verifiable_log() {
 
 #[test]
 fn a_database_restart_mid_run_loses_nothing_and_replays_nothing() {
-    let Some(c) = pg::private_cluster() else { return };
+    let Some(c) = pg::private_cluster() else {
+        return;
+    };
     let url = c.migrated_db();
     let ws = common::ws();
-    let contract = ws.contract_with("c.json", vec![ws.cmd("t", &["sh", "-c", "sleep 2; echo ran >> runs"])], |c| {
-        c["approval_mode"] = json!("human_required");
-        c["commands"][0]["write_paths"] = json!([ws.s("runs")]);
-    });
+    std::fs::create_dir(ws.path("out")).unwrap();
+    let contract = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("t", &["sh", "-c", "sleep 2; echo ran >> out/runs"])],
+        |c| {
+            c["approval_mode"] = json!("human_required");
+            c["commands"][0]["write_paths"] = json!([ws.s("out")]);
+        },
+    );
     let a = approval(&ws, &contract);
     let policy = ws.path("policy.yaml");
     let host = Host::new();
-    let (child, receipt) = host.spawn(&url, &contract, &policy, 0, &["--approval", a.to_str().unwrap()]);
+    let (child, receipt) = host.spawn(
+        &url,
+        &contract,
+        &policy,
+        0,
+        &["--approval", a.to_str().unwrap()],
+    );
     // Once the command runs (the approval is consumed), restart the server.
     let start = std::time::Instant::now();
     while !consumed(&c, &url) {
@@ -177,14 +231,31 @@ fn a_database_restart_mid_run_loses_nothing_and_replays_nothing() {
     }
     c.restart();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(status(&receipt).as_deref(), Some("success"));
     // Nothing replayed: the consumption survived the restart.
-    let (child, receipt) = host.spawn(&url, &contract, &policy, 1, &["--approval", a.to_str().unwrap()]);
+    let (child, receipt) = host.spawn(
+        &url,
+        &contract,
+        &policy,
+        1,
+        &["--approval", a.to_str().unwrap()],
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(status(&receipt).as_deref(), Some("blocked"));
-    assert_eq!(std::fs::read_to_string(ws.path("runs")).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(ws.path("out/runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
     // Nothing lost: both receipts are in the log.
     let (ok, report) = ledger_verify(&url, &ws);
     assert!(ok, "{report}");

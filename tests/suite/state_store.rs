@@ -15,7 +15,10 @@ fn consume_is_once_and_all_or_nothing(open: Opener) {
     let mut s = open();
     assert_eq!(s.consumed_at("a").unwrap(), None);
     let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(s.consume_all(&ids(&["a"]), "h", "e1", "t1").unwrap(), Ok(()));
+    assert_eq!(
+        s.consume_all(&ids(&["a"]), "h", "e1", "t1").unwrap(),
+        Ok(())
+    );
     drop(s);
     let mut s = open();
     assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
@@ -24,11 +27,15 @@ fn consume_is_once_and_all_or_nothing(open: Opener) {
         Err(("a".to_owned(), "t1".to_owned()))
     );
     assert_eq!(
-        s.consume_all(&ids(&["b", "a", "c"]), "h", "e3", "t3").unwrap(),
+        s.consume_all(&ids(&["b", "a", "c"]), "h", "e3", "t3")
+            .unwrap(),
         Err(("a".to_owned(), "t1".to_owned()))
     );
     assert_eq!(s.consumed_at("b").unwrap(), None, "rolled back");
-    assert_eq!(s.consume_all(&ids(&["b", "c"]), "h", "e4", "t4").unwrap(), Ok(()));
+    assert_eq!(
+        s.consume_all(&ids(&["b", "c"]), "h", "e4", "t4").unwrap(),
+        Ok(())
+    );
     assert_eq!(s.consumed_at("c").unwrap().as_deref(), Some("t4"));
 }
 
@@ -163,7 +170,11 @@ fn postgres_schema_is_migrated_explicitly_and_checked() {
     let e = open_err(&url);
     assert!(e.contains("run csc state migrate"), "{e}");
     assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (0, 1));
-    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (1, 1), "idempotent");
+    assert_eq!(
+        csc::state::postgres::migrate(&url).unwrap(),
+        (1, 1),
+        "idempotent"
+    );
     Location::Url(url.clone()).open().unwrap();
     // A newer schema (a newer csc migrated it) is refused, not guessed at.
     let db = url.split("///").nth(1).unwrap().split('?').next().unwrap();
@@ -179,7 +190,14 @@ fn postgres_schema_is_migrated_explicitly_and_checked() {
 fn postgres_runner_role_cannot_update_or_delete() {
     let Some(c) = pg::cluster() else { return };
     let url = c.migrated_db();
-    let db = url.split("///").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    let db = url
+        .split("///")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     let mut admin = c.admin(&db);
     let roles = include_str!("../../docs/sql/fleet-roles.sql");
     // Roles are cluster-wide: name them per database.
@@ -192,7 +210,9 @@ fn postgres_runner_role_cannot_update_or_delete() {
     let runner_url = c.url_for(&db, &runner);
     // The runner does its job: consume, append, checkpoint, read.
     let mut s = Location::Url(runner_url.clone()).open().unwrap();
-    s.consume_all(&["a".to_owned()], "h", "e", "t").unwrap().unwrap();
+    s.consume_all(&["a".to_owned()], "h", "e", "t")
+        .unwrap()
+        .unwrap();
     s.append(br#"{"execution_id":"x"}"#, "t").unwrap();
     let report = db::verify(&mut *s, &[]).unwrap();
     assert!(report.valid());
@@ -234,11 +254,15 @@ fn postgres_credentials_are_never_printed() {
     assert!(!e.contains("hunter2secret"), "{e}");
     assert!(e.contains("***"), "{e}");
     // An unreachable TCP host over TLS: bounded, and redacted.
-    let e = open_err("postgresql://u:hunter2secret@127.0.0.1:1/db?sslmode=disable&connect_timeout=2");
+    let e =
+        open_err("postgresql://u:hunter2secret@127.0.0.1:1/db?sslmode=disable&connect_timeout=2");
     assert!(!e.contains("hunter2secret"), "{e}");
     // A downgradable sslmode is refused for a remote host.
     let e = open_err("postgresql://u:hunter2secret@db.example/db?sslmode=prefer");
-    assert!(e.contains("sslmode=prefer") && !e.contains("hunter2secret"), "{e}");
+    assert!(
+        e.contains("sslmode=prefer") && !e.contains("hunter2secret"),
+        "{e}"
+    );
     let e = open_err("postgresql://u@db.example/db?sslmode=disable");
     assert!(e.contains("only honoured"), "{e}");
 }
