@@ -39,6 +39,8 @@ pub const DB_FILE: &str = "approvals.sqlite3";
 pub const MARKER_FILE: &str = "approvals.store-id";
 /// The database's write-ahead log (kept between runs).
 pub const WAL_FILE: &str = "approvals.sqlite3-wal";
+/// Log size above which a commit trims it ([`Store::trim_log`]).
+pub const WAL_TRIM_BYTES: u64 = 256 * 1024;
 /// The write-ahead log's shared-memory index.
 pub const SHM_FILE: &str = "approvals.sqlite3-shm";
 const MARKER_PREFIX: &str = "csc-approval-store v1 ";
@@ -321,7 +323,9 @@ impl Store {
                 message: format!("cannot switch to write-ahead logging (journal_mode is {mode})"),
             });
         }
-        conn.execute_batch("PRAGMA synchronous = FULL")
+        // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
+        // ones, which never restart the log across processes.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
             .map_err(db("synchronous"))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -441,6 +445,24 @@ impl Store {
             }
         }
         Ok(Store { conn, path })
+    }
+
+    /// Keep the write-ahead log short: every process rebuilds the log's
+    /// index by reading all of it when it opens the store, so once it holds
+    /// more than [`WAL_TRIM_BYTES`] its content is copied into the database
+    /// and the log truncated (the file stays). Called after a commit; the
+    /// commit is already durable, so a failed trim is only retried later.
+    pub(crate) fn trim_log(&self) {
+        let big = self
+            .path
+            .parent()
+            .and_then(|d| std::fs::symlink_metadata(d.join(WAL_FILE)).ok())
+            .is_some_and(|m| m.len() > WAL_TRIM_BYTES);
+        if big {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
     }
 
     /// SQLite's full integrity check (`PRAGMA integrity_check`): `Ok(())`
@@ -580,6 +602,7 @@ impl Store {
             }
         }
         tx.commit().map_err(db("commit"))?;
+        self.trim_log();
         Ok(Ok(()))
     }
 }
@@ -691,6 +714,24 @@ mod tests {
             matches!(&err, StoreError::Lost { problem, .. } if problem.contains(WAL_FILE)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_write_ahead_log_stays_short_across_processes() {
+        // Each run is its own process: reopen per append, as csc does.
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..400 {
+            let mut s = Store::open(dir.path()).unwrap();
+            let receipt = format!(
+                "{{\"execution_id\":\"{i}\",\"pad\":\"{}\"}}",
+                "x".repeat(1200)
+            );
+            crate::ledger::db::append(&mut s, receipt.as_bytes(), "t").unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
+        assert!(wal <= 2 * WAL_TRIM_BYTES, "the log grew to {wal} bytes");
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(crate::ledger::db::leaves(&s).unwrap().len(), 400);
     }
 
     #[test]

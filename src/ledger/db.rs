@@ -63,6 +63,7 @@ pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, Store
     )
     .map_err(err("ledger append"))?;
     tx.commit().map_err(err("ledger commit"))?;
+    store.trim_log();
     Ok(index as u64)
 }
 
