@@ -71,8 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     f.sync_all()?;
     let (mut run_add, mut flush) = (Vec::new(), Vec::new());
     for i in 0..runs {
-        let mut r = last.clone();
-        r.extend_from_slice(format!(" {i}").as_bytes());
+        // The last receipt with one more member: distinct, still JSON.
+        let mut r = last[..last.len() - 1].to_vec();
+        r.extend_from_slice(format!(",\"zz_run\":{i}}}").as_bytes());
         let start = Instant::now();
         let mut s = Store::open(&dir)?;
         db::append(&mut s, &r, "2026-11-21T12:00:02.000000+00:00")?;

@@ -7,9 +7,8 @@
 //! one insert succeeds; the other sees a constraint violation, i.e.
 //! "already consumed". A database that cannot be opened or has an
 //! unexpected shape is an error — never "empty"; corruption met while
-//! reading is an error too, and `csc ledger verify` / `csc state check` run
-//! SQLite's full integrity check (not every run: its cost grows with the
-//! database).
+//! reading is an error too, and `csc ledger verify` runs SQLite's quick
+//! check (not every run: its cost grows with the database).
 //!
 //! The database runs in write-ahead-log mode with `synchronous = FULL`: a
 //! commit is one append to the log and one flush. The log is never
@@ -28,7 +27,7 @@
 //! writable by group or others (unless sticky) or owned by another user than root.
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -188,6 +187,46 @@ fn check_file(path: &Path) -> Result<Option<u64>, StoreError> {
         ));
     }
     Ok(Some(meta.len()))
+}
+
+/// Run `f` in a `BEGIN IMMEDIATE` transaction, committed when it returns
+/// `Ok((_, true))` and rolled back otherwise. Taking the write lock is
+/// retried for up to [`BUSY_TIMEOUT`]: under many concurrent writers SQLite
+/// can report "database is locked" at `BEGIN` without waiting.
+pub(crate) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<(T, bool), rusqlite::Error>,
+) -> Result<T, (&'static str, rusqlite::Error)> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(("begin", e)),
+        }
+    }
+    match f(conn) {
+        Ok((value, true)) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(("commit", e))
+            }
+        },
+        Ok((value, false)) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(("write", e))
+        }
+    }
 }
 
 /// Whether the database header (bytes 18 and 19) says write-ahead-log mode.
@@ -458,19 +497,24 @@ impl Store {
             .parent()
             .and_then(|d| std::fs::symlink_metadata(d.join(WAL_FILE)).ok())
             .is_some_and(|m| m.len() > WAL_TRIM_BYTES);
-        if big {
+        // Without waiting: a checkpointer that waits for readers while
+        // they wait for the write lock would deadlock (SQLite then fails
+        // one of them with "database is locked"). Busy now, trimmed later.
+        if big && self.conn.busy_timeout(Duration::ZERO).is_ok() {
             let _ = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
     }
 
-    /// SQLite's full integrity check (`PRAGMA integrity_check`): `Ok(())`
-    /// or every problem it reports.
+    /// SQLite's quick check (`PRAGMA quick_check`: every page and record
+    /// well-formed; O(database), so not on every run): `Ok(())` or every
+    /// problem it reports.
     pub fn integrity_check(&self) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare("PRAGMA integrity_check")
+            .prepare("PRAGMA quick_check")
             .map_err(self.err("integrity check"))?;
         let lines = stmt
             .query_map([], |r| r.get::<_, String>(0))
@@ -573,37 +617,36 @@ impl Store {
                 message: e.to_string(),
             }
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("begin"))?;
-        for id in approval_ids {
-            let inserted = tx.execute(
-                "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id, contract_sha256, execution_id, now],
-            );
-            match inserted {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation =>
-                {
-                    let at: String = tx
-                        .query_row(
+        let outcome = immediate(&self.conn, |tx| {
+            for id in approval_ids {
+                let inserted = tx.execute(
+                    "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, contract_sha256, execution_id, now],
+                );
+                match inserted {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == ErrorCode::ConstraintViolation =>
+                    {
+                        let at: String = tx.query_row(
                             "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
                             params![id],
                             |r| r.get(0),
-                        )
-                        .map_err(db("query"))?;
-                    // Dropping the transaction rolls every insert back.
-                    return Ok(Err((id.clone(), at)));
+                        )?;
+                        // Rolled back: none of this run's ids is consumed.
+                        return Ok((Err((id.clone(), at)), false));
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(db("insert")(e)),
             }
+            Ok((Ok(()), true))
+        })
+        .map_err(|(what, e)| db(what)(e))?;
+        if outcome.is_ok() {
+            self.trim_log();
         }
-        tx.commit().map_err(db("commit"))?;
-        self.trim_log();
-        Ok(Ok(()))
+        Ok(outcome)
     }
 }
 

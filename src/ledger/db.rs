@@ -2,7 +2,7 @@
 //! `ledger_entries(idx, leaf_hash, prev_leaf_hash, receipt, appended_at)`
 //! and `ledger_checkpoints(seq, tree_size, envelope)`.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::merkle::{Hash, leaf_hash};
 use super::{Entry, LogVerifier};
@@ -40,29 +40,32 @@ pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, Store
             message: e.to_string(),
         }
     };
-    let conn = store.connection();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("ledger begin"))?;
-    let last: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(err("ledger read"))?;
-    let (index, prev) = match last {
-        None => (0i64, [0u8; 32]),
-        Some((i, h)) => (i + 1, hash_of(h).map_err(err("ledger read"))?),
-    };
     let leaf = leaf_hash(receipt);
-    tx.execute(
-        "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![index, &leaf[..], &prev[..], receipt, now],
-    )
-    .map_err(err("ledger append"))?;
-    tx.commit().map_err(err("ledger commit"))?;
+    let index = crate::approval::store::immediate(store.conn_ref(), |tx| {
+        let last: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (index, prev) = match last {
+            None => (0i64, [0u8; 32]),
+            Some((i, h)) => (i + 1, hash_of(h)?),
+        };
+        tx.execute(
+            "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![index, &leaf[..], &prev[..], receipt, now],
+        )?;
+        Ok((index, true))
+    })
+    .map_err(|(what, e)| {
+        err(match what {
+            "begin" => "ledger begin",
+            "commit" => "ledger commit",
+            _ => "ledger append",
+        })(e)
+    })?;
     store.trim_log();
     Ok(index as u64)
 }

@@ -139,6 +139,13 @@ fn parse(url: &str) -> Result<(Config, Tls), StoreError> {
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
     config.tcp_user_timeout(STATEMENT_TIMEOUT);
+    // Session settings travel in the startup packet (no extra round trip).
+    let ms = STATEMENT_TIMEOUT.as_millis();
+    let options = format!(
+        "{} -c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms} -c synchronous_commit=on",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim_start());
     if config.get_application_name().is_none() {
         config.application_name("csc");
     }
@@ -332,36 +339,23 @@ fn split_pgpass(line: &str) -> Vec<String> {
 }
 
 fn connect_with(config: &Config, tls: &Tls, shown: &str) -> Result<Client, StoreError> {
-    let mut client = match tls {
+    let client = match tls {
         Tls::None => config.connect(NoTls),
         Tls::Rustls(c) => {
             config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((**c).clone()))
         }
     }
     .map_err(err(shown, "connect"))?;
-    let ms = STATEMENT_TIMEOUT.as_millis();
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {ms}; SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; SET synchronous_commit = on"
-        ))
-        .map_err(err(shown, "session settings"))?;
     Ok(client)
 }
 
 /// The schema version recorded in the database (`None`: never migrated).
 fn schema_version(client: &mut Client, shown: &str) -> Result<Option<i32>, StoreError> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('csc_schema') IS NOT NULL", &[])
-        .map_err(err(shown, "read schema"))?
-        .get(0);
-    if !exists {
-        return Ok(None);
+    match client.query_one("SELECT max(version) FROM csc_schema", &[]) {
+        Ok(row) => Ok(row.get(0)),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(e) => Err(err(shown, "read schema")(e)),
     }
-    let v: Option<i32> = client
-        .query_one("SELECT max(version) FROM csc_schema", &[])
-        .map_err(err(shown, "read schema"))?
-        .get(0);
-    Ok(v)
 }
 
 /// `csc state migrate`: apply every pending migration in one transaction
@@ -663,11 +657,6 @@ impl StateStore for PgStore {
     fn integrity_check(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
-}
-
-/// Whether `e` is a unique violation (for callers that race on keys).
-pub fn is_unique_violation(e: &postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
 #[cfg(test)]
