@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-300}"; THREADS="${2:-8}"; APPENDS="${3:-4000}"
 PROFILE="${PROFILE:-release}"
-if [ "$PROFILE" = release ]; then
+# NO_BUILD=1 measures the binaries already built.
+if [ -n "${NO_BUILD:-}" ]; then
+  :
+elif [ "$PROFILE" = release ]; then
   cargo build --release --quiet --bin csc --example state_bench
 else
   cargo build --quiet --bin csc --example state_bench
@@ -34,6 +37,6 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
 URL="postgresql:///postgres?host=$WORK/pg/sock&user=postgres"
 "${CARGO_TARGET_DIR:-target}/$PROFILE/csc" state migrate --state-url "$URL"
 echo "== SQLite store ($WORK/state, same disk as the receipts)"
-"$B" "$WORK/state" "$RUNS" "$THREADS" "$APPENDS"
+"$B" "$WORK/state" "$RUNS" "${SQLITE_THREADS:-$THREADS}" "$APPENDS"
 echo "== PostgreSQL $(basename "$(dirname "$PGBIN")") (unix socket, fsync on, synchronous_commit on)"
 "$B" "$URL" "$RUNS" "$THREADS" "$APPENDS"

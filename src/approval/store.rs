@@ -57,7 +57,7 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("approval store {path} is unusable ({what}): {message}")]
+    #[error("state store {path} is unusable ({what}): {message}")]
     Db {
         path: String,
         what: &'static str,

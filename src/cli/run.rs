@@ -77,7 +77,7 @@ pub struct OperatorArgs {
     /// Trusted search path for argv[0] (also the commands' PATH).
     #[arg(long, value_name = "DIRS", default_value = DEFAULT_SEARCH_PATH)]
     pub search_path: String,
-    /// Directory of the durable approval store [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
+    /// Directory of the state store (single-use approvals and the receipt ledger) [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Max stdout bytes captured per command.
