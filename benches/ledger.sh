@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 COUNT="${1:-100000}"
 # PROFILE=debug measures a dev build instead (slower; an upper bound).
 PROFILE="${PROFILE:-release}"
-if [ "$PROFILE" = release ]; then
+# NO_BUILD=1 measures the binaries already built.
+if [ -n "${NO_BUILD:-}" ]; then
+  :
+elif [ "$PROFILE" = release ]; then
   cargo build --release --quiet --bin csc --example ledger_bench
 else
   cargo build --quiet --bin csc --example ledger_bench

@@ -1,15 +1,19 @@
 //! Fill a ledger for benchmarks and time the appends.
 //!
-//!     cargo run --release --example ledger_bench -- COUNT STATE_DIR
+//!     cargo run --release --example ledger_bench -- COUNT STATE_DIR [RUNS]
 //!
 //! Appends COUNT distinct receipts (~1.3 KiB, shaped like real signed
 //! receipts) to the ledger of a new state store in STATE_DIR, each in its
-//! own durable transaction exactly as `csc run --ledger` does, and prints
-//! the per-append latency (median, p99, mean).
-
+//! own durable transaction exactly as `csc run` does, and prints the
+//! per-append latency (median, p99, mean). Then RUNS times (default 200),
+//! interleaved: what a run adds — open the store, append one receipt,
+//! close — and the baseline of the same run, one 4 KiB write + `fdatasync`
+//! of a file in STATE_DIR (the disk's flush latency), with the ratio.
 use csc::approval::store::Store;
 use csc::ledger::{canonical_receipt, db};
 use serde_json::json;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,8 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: ledger_bench COUNT STATE_DIR";
     let count: usize = args.next().ok_or(usage)?.parse()?;
     let dir = PathBuf::from(args.next().ok_or(usage)?);
+    let runs: usize = args.next().map_or(Ok(200), |r| r.parse())?;
     let mut store = Store::open(&dir)?;
     let mut times = Vec::with_capacity(count);
+    let mut last = Vec::new();
     for i in 0..count {
         let receipt = json!({
             "receipt_version": "csc.receipt.v0.1",
@@ -48,10 +54,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "signature": "x".repeat(88)}
         });
         let bytes = canonical_receipt(&receipt);
+        if i == count - 1 {
+            last = bytes.clone();
+        }
         let start = Instant::now();
         db::append(&mut store, &bytes, "2026-11-21T12:00:02.000000+00:00")?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let (median, p99, mean) = stats(&mut times);
+    println!("append: {count} receipts, median {median:.3} ms, p99 {p99:.3} ms, mean {mean:.3} ms");
+    drop(store);
+
+    let flush_file = dir.join("flush-baseline");
+    let mut f = std::fs::File::create(&flush_file)?;
+    f.write_all(&[0u8; 4096])?;
+    f.sync_all()?;
+    let (mut run_add, mut flush) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        // The last receipt with one more member: distinct, still JSON.
+        let mut r = last[..last.len() - 1].to_vec();
+        r.extend_from_slice(format!(",\"zz_run\":{i}}}").as_bytes());
+        let start = Instant::now();
+        let mut s = Store::open(&dir)?;
+        db::append(&mut s, &r, "2026-11-21T12:00:02.000000+00:00")?;
+        drop(s);
+        run_add.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        f.write_all_at(&[i as u8; 4096], 0)?;
+        f.sync_data()?;
+        flush.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    std::fs::remove_file(&flush_file)?;
+    let (m_run, p99_run, _) = stats(&mut run_add);
+    let (m_flush, _, _) = stats(&mut flush);
+    println!(
+        "per run (open + append + close): {runs} runs, median {m_run:.3} ms, p99 {p99_run:.3} ms; baseline 4 KiB write + fdatasync: median {m_flush:.3} ms; ratio {:.2}",
+        m_run / m_flush
+    );
+    Ok(())
+}
+
+/// Sorts `times`; returns (median, p99, mean).
+fn stats(times: &mut [f64]) -> (f64, f64, f64) {
     let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
     times.sort_by(f64::total_cmp);
     let at = |q: f64| {
@@ -60,11 +104,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .copied()
             .unwrap_or(0.0)
     };
-    println!(
-        "append: {count} receipts, median {:.3} ms, p99 {:.3} ms, mean {:.3} ms",
-        at(0.5),
-        at(0.99),
-        mean
-    );
-    Ok(())
+    (at(0.5), at(0.99), mean)
 }

@@ -26,7 +26,8 @@
 //! | 4 | [`approval`] | approval artifacts at run time and the single-use state store |
 //! | 5 | [`exec`] | running contracts: resolution, env, launch, pipelines, capture, effects |
 //! | 5 | [`ledger`] | receipt transparency log in the state store |
-//! | 6 | [`cli`] | the command-line front end: clap, dispatch, exit codes |
+//! | 6 | [`state`] | the state store behind one trait: SQLite (embedded) or PostgreSQL (fleet) |
+//! | 7 | [`cli`] | the command-line front end: clap, dispatch, exit codes |
 //!
 //! `unsafe` lives only in the crate-private `exec::sys` and `sandbox::sys`.
 #![deny(unsafe_code)]
@@ -44,6 +45,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod protocol;
 pub mod sandbox;
+pub mod state;
 pub mod text;
 pub mod time;
 

@@ -13,7 +13,6 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 
 use super::signed::{self, Accepted, LoadedApproval, Required};
-use super::store::Store;
 use crate::evidence::keyring::Keyring;
 use crate::protocol::contract::Contract;
 use crate::protocol::decision::{Decision, Verdict};
@@ -162,19 +161,18 @@ pub fn admit(
     })
 }
 
-/// None of `ids` has been consumed in `store` yet (checked before
+/// None of `ids` has been consumed yet (`consumed_at` asks the state store) (checked before
 /// anything runs; consumption itself is atomic, right before the first
 /// command starts).
-pub fn unconsumed(store: &Store, ids: &[String]) -> Result<(), String> {
+pub fn unconsumed(
+    ids: &[String],
+    consumed_at: &mut dyn FnMut(&str) -> Result<Option<String>, String>,
+) -> Result<(), String> {
     for id in ids {
-        match store.consumed_at(id) {
-            Ok(None) => {}
-            Ok(Some(at)) => {
-                return Err(format!(
-                    "approval {id:?} has already been consumed (single_execution) at {at}"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
+        if let Some(at) = consumed_at(id)? {
+            return Err(format!(
+                "approval {id:?} has already been consumed (single_execution) at {at}"
+            ));
         }
     }
     Ok(())

@@ -5,8 +5,16 @@
 //! Consumption is one `INSERT` into a table whose primary key is the
 //! approval id, inside `BEGIN IMMEDIATE`: of two concurrent runs exactly
 //! one insert succeeds; the other sees a constraint violation, i.e.
-//! "already consumed". A database that cannot be opened, fails SQLite's
-//! quick check, or has an unexpected shape is an error — never "empty".
+//! "already consumed". A database that cannot be opened or has an
+//! unexpected shape is an error — never "empty"; corruption met while
+//! reading is an error too, and `csc ledger verify` runs SQLite's quick
+//! check (not every run: its cost grows with the database).
+//!
+//! The database runs in write-ahead-log mode with `synchronous = FULL`: a
+//! commit is one append to the log and one flush. The log is never
+//! checkpointed-and-deleted on close, so it always exists once the store
+//! does; a database in WAL mode whose log is missing is refused as lost
+//! (the log may have held committed approvals).
 //!
 //! A store that once existed cannot silently become empty: the state
 //! directory holds an identity marker ([`MARKER_FILE`]) next to the
@@ -18,7 +26,8 @@
 //! effective uid or writable by group/others, and an ancestor directory
 //! writable by group or others (unless sticky) or owned by another user than root.
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +36,12 @@ use std::time::Duration;
 pub const DB_FILE: &str = "approvals.sqlite3";
 /// File name of the store's identity marker inside the state directory.
 pub const MARKER_FILE: &str = "approvals.store-id";
+/// The database's write-ahead log (kept between runs).
+pub const WAL_FILE: &str = "approvals.sqlite3-wal";
+/// Log size above which a commit trims it ([`Store::trim_log`]).
+pub const WAL_TRIM_BYTES: u64 = 256 * 1024;
+/// The write-ahead log's shared-memory index.
+pub const SHM_FILE: &str = "approvals.sqlite3-shm";
 const MARKER_PREFIX: &str = "csc-approval-store v1 ";
 /// How long a writer waits for another csc holding the lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +61,7 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("approval store {path} is unusable ({what}): {message}")]
+    #[error("state store {path} is unusable ({what}): {message}")]
     Db {
         path: String,
         what: &'static str,
@@ -181,6 +196,67 @@ fn check_file(path: &Path) -> Result<Option<u64>, StoreError> {
     Ok(Some(meta.len()))
 }
 
+/// Run `f` in a `BEGIN IMMEDIATE` transaction, committed when it returns
+/// `Ok((_, true))` and rolled back otherwise. Taking the write lock is
+/// retried for up to [`BUSY_TIMEOUT`]: under many concurrent writers SQLite
+/// can report "database is locked" at `BEGIN` without waiting.
+pub(crate) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<(T, bool), rusqlite::Error>,
+) -> Result<T, (&'static str, rusqlite::Error)> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(("begin", e)),
+        }
+    }
+    match f(conn) {
+        Ok((value, true)) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(("commit", e))
+            }
+        },
+        Ok((value, false)) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(("write", e))
+        }
+    }
+}
+
+/// Whether the database header (bytes 18 and 19) says write-ahead-log mode.
+fn header_says_wal(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let mut f = std::fs::File::open(path)?;
+    match f.read_exact(&mut header) {
+        Ok(()) => Ok(header[18] == 2 && header[19] == 2),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether anything was ever consumed or appended.
+fn has_rows(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM consumed_approvals) OR EXISTS (SELECT 1 FROM ledger_entries)",
+        [],
+        |r| r.get(0),
+    )
+}
+
 fn new_store_id() -> Result<String, std::io::Error> {
     use std::io::Read;
     let mut raw = [0u8; 16];
@@ -264,6 +340,14 @@ impl Store {
                 message: e.to_string(),
             }
         };
+        let wal_path = dir.join(WAL_FILE);
+        let wal = check_file(&wal_path)?;
+        check_file(&dir.join(SHM_FILE))?;
+        if db_size.is_some() && wal.is_none() && header_says_wal(&path).map_err(dir_err)? {
+            return Err(lost(format!(
+                "the database {DB_FILE} is in write-ahead-log mode but its log {WAL_FILE} is missing: committed approvals and ledger entries may have been lost (was the database copied without it, or opened by another SQLite tool?)"
+            )));
+        }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if fresh {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -271,16 +355,24 @@ impl Store {
         let conn = Connection::open_with_flags(&path, flags).map_err(db("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("busy timeout"))?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(db("integrity check"))?;
-        if check != "ok" {
+        // The write-ahead log stays on disk between runs (no checkpoint and
+        // no deletion on close), so a missing one is detected above.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(db("configure"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db("journal mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Db {
                 path: shown_db,
-                what: "integrity check",
-                message: check,
+                what: "journal mode",
+                message: format!("cannot switch to write-ahead logging (journal_mode is {mode})"),
             });
         }
+        // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
+        // ones, which never restart the log across processes.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
+            .map_err(db("synchronous"))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db("read version"))?;
@@ -294,9 +386,10 @@ impl Store {
             .map_err(db("read schema"))
         };
         match version {
+            SCHEMA_VERSION => {}
             0 if fresh => {}
-            0..=SCHEMA_VERSION if has_table("consumed_approvals")? => {}
-            0..=SCHEMA_VERSION => {
+            0..SCHEMA_VERSION if has_table("consumed_approvals")? => {}
+            0..SCHEMA_VERSION => {
                 return Err(lost(format!(
                     "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
                 )));
@@ -306,40 +399,42 @@ impl Store {
                     path: shown_db,
                     what: "schema version",
                     message: format!(
-                        "version {other} is not supported (expected {SCHEMA_VERSION})"
+                        "version {other} is newer than this csc supports ({SCHEMA_VERSION}); use a newer csc"
                     ),
                 });
             }
         }
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;
-             CREATE TABLE IF NOT EXISTS consumed_approvals (
-                 approval_id     TEXT PRIMARY KEY NOT NULL,
-                 contract_sha256 TEXT NOT NULL,
-                 execution_id    TEXT NOT NULL,
-                 consumed_at     TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS store_meta (
-                 key   TEXT PRIMARY KEY NOT NULL,
-                 value TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS ledger_entries (
-                 idx            INTEGER PRIMARY KEY NOT NULL,
-                 leaf_hash      BLOB NOT NULL,
-                 prev_leaf_hash BLOB NOT NULL,
-                 receipt        BLOB NOT NULL,
-                 appended_at    TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS ledger_entries_leaf ON ledger_entries (leaf_hash);
-             CREATE TABLE IF NOT EXISTS ledger_checkpoints (
-                 seq       INTEGER PRIMARY KEY NOT NULL,
-                 tree_size INTEGER NOT NULL,
-                 envelope  TEXT NOT NULL
-             );
-             PRAGMA user_version = {SCHEMA_VERSION};
-             COMMIT;"
-        ))
-        .map_err(db("create schema"))?;
+        if version != SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS consumed_approvals (
+                     approval_id     TEXT PRIMARY KEY NOT NULL,
+                     contract_sha256 TEXT NOT NULL,
+                     execution_id    TEXT NOT NULL,
+                     consumed_at     TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS store_meta (
+                     key   TEXT PRIMARY KEY NOT NULL,
+                     value TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS ledger_entries (
+                     idx            INTEGER PRIMARY KEY NOT NULL,
+                     leaf_hash      BLOB NOT NULL,
+                     prev_leaf_hash BLOB NOT NULL,
+                     receipt        BLOB NOT NULL,
+                     appended_at    TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS ledger_entries_leaf ON ledger_entries (leaf_hash);
+                 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+                     seq       INTEGER PRIMARY KEY NOT NULL,
+                     tree_size INTEGER NOT NULL,
+                     envelope  TEXT NOT NULL
+                 );
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))
+            .map_err(db("create schema"))?;
+        }
         // Probe the table shape so a foreign database is an error now.
         conn.prepare("SELECT approval_id, contract_sha256, execution_id, consumed_at FROM consumed_approvals LIMIT 0")
             .map_err(db("table shape"))?;
@@ -354,13 +449,6 @@ impl Store {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(db("read store id")(e)),
             })?;
-        let consumed: i64 = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM consumed_approvals) + (SELECT count(*) FROM ledger_entries)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db("query"))?;
         match (&marker, &db_id) {
             (Some(m), Some(d)) if m == d => {}
             (Some(m), Some(d)) => {
@@ -373,7 +461,7 @@ impl Store {
                     "the database has no store id but the marker {MARKER_FILE} names store {m}"
                 )));
             }
-            (None, Some(d)) if consumed > 0 => {
+            (None, Some(d)) if has_rows(&conn).map_err(db("query"))? => {
                 return Err(lost(format!(
                     "the marker {MARKER_FILE} of store {d} is missing"
                 )));
@@ -403,6 +491,51 @@ impl Store {
             }
         }
         Ok(Store { conn, path })
+    }
+
+    /// Keep the write-ahead log short: every process rebuilds the log's
+    /// index by reading all of it when it opens the store, so once it holds
+    /// more than [`WAL_TRIM_BYTES`] its content is copied into the database
+    /// and the log truncated (the file stays). Called after a commit; the
+    /// commit is already durable, so a failed trim is only retried later.
+    pub(crate) fn trim_log(&self) {
+        let big = self
+            .path
+            .parent()
+            .and_then(|d| std::fs::symlink_metadata(d.join(WAL_FILE)).ok())
+            .is_some_and(|m| m.len() > WAL_TRIM_BYTES);
+        // Without waiting: a checkpointer that waits for readers while
+        // they wait for the write lock would deadlock (SQLite then fails
+        // one of them with "database is locked"). Busy now, trimmed later.
+        if big && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        }
+    }
+
+    /// SQLite's quick check (`PRAGMA quick_check`: every page and record
+    /// well-formed; O(database), so not on every run): `Ok(())` or every
+    /// problem it reports.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(self.err("integrity check"))?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err("integrity check"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("integrity check"))?;
+        if lines.len() == 1 && lines[0] == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Db {
+            path: self.path.display().to_string(),
+            what: "integrity check",
+            message: lines.join("; "),
+        })
     }
 
     /// Where the database lives.
@@ -491,36 +624,36 @@ impl Store {
                 message: e.to_string(),
             }
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("begin"))?;
-        for id in approval_ids {
-            let inserted = tx.execute(
-                "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id, contract_sha256, execution_id, now],
-            );
-            match inserted {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation =>
-                {
-                    let at: String = tx
-                        .query_row(
+        let outcome = immediate(&self.conn, |tx| {
+            for id in approval_ids {
+                let inserted = tx.execute(
+                    "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, contract_sha256, execution_id, now],
+                );
+                match inserted {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == ErrorCode::ConstraintViolation =>
+                    {
+                        let at: String = tx.query_row(
                             "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
                             params![id],
                             |r| r.get(0),
-                        )
-                        .map_err(db("query"))?;
-                    // Dropping the transaction rolls every insert back.
-                    return Ok(Err((id.clone(), at)));
+                        )?;
+                        // Rolled back: none of this run's ids is consumed.
+                        return Ok((Err((id.clone(), at)), false));
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(db("insert")(e)),
             }
+            Ok((Ok(()), true))
+        })
+        .map_err(|(what, e)| db(what)(e))?;
+        if outcome.is_ok() {
+            self.trim_log();
         }
-        tx.commit().map_err(db("commit"))?;
-        Ok(Ok(()))
+        Ok(outcome)
     }
 }
 
@@ -610,6 +743,45 @@ mod tests {
             Store::open(other.path()),
             Err(StoreError::Lost { .. })
         ));
+    }
+
+    #[test]
+    fn a_lost_write_ahead_log_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.consume("a", "h", "e1", "t1").unwrap(), Consumed::Now);
+        drop(s);
+        // The committed consumption may live only in the log: it must
+        // survive closing, and its loss must be named, never "empty".
+        let wal = dir.path().join(WAL_FILE);
+        assert!(wal.exists(), "the write-ahead log is kept on close");
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
+        drop(s);
+        std::fs::remove_file(&wal).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains(WAL_FILE)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_write_ahead_log_stays_short_across_processes() {
+        // Each run is its own process: reopen per append, as csc does.
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..400 {
+            let mut s = Store::open(dir.path()).unwrap();
+            let receipt = format!(
+                "{{\"execution_id\":\"{i}\",\"pad\":\"{}\"}}",
+                "x".repeat(1200)
+            );
+            crate::ledger::db::append(&mut s, receipt.as_bytes(), "t").unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
+        assert!(wal <= 2 * WAL_TRIM_BYTES, "the log grew to {wal} bytes");
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(crate::ledger::db::leaves(&s).unwrap().len(), 400);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::{CliResult, Error};
-use crate::approval::store::{self, Store};
+use crate::approval::store;
 use crate::evidence::keyring::Keyring;
-use crate::ledger::{self, Checkpoint, ExportLine, LogReport, LogVerifier, db, proof};
+use crate::ledger::{self, Checkpoint, ExportLine, LogReport, LogVerifier, proof};
+use crate::state::{Location, StateStore};
 
 /// Arguments of `csc ledger`.
 #[derive(Debug, clap::Args)]
@@ -31,12 +32,18 @@ pub enum Verb {
         /// State directory [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
     /// Recompute the whole log and check every checkpoint against the keyring.
     Verify {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR", conflicts_with = "export")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["state_dir", "export"])]
+        state_url: Option<String>,
         /// A `csc ledger export` file instead of the database.
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
@@ -58,6 +65,9 @@ pub enum Verb {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
     /// Check a proof offline (no database) against the keyring.
     VerifyProof {
@@ -74,21 +84,25 @@ pub enum Verb {
         /// State directory holding the ledger.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// PostgreSQL state store (`postgres://…`; also CSC_STATE_URL) instead of --state-dir.
+        #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+        state_url: Option<String>,
     },
 }
 
-fn open(dir: Option<PathBuf>) -> Result<Store, Error> {
-    let dir = dir.or_else(store::default_state_dir).ok_or_else(|| {
-        Error::Failed("no state directory: set --state-dir (or XDG_STATE_HOME / HOME)".to_owned())
-    })?;
-    if !dir.join(store::DB_FILE).exists() {
+/// Open an existing store (a ledger verb never creates one).
+fn open(dir: Option<PathBuf>, url: Option<String>) -> Result<Box<dyn StateStore>, Error> {
+    let location = Location::resolve(url.as_deref(), dir.as_deref()).map_err(Error::Failed)?;
+    if let Some(dir) = location.dir()
+        && !dir.join(store::DB_FILE).exists()
+    {
         return Err(Error::Failed(format!(
             "no ledger in {}: {} does not exist",
             dir.display(),
             store::DB_FILE
         )));
     }
-    Store::open(&dir).map_err(Error::from)
+    location.open().map_err(Error::from)
 }
 
 fn keyring(path: &Path) -> Result<Keyring, Error> {
@@ -108,9 +122,11 @@ pub fn run(args: Args) -> CliResult {
             signing_key,
             key_id,
             state_dir,
-        } => checkpoint(&signing_key, &key_id, state_dir),
+            state_url,
+        } => checkpoint(&signing_key, &key_id, open(state_dir, state_url)?),
         Verb::Verify {
             state_dir,
+            state_url,
             export,
             keyring: ring,
             json,
@@ -118,7 +134,7 @@ pub fn run(args: Args) -> CliResult {
             let ring = keyring(&ring)?;
             let report = match export {
                 Some(file) => verify_export(&file, &ring)?,
-                None => verify_store(&open(state_dir)?, &ring)?,
+                None => verify_store(&mut *open(state_dir, state_url)?, &ring)?,
             };
             print_report(&report, json)
         }
@@ -126,7 +142,12 @@ pub fn run(args: Args) -> CliResult {
             receipt,
             consistency,
             state_dir,
-        } => prove(receipt.as_deref(), consistency, state_dir),
+            state_url,
+        } => prove(
+            receipt.as_deref(),
+            consistency,
+            &mut *open(state_dir, state_url)?,
+        ),
         Verb::VerifyProof {
             proof: file,
             receipt,
@@ -151,26 +172,28 @@ pub fn run(args: Args) -> CliResult {
                 }
             }
         }
-        Verb::Export { state_dir } => export(&open(state_dir)?),
+        Verb::Export {
+            state_dir,
+            state_url,
+        } => export(&mut *open(state_dir, state_url)?),
     }
 }
 
-fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult {
+fn checkpoint(key: &Path, key_id: &str, mut s: Box<dyn StateStore>) -> CliResult {
     if key_id.is_empty() {
         return Err(Error::Failed("--key-id must not be empty".to_owned()));
     }
     let key = crate::evidence::keys::load_signing_key(key)
         .map_err(|e| Error::Failed(format!("invalid signing key: {e}")))?;
-    let mut s = open(state_dir)?;
     // Never sign a log that no longer matches its earlier checkpoints.
     let mut earlier = Vec::new();
-    for env in db::checkpoints(&s).map_err(Error::Failed)? {
+    for env in s.checkpoints().map_err(Error::Failed)? {
         earlier.push((
             Checkpoint::from_envelope(&env).map_err(Error::Failed)?,
             "(earlier)".to_owned(),
         ));
     }
-    let report = db::verify(&s, &earlier).map_err(Error::Failed)?;
+    let report = crate::state::verify_ledger(&mut *s, &earlier).map_err(Error::Failed)?;
     if !report.valid() {
         return Err(Error::Failed(format!(
             "refusing to sign a checkpoint: the log is inconsistent: {}",
@@ -185,7 +208,7 @@ fn checkpoint(key: &Path, key_id: &str, state_dir: Option<PathBuf>) -> CliResult
         timestamp: crate::time::now_rfc3339(),
     };
     let env = cp.sign(&key, key_id);
-    db::add_checkpoint(&mut s, cp.tree_size, &env)?;
+    s.add_checkpoint(cp.tree_size, &env)?;
     outln!(
         "checkpoint: {} entries, root {}, signed by {key_id:?} at {}",
         cp.tree_size,
@@ -219,11 +242,14 @@ fn finish(mut report: LogReport, mut problems: Vec<String>) -> LogReport {
     report
 }
 
-fn verify_store(s: &Store, ring: &Keyring) -> Result<LogReport, Error> {
-    let envs = db::checkpoints(s).map_err(Error::Failed)?;
+fn verify_store(s: &mut dyn StateStore, ring: &Keyring) -> Result<LogReport, Error> {
+    let envs = s.checkpoints().map_err(Error::Failed)?;
     let mut problems = Vec::new();
+    if let Err(e) = s.integrity_check() {
+        problems.push(e.to_string());
+    }
     let cps = checked_checkpoints(&envs, ring, &mut problems);
-    let report = db::verify(s, &cps).map_err(Error::Failed)?;
+    let report = crate::state::verify_ledger(s, &cps).map_err(Error::Failed)?;
     Ok(finish(report, problems))
 }
 
@@ -302,11 +328,10 @@ fn print_report(r: &LogReport, json: bool) -> CliResult {
 fn prove(
     receipt: Option<&Path>,
     consistency: Option<Vec<u64>>,
-    state_dir: Option<PathBuf>,
+    s: &mut dyn StateStore,
 ) -> CliResult {
-    let s = open(state_dir)?;
-    let leaves = db::leaves(&s)?;
-    let envs = db::checkpoints(&s).map_err(Error::Failed)?;
+    let leaves = s.leaves()?;
+    let envs = s.checkpoints().map_err(Error::Failed)?;
     let mut cps = Vec::new();
     for env in &envs {
         cps.push((Checkpoint::from_envelope(env).map_err(Error::Failed)?, env));
@@ -357,16 +382,16 @@ fn prove(
     Ok(exit::SUCCESS)
 }
 
-fn export(s: &Store) -> CliResult {
+fn export(s: &mut dyn StateStore) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let io = |e: std::io::Error| Error::Failed(format!("cannot write the export: {e}"));
     out.write_all(&ledger::header_line(&s.store_id()?))
         .map_err(io)?;
-    for env in db::checkpoints(s).map_err(Error::Failed)? {
+    for env in s.checkpoints().map_err(Error::Failed)? {
         out.write_all(&ledger::checkpoint_line(&env)).map_err(io)?;
     }
-    db::for_each_entry(s, |e| {
+    s.for_each_entry(&mut |e| {
         let line = ledger::entry_line(&e)?;
         out.write_all(&line).map_err(|e| e.to_string())
     })

@@ -73,6 +73,14 @@ pub fn run(args: Args) -> CliResult {
     // Approvals arrive per call; `approval::admit` checks their number.
     let settings = run::settings(&args.op, 0)?;
     let policy = load::load_policy(&args.policy)?;
+    // The state store (approvals, ledger) must work before serving, and
+    // exist before the default receipt directory is made inside it.
+    if let (location, Err(e)) = run::open_state(&args.op)? {
+        return Err(Error::Failed(format!(
+            "state store {}: {e}; not serving",
+            location.shown()
+        )));
+    }
     let receipt_dir = match &args.receipt_dir {
         Some(d) => d.clone(),
         None => args
@@ -468,7 +476,7 @@ impl Server {
             Ok(o) => o,
             Err(e) => return tool_error(format!("{e}; nothing was run")),
         };
-        let ledger = match run::open_ledger(&self.op) {
+        let state = match run::open_state(&self.op) {
             Ok(l) => l,
             Err(e) => return tool_error(e.to_string()),
         };
@@ -483,7 +491,7 @@ impl Server {
             private_dir: Some(&self.receipt_dir),
             cancel: Some(cancel),
         };
-        match run::execute(&self.settings, &self.op, &request, out, ledger) {
+        match run::execute(&self.settings, &self.op, &request, out, state) {
             Ok(outcome) => run_result(&outcome, &receipt_path, &contract),
             Err(e) => tool_error(e.to_string()),
         }

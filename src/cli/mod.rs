@@ -24,6 +24,7 @@ mod ledger;
 mod mcp;
 mod run;
 mod sandbox;
+mod state;
 mod validate;
 mod verify_receipt;
 
@@ -88,9 +89,14 @@ pub enum Verb {
     Approve(approve::Args),
     /// Tamper-evident receipt ledger: checkpoint, verify, prove, verify-proof, export.
     #[command(
-        after_help = "Examples:\n  csc run contract.json policy.yaml --ledger --state-dir /var/lib/csc\n  csc ledger checkpoint --signing-key ledger.pem --key-id ledger-1 --state-dir /var/lib/csc\n  csc ledger verify --state-dir /var/lib/csc --keyring keyring.json\n  csc ledger prove out/receipt.json --state-dir /var/lib/csc > proof.json\n  csc ledger verify-proof proof.json out/receipt.json --keyring keyring.json\n  csc ledger prove --consistency 100 250 --state-dir /var/lib/csc\n  csc ledger export --state-dir /var/lib/csc > ledger.jsonl && csc ledger verify --export ledger.jsonl --keyring keyring.json\n\nExit code 0 only if what was checked is valid."
+        after_help = "Examples:\n  csc run contract.json policy.yaml --state-dir /var/lib/csc   (every receipt is appended)\n  csc ledger checkpoint --signing-key ledger.pem --key-id ledger-1 --state-dir /var/lib/csc\n  csc ledger verify --state-dir /var/lib/csc --keyring keyring.json\n  csc ledger prove out/receipt.json --state-dir /var/lib/csc > proof.json\n  csc ledger verify-proof proof.json out/receipt.json --keyring keyring.json\n  csc ledger prove --consistency 100 250 --state-dir /var/lib/csc\n  csc ledger export --state-dir /var/lib/csc > ledger.jsonl && csc ledger verify --export ledger.jsonl --keyring keyring.json\n\nExit code 0 only if what was checked is valid."
     )]
     Ledger(ledger::Args),
+    /// State store administration: versioned schema migrations.
+    #[command(
+        after_help = "Examples:\n  csc state migrate --state-url 'postgres://csc_admin@db.example/csc?sslmode=verify-full&sslrootcert=/etc/csc/db-ca.pem'\n  CSC_STATE_URL=postgres://csc_admin@db.example/csc csc state migrate"
+    )]
+    State(state::Args),
     /// Wrap a receipt as a signed in-toto Statement (DSSE, one envelope per line).
     #[command(
         after_help = "Examples:\n  csc attest out/receipt.json --signing-key key.pem --key-id ops-1 --out out/receipt.intoto.jsonl\n  csc verify-receipt out/receipt.intoto.jsonl --keyring keyring.json"
@@ -217,6 +223,7 @@ pub fn run() -> Result<u8, Error> {
         Verb::Approve(a) => approve::run(a),
         Verb::Attest(a) => attest::run(a),
         Verb::Ledger(a) => ledger::run(a),
+        Verb::State(a) => state::run(a),
     }
 }
 

@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 
 use super::{CliResult, Error};
-use crate::approval::{admit, signed, store};
+use crate::approval::{admit, signed};
 use crate::engine;
 use crate::evidence::receipt::{
     self, EffectSummary, Receipt, ReceiptBase, ReceiptOut, ReceiptStatus, Signer,
@@ -27,6 +27,7 @@ use crate::protocol::decision::Verdict;
 use crate::protocol::limits::{MAX_STDERR_CAPTURE_BYTES, MAX_STDOUT_CAPTURE_BYTES};
 use crate::protocol::load;
 use crate::sandbox::{self, SandboxConfig};
+use crate::state::{Location, StateStore};
 use crate::text::escape_control;
 use crate::time::now_rfc3339;
 
@@ -77,7 +78,7 @@ pub struct OperatorArgs {
     /// Trusted search path for argv[0] (also the commands' PATH).
     #[arg(long, value_name = "DIRS", default_value = DEFAULT_SEARCH_PATH)]
     pub search_path: String,
-    /// Directory of the durable approval store [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
+    /// Directory of the state store (single-use approvals and the receipt ledger) [default: $XDG_STATE_HOME/csc or ~/.local/state/csc].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Max stdout bytes captured per command.
@@ -119,9 +120,14 @@ pub struct OperatorArgs {
     /// --approver-keyring.
     #[arg(long, value_name = "N|CLASS=N,...")]
     pub approvals_required: Option<String>,
-    /// Append every receipt of this run to the tamper-evident ledger in the
-    /// state directory (RFC 0011); a failed append is an error.
-    #[arg(long)]
+    /// PostgreSQL state store for a fleet (`postgres://…`; also
+    /// CSC_STATE_URL): approval consumption and the ledger live there
+    /// instead of --state-dir (RFC 0014).
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    pub state_url: Option<String>,
+    /// Accepted for scripts written for the opt-in ledger; every receipt is
+    /// appended to the ledger now.
+    #[arg(long, hide = true)]
     pub ledger: bool,
 }
 
@@ -263,11 +269,25 @@ struct Emitter<'a> {
     base: ReceiptBase,
     out: ReceiptOut,
     signer: Option<Signer<'a>>,
-    /// The state store whose ledger gets every receipt (`--ledger`).
-    ledger: Option<std::cell::RefCell<store::Store>>,
+    /// The state store: single-use approvals, and the ledger that gets
+    /// every receipt (or why it cannot be used: the run is blocked).
+    state: std::cell::RefCell<OpenedState>,
+    /// Where it lives.
+    location: Location,
 }
 
 impl Emitter<'_> {
+    /// Run `f` on the state store, or say why the store is unusable.
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut dyn StateStore) -> Result<T, String>,
+    ) -> Result<T, String> {
+        match &mut *self.state.borrow_mut() {
+            Ok(store) => f(&mut **store),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     fn receipt(&self, status: ReceiptStatus, error: &str) -> Receipt {
         Receipt::new(&self.base, status, now_rfc3339(), error)
     }
@@ -284,15 +304,19 @@ impl Emitter<'_> {
             };
             Error::Failed(format!("{e}{ran}"))
         })?;
-        if let Some(l) = &self.ledger {
-            crate::ledger::db::append_rendered(&mut l.borrow_mut(), &bytes, &now_rfc3339())
-                .map_err(|e| {
-                    Error::Failed(format!(
-                        "receipt written to {} but NOT appended to the ledger: {e}",
-                        self.out.path().display()
-                    ))
-                })?;
-        }
+        // The receipt is on disk; a run whose receipt is not in the ledger
+        // never reports success.
+        let appended = match &mut *self.state.borrow_mut() {
+            Ok(store) => crate::state::append_rendered(&mut **store, &bytes, &now_rfc3339()),
+            Err(e) => Err(format!("the store is unusable: {e}")),
+        };
+        appended.map_err(|e| {
+                Error::Failed(format!(
+                    "receipt written to {} but NOT appended to the ledger of the state store {}: {e}; run csc ledger verify before trusting this store",
+                    self.out.path().display(),
+                    self.location.shown()
+                ))
+            })?;
         let label = match receipt.status {
             ReceiptStatus::Success => "SUCCESS".to_owned(),
             ReceiptStatus::Failed => {
@@ -368,7 +392,7 @@ pub fn run(args: Args) -> CliResult {
     // receipt must be writable there, or nothing runs.
     let out = ReceiptOut::open(&args.receipt_out)
         .map_err(|e| Error::Failed(format!("{e}; nothing was run")))?;
-    let ledger = open_ledger(&args.op)?;
+    let state = open_state(&args.op)?;
     let contract = load::load_contract(&args.contract)?;
     let policy = load::load_policy(&args.policy)?;
     let approvals: Vec<_> = args
@@ -388,27 +412,20 @@ pub fn run(args: Args) -> CliResult {
         private_dir: None,
         cancel: None,
     };
-    execute(&settings, &args.op, &request, out, ledger).map(|o| o.code)
+    execute(&settings, &args.op, &request, out, state).map(|o| o.code)
 }
 
-/// The approval store for `--ledger`, opened before anything runs.
-pub(crate) fn open_ledger(op: &OperatorArgs) -> Result<Option<store::Store>, Error> {
-    if !op.ledger {
-        return Ok(None);
-    }
-    let dir = op
-        .state_dir
-        .clone()
-        .or_else(store::default_state_dir)
-        .ok_or_else(|| {
-            Error::Failed(
-                "--ledger needs a state directory: set --state-dir (or XDG_STATE_HOME / HOME)"
-                    .to_owned(),
-            )
-        })?;
-    let s = store::Store::open(&dir)
-        .map_err(|e| Error::Failed(format!("--ledger: {e}; nothing was run")))?;
-    Ok(Some(s))
+/// The state store, or why it cannot be used.
+pub(crate) type OpenedState = Result<Box<dyn StateStore>, String>;
+
+/// The state store (approvals and ledger), opened before the contract is
+/// read. Flags naming no usable location are an error; a store that
+/// cannot be opened blocks the run with a receipt saying why.
+pub(crate) fn open_state(op: &OperatorArgs) -> Result<(Location, OpenedState), Error> {
+    let location = Location::resolve(op.state_url.as_deref(), op.state_dir.as_deref())
+        .map_err(|e| Error::Failed(format!("{e}; nothing was run")))?;
+    let store = location.open().map_err(|e| e.to_string());
+    Ok((location, store))
 }
 
 /// Decide, gate, execute and write the receipt: the one run path of
@@ -419,7 +436,7 @@ pub(crate) fn execute(
     op: &OperatorArgs,
     req: &Request<'_>,
     out: ReceiptOut,
-    ledger: Option<store::Store>,
+    state: (Location, OpenedState),
 ) -> Result<Outcome, Error> {
     let contract = req.contract;
     let policy = req.policy;
@@ -452,7 +469,8 @@ pub(crate) fn execute(
             key,
             key_id: key_id.as_str(),
         }),
-        ledger: ledger.map(std::cell::RefCell::new),
+        state: std::cell::RefCell::new(state.1),
+        location: state.0,
     };
     let (receipt, code, commands) = gate_and_run(&emitter, settings, op, req)?;
     let rendered = emitter.emit(&receipt, code)?;
@@ -518,6 +536,10 @@ fn admit_run(
     req: &Request<'_>,
 ) -> Result<admit::Admitted, Stop> {
     let c = &req.contract.contract;
+    // Nothing runs without a ledger to record it.
+    if let Err(e) = &*emitter.state.borrow() {
+        return Err(Stop::blocked(e.clone(), exit::FAILURE));
+    }
     if let Some(cfg) = &settings.sandbox {
         egress_precheck(cfg, c, req.output_dir).map_err(|e| Stop::blocked(e, exit::FAILURE))?;
     }
@@ -553,7 +575,6 @@ fn admit_run(
 /// the approval store (for single-use approvals and the ledger).
 struct Prepared {
     output_dir: Option<DirFd>,
-    store: Option<store::Store>,
 }
 
 /// The checks before launch: the executor's precheck, `--output-dir`,
@@ -585,33 +606,22 @@ fn prepare_run(
     if let Some(d) = &output_dir {
         receipt_outside_streams(&emitter.out, d, c).map_err(blocked)?;
     }
-    let state_dir = if admitted.single_use.is_empty() && !op.ledger {
-        None
-    } else {
-        Some(op.state_dir.clone().or_else(store::default_state_dir).ok_or_else(|| {
-            blocked(
-                "no state directory for the approval store: set --state-dir (or XDG_STATE_HOME / HOME)"
-                    .to_owned(),
-            )
-        })?)
-    };
     own_paths_outside_scopes(
         &emitter.out,
         output_dir.as_ref(),
-        state_dir.as_deref(),
+        emitter.location.dir(),
         op,
         c,
     )
     .map_err(blocked)?;
-    let store = match &state_dir {
-        None => None,
-        Some(dir) => {
-            let s = store::Store::open(dir).map_err(|e| blocked(e.to_string()))?;
-            admit::unconsumed(&s, &admitted.single_use).map_err(blocked)?;
-            Some(s)
-        }
-    };
-    Ok(Prepared { output_dir, store })
+    emitter
+        .with_store(|s| {
+            admit::unconsumed(&admitted.single_use, &mut |id| {
+                s.consumed_at(id).map_err(|e| e.to_string())
+            })
+        })
+        .map_err(blocked)?;
+    Ok(Prepared { output_dir })
 }
 
 /// Run the commands (consuming single-use approvals right before the
@@ -626,32 +636,31 @@ fn launch_run(
     prepared: Prepared,
 ) -> Result<Ran, Error> {
     let c = &req.contract.contract;
-    let Prepared {
-        output_dir,
-        mut store,
-    } = prepared;
+    let Prepared { output_dir } = prepared;
     let mut consume = || -> Result<(), String> {
-        let Some(s) = store.as_mut() else {
+        if admitted.single_use.is_empty() {
             return Ok(());
-        };
-        match s.consume_all(
-            &admitted.single_use,
-            &emitter.base.contract_sha256,
-            &emitter.base.execution_id,
-            &now_rfc3339(),
-        ) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err((id, at))) => Err(format!(
-                "approval {id:?} has already been consumed (single_execution) at {at}"
-            )),
-            Err(e) => Err(e.to_string()),
         }
+        emitter.with_store(|s| {
+            match s.consume_all(
+                &admitted.single_use,
+                &emitter.base.contract_sha256,
+                &emitter.base.execution_id,
+                &now_rfc3339(),
+            ) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err((id, at))) => Err(format!(
+                    "approval {id:?} has already been consumed (single_execution) at {at}"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     };
     crate::exec::sys::catch_interrupts()
         .map_err(|e| Error::Failed(format!("cannot install signal handlers: {e}")))?;
     let sandbox_launcher = settings.sandbox.clone().map(|config| SandboxLauncher {
         config,
-        hidden_paths: private_paths(op, req),
+        hidden_paths: private_paths(op, emitter.location.dir(), req),
         egress: Default::default(),
     });
     let started = std::time::Instant::now();
@@ -923,8 +932,8 @@ fn write_egress_log(dir: &DirFd, id: &str, bytes: &[u8]) -> Result<String, Strin
 /// approval, receipt, output dir), as the kernel resolves them: hardened
 /// mode masks them wherever a bind would expose them. Paths that do not
 /// exist yet hold nothing to hide.
-fn private_paths(op: &OperatorArgs, req: &Request<'_>) -> Vec<PathBuf> {
-    let state_dir = op.state_dir.clone().or_else(store::default_state_dir);
+fn private_paths(op: &OperatorArgs, state_dir: Option<&Path>, req: &Request<'_>) -> Vec<PathBuf> {
+    let state_dir = state_dir.map(Path::to_path_buf);
     let receipt_out = req.receipt_out.to_path_buf();
     let output_dir = req.output_dir.map(Path::to_path_buf);
     [

@@ -2,10 +2,10 @@
 //! `ledger_entries(idx, leaf_hash, prev_leaf_hash, receipt, appended_at)`
 //! and `ledger_checkpoints(seq, tree_size, envelope)`.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::merkle::{Hash, leaf_hash};
-use super::{Entry, LogVerifier};
+use super::Entry;
 use crate::approval::store::{Store, StoreError};
 use crate::evidence::dsse::Envelope;
 
@@ -40,37 +40,34 @@ pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, Store
             message: e.to_string(),
         }
     };
-    let conn = store.connection();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("ledger begin"))?;
-    let last: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(err("ledger read"))?;
-    let (index, prev) = match last {
-        None => (0i64, [0u8; 32]),
-        Some((i, h)) => (i + 1, hash_of(h).map_err(err("ledger read"))?),
-    };
     let leaf = leaf_hash(receipt);
-    tx.execute(
-        "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![index, &leaf[..], &prev[..], receipt, now],
-    )
-    .map_err(err("ledger append"))?;
-    tx.commit().map_err(err("ledger commit"))?;
+    let index = crate::approval::store::immediate(store.conn_ref(), |tx| {
+        let last: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (index, prev) = match last {
+            None => (0i64, [0u8; 32]),
+            Some((i, h)) => (i + 1, hash_of(h)?),
+        };
+        tx.execute(
+            "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![index, &leaf[..], &prev[..], receipt, now],
+        )?;
+        Ok((index, true))
+    })
+    .map_err(|(what, e)| {
+        err(match what {
+            "begin" => "ledger begin",
+            "commit" => "ledger commit",
+            _ => "ledger append",
+        })(e)
+    })?;
+    store.trim_log();
     Ok(index as u64)
-}
-
-/// Append a receipt as rendered (pretty JSON): its canonical bytes.
-pub fn append_rendered(store: &mut Store, rendered: &[u8], now: &str) -> Result<u64, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(rendered).map_err(|e| format!("receipt is not JSON: {e}"))?;
-    append(store, &super::canonical_receipt(&value), now).map_err(|e| e.to_string())
 }
 
 /// Call `each` with every entry in stored order (by index).
@@ -153,19 +150,4 @@ pub fn add_checkpoint(store: &mut Store, tree_size: u64, env: &Envelope) -> Resu
             message: e.to_string(),
         })?;
     Ok(())
-}
-
-/// Recompute the whole stored log against `checkpoints` (already
-/// signature-checked by the caller).
-pub fn verify(
-    store: &Store,
-    checkpoints: &[(super::Checkpoint, String)],
-) -> Result<super::LogReport, String> {
-    let mut v = LogVerifier::default();
-    for_each_entry(store, |e| {
-        v.push(&e);
-        Ok(())
-    })?;
-    let id = store.store_id().map_err(|e| e.to_string())?;
-    Ok(v.finish(checkpoints, Some(&id)))
 }

@@ -1,5 +1,6 @@
 //! Shared helpers for the `csc run` integration tests.
 
+pub mod pg;
 pub mod require;
 pub mod shipped_hashes;
 

@@ -1,5 +1,5 @@
-//! `csc run --ledger` and `csc ledger ...` (RFC 0011): every receipt is
-//! appended, checkpoints are signed, proofs verify offline, and deletion,
+//! The receipt ledger and `csc ledger ...` (RFC 0011): every receipt
+//! `csc run` writes is appended (no flag needed), checkpoints are signed, proofs verify offline, and deletion,
 //! edit, reorder and insertion are detected and named. Every accepted
 //! proof or checkpoint is paired with a tampered twin.
 
@@ -60,7 +60,7 @@ impl L {
         let c = self
             .ws
             .contract(&format!("c{n}.json"), vec![self.ws.cmd("t", argv)]);
-        let r = self.ws.run(&c, &["--ledger"]);
+        let r = self.ws.run(&c, &[]);
         assert!(r.receipt.is_some(), "{}", r.stderr);
         let kept = self.ws.path(&format!("r{n}.json"));
         std::fs::rename(self.ws.path("receipt.json"), &kept).unwrap();
@@ -97,8 +97,17 @@ impl L {
         ])
     }
 
+    /// The store's database, opened as csc does: closing it must not
+    /// checkpoint and delete the write-ahead log (csc would refuse the
+    /// store as lost).
     fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.ws.path("state/approvals.sqlite3")).unwrap()
+        let c = rusqlite::Connection::open(self.ws.path("state/approvals.sqlite3")).unwrap();
+        c.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        c
     }
 }
 
@@ -126,6 +135,7 @@ fn every_receipt_is_appended_and_the_log_verifies() {
     // A denied run's blocked receipt is appended too.
     let denied =
         l.ws.contract("d.json", vec![l.ws.cmd("t", &["rm", "-rf", "/"])]);
+    // `--ledger` is an accepted no-op now.
     let r = l.ws.run(&denied, &["--ledger"]);
     assert_eq!(r.status(), "blocked");
     let count: i64 = l
@@ -417,7 +427,6 @@ fn ledger_state_dir_inside_a_write_scope_is_refused() {
             c.to_str().unwrap(),
             &l.ws.s("policy.yaml"),
             "--quiet",
-            "--ledger",
         ])
         .args(["--receipt-out", "/tmp/csc-ledger-test-never-written.json"])
         .args(["--state-dir", &l.state()])
@@ -438,7 +447,7 @@ fn a_failed_append_is_an_error_not_silence() {
         )
         .unwrap();
     let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
-    let r = l.ws.run(&c, &["--ledger"]);
+    let r = l.ws.run(&c, &[]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("NOT appended to the ledger"),
@@ -446,4 +455,48 @@ fn a_failed_append_is_an_error_not_silence() {
         r.stderr
     );
     assert!(r.stderr.contains("disk says no"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unusable_store_blocks_every_run_with_a_receipt() {
+    // No approval involved: the ledger alone makes the store mandatory.
+    let l = setup();
+    std::fs::create_dir(l.ws.path("state")).unwrap();
+    std::fs::write(l.ws.path("state/approvals.sqlite3"), vec![0x42u8; 8192]).unwrap();
+    let c =
+        l.ws.contract("c.json", vec![l.ws.cmd("t", &["touch", "ran"])]);
+    let r = l.ws.run(&c, &[]);
+    assert_ne!(r.code, 0);
+    assert_eq!(r.status(), "blocked");
+    assert!(!l.ws.path("ran").exists(), "ran without a ledger");
+    assert!(
+        r.stderr.contains("NOT appended to the ledger"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn every_status_is_appended_in_order() {
+    // Success, failure and denial: three receipts, three entries, in order.
+    let l = setup();
+    l.run(0, &["true"]);
+    l.run(1, &["false"]);
+    let denied =
+        l.ws.contract("d.json", vec![l.ws.cmd("t", &["rm", "-rf", "/"])]);
+    l.ws.run(&denied, &[]);
+    let ids: Vec<String> = {
+        let db = l.db();
+        let mut stmt = db
+            .prepare("SELECT receipt FROM ledger_entries ORDER BY idx")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|b| {
+                let v: Value = serde_json::from_slice(&b.unwrap()).unwrap();
+                v["status"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids, ["success", "failed", "blocked"]);
 }

@@ -286,11 +286,10 @@ fn a_store_replaced_by_a_fresh_one_is_an_error() {
     // A brand-new, empty csc store from elsewhere takes the database's place.
     let other = ws.path("other-state");
     csc::approval::store::Store::open(&other).unwrap();
-    std::fs::copy(
-        other.join("approvals.sqlite3"),
-        ws.path("state/approvals.sqlite3"),
-    )
-    .unwrap();
+    // Its database and write-ahead log (where its id may still live).
+    for f in ["approvals.sqlite3", "approvals.sqlite3-wal"] {
+        std::fs::copy(other.join(f), ws.path(&format!("state/{f}"))).unwrap();
+    }
     replay_is_refused(&ws, &c, &a, "belongs to store");
 }
 

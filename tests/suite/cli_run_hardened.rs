@@ -251,7 +251,6 @@ fn open_to_everyone(dir: &std::path::Path) {
 
 /// `csc run --mode hardened` as `who` (root or uid 65534).
 fn hardened_as(who: Who, ws: &Ws, contract: &std::path::Path, extra: &[&str]) -> Run {
-    std::fs::create_dir_all(ws.path("state")).unwrap();
     open_to_everyone(&ws.root);
     let receipt = ws.path("receipt.json");
     let _ = std::fs::remove_file(&receipt);
@@ -261,8 +260,7 @@ fn hardened_as(who: Who, ws: &Ws, contract: &std::path::Path, extra: &[&str]) ->
         .arg(ws.path("policy.yaml"))
         .arg("--receipt-out")
         .arg(&receipt)
-        .args(["--quiet", "--state-dir"])
-        .arg(ws.path("state"))
+        .arg("--quiet")
         .args(["--mode", "hardened", "--sign", "--signing-key"])
         .arg(ws.path("key.seed"))
         .args(["--key-id", KEY_ID])

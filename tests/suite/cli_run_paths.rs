@@ -277,6 +277,8 @@ fn cscs_own_files_are_invisible_where_the_docs_put_them(who: Who) {
         ("home/.local/state/csc", "MARKER-HOME"),
     ] {
         std::fs::create_dir_all(data.join(d)).unwrap();
+        // A real store (every run appends to its ledger), then the marker.
+        csc::approval::store::Store::open(&data.join(d)).unwrap();
         std::fs::write(data.join(d).join(marker), "state").unwrap();
     }
     std::fs::write(data.join("key.seed"), DATA_SEED).unwrap();

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine", "evidence", "sandbox"],
     &["conformance", "approval"],
     &["exec", "ledger"],
+    &["state"],
     &["cli"],
 ];
 

@@ -33,4 +33,6 @@ mod sandbox_lifetime;
 mod sandbox_network;
 mod sandbox_paths;
 mod sandbox_sockets;
+mod state_fleet;
+mod state_store;
 mod yaml_ambiguity;

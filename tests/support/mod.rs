@@ -54,12 +54,32 @@ pub fn csc() -> &'static Path {
     })
 }
 
-/// A `Command` for csc running as `who`.
+/// A private `XDG_STATE_HOME` per identity for this test binary: every
+/// run appends its receipt to the ledger of a state store, which must be
+/// owned by the identity running csc (not the caller's `$HOME`).
+pub fn state_home(who: Who) -> &'static Path {
+    static HOMES: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    HOMES[who as usize].get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("csc-test-state-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        if who == Who::Nobody {
+            std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        dir
+    })
+}
+
+/// A `Command` for csc running as `who` (state in [`state_home`] unless
+/// the caller sets `XDG_STATE_HOME` or `--state-dir`).
 pub fn command(who: Who) -> Command {
     let mut c = Command::new(csc());
     if who == Who::Nobody {
         c.uid(NOBODY).gid(NOBODY);
     }
+    c.env("XDG_STATE_HOME", state_home(who));
     c.env("CSC_HOST_SECRET", "host-secret-must-not-leak");
     c
 }

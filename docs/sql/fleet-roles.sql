@@ -1,0 +1,13 @@
+-- Least-privilege roles for csc fleet mode (RFC 0014, docs/deployment-modes.md).
+-- Run as the database owner AFTER `csc state migrate` (which the owner or a
+-- csc_admin role runs). Runners may INSERT and SELECT, never UPDATE,
+-- DELETE or TRUNCATE: a compromised runner cannot rewrite the ledger or
+-- un-consume an approval. Replace the role names and add LOGIN/passwords
+-- (or certificate authentication) to suit your site.
+CREATE ROLE csc_runner NOLOGIN;
+GRANT SELECT ON csc_schema, csc_store_meta TO csc_runner;
+GRANT SELECT, INSERT ON csc_consumed_approvals, csc_ledger_entries, csc_ledger_checkpoints TO csc_runner;
+GRANT USAGE ON SEQUENCE csc_ledger_checkpoints_seq_seq TO csc_runner;
+-- Auditors read everything and write nothing.
+CREATE ROLE csc_auditor NOLOGIN;
+GRANT SELECT ON csc_schema, csc_store_meta, csc_consumed_approvals, csc_ledger_entries, csc_ledger_checkpoints TO csc_auditor;
