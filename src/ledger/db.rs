@@ -4,8 +4,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::merkle::{Hash, leaf_hash};
 use super::Entry;
+use super::merkle::{Hash, leaf_hash};
 use crate::approval::store::{Store, StoreError};
 use crate::evidence::dsse::Envelope;
 
