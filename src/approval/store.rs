@@ -257,6 +257,273 @@ fn has_rows(conn: &Connection) -> Result<bool, rusqlite::Error> {
     )
 }
 
+/// The canonical store directory, held under an exclusive `flock` while a
+/// process opens (and perhaps first initializes) the store.
+struct LockedDir {
+    dir: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn dir_error(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Dir {
+        path: dir.display().to_string(),
+        source,
+    }
+}
+
+fn db_error<'a>(path: &'a Path, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    move |e| StoreError::Db {
+        path: path.display().to_string(),
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Create `dir` (0700) if needed, check its ancestry and lock it.
+fn lock_dir(dir: &Path) -> Result<LockedDir, StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir_err = dir_error(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(&dir_err)?;
+    let canonical = std::fs::canonicalize(dir).map_err(&dir_err)?;
+    check_dir_chain(&canonical)?;
+    // Serialize opening (and a first initialization) between processes.
+    let dir_file = std::fs::File::open(&canonical).map_err(&dir_err)?;
+    let lock = nix::fcntl::Flock::lock(dir_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| dir_err(std::io::Error::from_raw_os_error(e as i32)))?;
+    Ok(LockedDir {
+        dir: canonical,
+        _lock: lock,
+    })
+}
+
+/// The store id named by the marker file, if there is one.
+fn read_marker(
+    marker_path: &Path,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<Option<String>, StoreError> {
+    if check_file(marker_path)?.is_none() {
+        return Ok(None);
+    }
+    let bytes = crate::fsutil::read_regular_file_capped(marker_path, 256)
+        .map_err(|_| lost(format!("cannot read the marker {MARKER_FILE}")))?;
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    match text.trim_end().strip_prefix(MARKER_PREFIX) {
+        Some(id) if !id.is_empty() => Ok(Some(id.to_owned())),
+        _ => Err(lost(format!("the marker {MARKER_FILE} is malformed"))),
+    }
+}
+
+/// Whether a new store may be started: only in an empty directory; a
+/// marker without its database, or an empty database, is a lost store.
+fn is_fresh(
+    dir: &Path,
+    marker: Option<&str>,
+    db_size: Option<u64>,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<bool, StoreError> {
+    match (marker, db_size) {
+        (Some(id), None) => Err(lost(format!(
+            "the marker {MARKER_FILE} names store {id} but the database {DB_FILE} is missing"
+        ))),
+        (_, Some(0)) => Err(lost(format!("the database {DB_FILE} is empty (0 bytes)"))),
+        (Some(_), Some(_)) | (None, Some(_)) => Ok(false),
+        (None, None) => {
+            let entries: Vec<String> = std::fs::read_dir(dir)
+                .map_err(dir_error(dir))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if !entries.is_empty() {
+                return Err(lost(format!(
+                    "the directory holds {entries:?} but neither {DB_FILE} nor {MARKER_FILE}; a new store is only started in an empty directory"
+                )));
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Open the database in write-ahead-log mode with full sync, refusing a
+/// WAL-mode database whose log is missing.
+fn connect(
+    dir: &Path,
+    path: &Path,
+    db_size: Option<u64>,
+    fresh: bool,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<Connection, StoreError> {
+    let wal = check_file(&dir.join(WAL_FILE))?;
+    check_file(&dir.join(SHM_FILE))?;
+    if db_size.is_some() && wal.is_none() && header_says_wal(path).map_err(dir_error(dir))? {
+        return Err(lost(format!(
+            "the database {DB_FILE} is in write-ahead-log mode but its log {WAL_FILE} is missing: committed approvals and ledger entries may have been lost (was the database copied without it, or opened by another SQLite tool?)"
+        )));
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if fresh {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(db_error(path, "open"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db_error(path, "busy timeout"))?;
+    // The write-ahead log stays on disk between runs (no checkpoint and
+    // no deletion on close), so a missing one is detected above.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(db_error(path, "configure"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db_error(path, "journal mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Db {
+            path: path.display().to_string(),
+            what: "journal mode",
+            message: format!("cannot switch to write-ahead logging (journal_mode is {mode})"),
+        });
+    }
+    // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
+    // ones, which never restart the log across processes.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
+        .map_err(db_error(path, "synchronous"))?;
+    Ok(conn)
+}
+
+/// Check the schema version and create or upgrade the tables (only when
+/// the version changes); a foreign or newer database is refused.
+fn migrate(
+    conn: &Connection,
+    path: &Path,
+    fresh: bool,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_error(path, "read version"))?;
+    let has_table = |name: &str| -> Result<bool, StoreError> {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            params![name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(db_error(path, "read schema"))
+    };
+    match version {
+        SCHEMA_VERSION => {}
+        0 if fresh => {}
+        0..SCHEMA_VERSION if has_table("consumed_approvals")? => {}
+        0..SCHEMA_VERSION => {
+            return Err(lost(format!(
+                "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
+            )));
+        }
+        other => {
+            return Err(StoreError::Db {
+                path: path.display().to_string(),
+                what: "schema version",
+                message: format!(
+                    "version {other} is newer than this csc supports ({SCHEMA_VERSION}); use a newer csc"
+                ),
+            });
+        }
+    }
+    if version != SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS consumed_approvals (
+                 approval_id     TEXT PRIMARY KEY NOT NULL,
+                 contract_sha256 TEXT NOT NULL,
+                 execution_id    TEXT NOT NULL,
+                 consumed_at     TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS store_meta (
+                 key   TEXT PRIMARY KEY NOT NULL,
+                 value TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS ledger_entries (
+                 idx            INTEGER PRIMARY KEY NOT NULL,
+                 leaf_hash      BLOB NOT NULL,
+                 prev_leaf_hash BLOB NOT NULL,
+                 receipt        BLOB NOT NULL,
+                 appended_at    TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS ledger_entries_leaf ON ledger_entries (leaf_hash);
+             CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+                 seq       INTEGER PRIMARY KEY NOT NULL,
+                 tree_size INTEGER NOT NULL,
+                 envelope  TEXT NOT NULL
+             );
+             PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
+        ))
+        .map_err(db_error(path, "create schema"))?;
+    }
+    // Probe the table shape so a foreign database is an error now.
+    conn.prepare("SELECT approval_id, contract_sha256, execution_id, consumed_at FROM consumed_approvals LIMIT 0")
+        .map_err(db_error(path, "table shape"))?;
+    Ok(())
+}
+
+/// The marker file and the database must name the same store; a new
+/// store (or a version-1 store without an id) gets an id and a marker.
+fn reconcile_identity(
+    conn: &Connection,
+    dir: &Path,
+    path: &Path,
+    marker: Option<&str>,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<(), StoreError> {
+    let db_id: Option<String> = conn
+        .query_row(
+            "SELECT value FROM store_meta WHERE key = 'store_id'",
+            [],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(db_error(path, "read store id")(e)),
+        })?;
+    match (marker, &db_id) {
+        (Some(m), Some(d)) if m == d => Ok(()),
+        (Some(m), Some(d)) => Err(lost(format!(
+            "the database belongs to store {d} but the marker {MARKER_FILE} names store {m}"
+        ))),
+        (Some(m), None) => Err(lost(format!(
+            "the database has no store id but the marker {MARKER_FILE} names store {m}"
+        ))),
+        (None, Some(d)) if has_rows(conn).map_err(db_error(path, "query"))? => Err(lost(format!(
+            "the marker {MARKER_FILE} of store {d} is missing"
+        ))),
+        // A new store, an interrupted first open (nothing consumed yet),
+        // or a version-1 store without an id: give it one and mark it.
+        (None, _) => {
+            let id = match db_id {
+                Some(d) => d,
+                None => {
+                    let id = new_store_id().map_err(dir_error(dir))?;
+                    conn.execute(
+                        "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
+                        params![id],
+                    )
+                    .map_err(db_error(path, "write store id"))?;
+                    id
+                }
+            };
+            let marker_dir = crate::fsutil::DirFd::open(dir, false).map_err(dir_error(dir))?;
+            marker_dir
+                .write_atomic(
+                    std::ffi::OsStr::new(MARKER_FILE),
+                    format!("{MARKER_PREFIX}{id}\n").as_bytes(),
+                )
+                .map_err(dir_error(dir))
+        }
+    }
+}
+
 fn new_store_id() -> Result<String, std::io::Error> {
     use std::io::Read;
     let mut raw = [0u8; 16];
@@ -269,227 +536,19 @@ impl Store {
     /// when the directory is new or empty. See the module docs for what is
     /// refused.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir_err = |source| StoreError::Dir {
-            path: dir.display().to_string(),
-            source,
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(dir_err)?;
-        let dir = std::fs::canonicalize(dir).map_err(dir_err)?;
-        check_dir_chain(&dir)?;
-        // Serialize opening (and a first initialization) between processes.
-        let dir_file = std::fs::File::open(&dir).map_err(dir_err)?;
-        let _lock = nix::fcntl::Flock::lock(dir_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| dir_err(std::io::Error::from_raw_os_error(e as i32)))?;
-
+        let opened = lock_dir(dir)?;
+        let dir = &opened.dir;
         let path = dir.join(DB_FILE);
-        let marker_path = dir.join(MARKER_FILE);
-        let shown = dir.display().to_string();
         let lost = |problem: String| StoreError::Lost {
-            path: shown.clone(),
+            path: dir.display().to_string(),
             problem,
         };
         let db_size = check_file(&path)?;
-        let marker = match check_file(&marker_path)? {
-            None => None,
-            Some(_) => {
-                let bytes = crate::fsutil::read_regular_file_capped(&marker_path, 256)
-                    .map_err(|_| lost(format!("cannot read the marker {MARKER_FILE}")))?;
-                let text = String::from_utf8(bytes).unwrap_or_default();
-                match text.trim_end().strip_prefix(MARKER_PREFIX) {
-                    Some(id) if !id.is_empty() => Some(id.to_owned()),
-                    _ => return Err(lost(format!("the marker {MARKER_FILE} is malformed"))),
-                }
-            }
-        };
-        let fresh = match (&marker, db_size) {
-            (Some(id), None) => {
-                return Err(lost(format!(
-                    "the marker {MARKER_FILE} names store {id} but the database {DB_FILE} is missing"
-                )));
-            }
-            (_, Some(0)) => {
-                return Err(lost(format!("the database {DB_FILE} is empty (0 bytes)")));
-            }
-            (Some(_), Some(_)) | (None, Some(_)) => false,
-            (None, None) => {
-                let entries: Vec<String> = std::fs::read_dir(&dir)
-                    .map_err(dir_err)?
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect();
-                if !entries.is_empty() {
-                    return Err(lost(format!(
-                        "the directory holds {entries:?} but neither {DB_FILE} nor {MARKER_FILE}; a new store is only started in an empty directory"
-                    )));
-                }
-                true
-            }
-        };
-
-        let shown_db = path.display().to_string();
-        let db = |what: &'static str| {
-            let shown = shown_db.clone();
-            move |e: rusqlite::Error| StoreError::Db {
-                path: shown.clone(),
-                what,
-                message: e.to_string(),
-            }
-        };
-        let wal_path = dir.join(WAL_FILE);
-        let wal = check_file(&wal_path)?;
-        check_file(&dir.join(SHM_FILE))?;
-        if db_size.is_some() && wal.is_none() && header_says_wal(&path).map_err(dir_err)? {
-            return Err(lost(format!(
-                "the database {DB_FILE} is in write-ahead-log mode but its log {WAL_FILE} is missing: committed approvals and ledger entries may have been lost (was the database copied without it, or opened by another SQLite tool?)"
-            )));
-        }
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if fresh {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
-        let conn = Connection::open_with_flags(&path, flags).map_err(db("open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(db("busy timeout"))?;
-        // The write-ahead log stays on disk between runs (no checkpoint and
-        // no deletion on close), so a missing one is detected above.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(db("configure"))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db("journal mode"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Db {
-                path: shown_db,
-                what: "journal mode",
-                message: format!("cannot switch to write-ahead logging (journal_mode is {mode})"),
-            });
-        }
-        // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
-        // ones, which never restart the log across processes.
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
-            .map_err(db("synchronous"))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db("read version"))?;
-        let has_table = |name: &str| -> Result<bool, StoreError> {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                params![name],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(db("read schema"))
-        };
-        match version {
-            SCHEMA_VERSION => {}
-            0 if fresh => {}
-            0..SCHEMA_VERSION if has_table("consumed_approvals")? => {}
-            0..SCHEMA_VERSION => {
-                return Err(lost(format!(
-                    "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
-                )));
-            }
-            other => {
-                return Err(StoreError::Db {
-                    path: shown_db,
-                    what: "schema version",
-                    message: format!(
-                        "version {other} is newer than this csc supports ({SCHEMA_VERSION}); use a newer csc"
-                    ),
-                });
-            }
-        }
-        if version != SCHEMA_VERSION {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS consumed_approvals (
-                     approval_id     TEXT PRIMARY KEY NOT NULL,
-                     contract_sha256 TEXT NOT NULL,
-                     execution_id    TEXT NOT NULL,
-                     consumed_at     TEXT NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS store_meta (
-                     key   TEXT PRIMARY KEY NOT NULL,
-                     value TEXT NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS ledger_entries (
-                     idx            INTEGER PRIMARY KEY NOT NULL,
-                     leaf_hash      BLOB NOT NULL,
-                     prev_leaf_hash BLOB NOT NULL,
-                     receipt        BLOB NOT NULL,
-                     appended_at    TEXT NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS ledger_entries_leaf ON ledger_entries (leaf_hash);
-                 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
-                     seq       INTEGER PRIMARY KEY NOT NULL,
-                     tree_size INTEGER NOT NULL,
-                     envelope  TEXT NOT NULL
-                 );
-                 PRAGMA user_version = {SCHEMA_VERSION};
-                 COMMIT;"
-            ))
-            .map_err(db("create schema"))?;
-        }
-        // Probe the table shape so a foreign database is an error now.
-        conn.prepare("SELECT approval_id, contract_sha256, execution_id, consumed_at FROM consumed_approvals LIMIT 0")
-            .map_err(db("table shape"))?;
-        let db_id: Option<String> = conn
-            .query_row(
-                "SELECT value FROM store_meta WHERE key = 'store_id'",
-                [],
-                |r| r.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(db("read store id")(e)),
-            })?;
-        match (&marker, &db_id) {
-            (Some(m), Some(d)) if m == d => {}
-            (Some(m), Some(d)) => {
-                return Err(lost(format!(
-                    "the database belongs to store {d} but the marker {MARKER_FILE} names store {m}"
-                )));
-            }
-            (Some(m), None) => {
-                return Err(lost(format!(
-                    "the database has no store id but the marker {MARKER_FILE} names store {m}"
-                )));
-            }
-            (None, Some(d)) if has_rows(&conn).map_err(db("query"))? => {
-                return Err(lost(format!(
-                    "the marker {MARKER_FILE} of store {d} is missing"
-                )));
-            }
-            // A new store, an interrupted first open (nothing consumed yet),
-            // or a version-1 store without an id: give it one and mark it.
-            (None, _) => {
-                let id = match db_id {
-                    Some(d) => d,
-                    None => {
-                        let id = new_store_id().map_err(dir_err)?;
-                        conn.execute(
-                            "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
-                            params![id],
-                        )
-                        .map_err(db("write store id"))?;
-                        id
-                    }
-                };
-                let marker_dir = crate::fsutil::DirFd::open(&dir, false).map_err(dir_err)?;
-                marker_dir
-                    .write_atomic(
-                        std::ffi::OsStr::new(MARKER_FILE),
-                        format!("{MARKER_PREFIX}{id}\n").as_bytes(),
-                    )
-                    .map_err(dir_err)?;
-            }
-        }
+        let marker = read_marker(&dir.join(MARKER_FILE), &lost)?;
+        let fresh = is_fresh(dir, marker.as_deref(), db_size, &lost)?;
+        let conn = connect(dir, &path, db_size, fresh, &lost)?;
+        migrate(&conn, &path, fresh, &lost)?;
+        reconcile_identity(&conn, dir, &path, marker.as_deref(), &lost)?;
         Ok(Store { conn, path })
     }
 
