@@ -80,97 +80,127 @@ fn explain(args: Args) -> CliResult {
     pre.apply(&mut decision);
     let (findings, _) = engine::explain(&contract.contract, &policy.policy, semantics);
     let notes = runtime_notes(&contract.contract, &policy.policy);
-
     if args.json {
         let out = json_report(&decision, &findings, &pre, &notes);
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
-        outln!(
-            "decision: {} [{}] (v0.1 reports only the first failure; all checks below)",
-            decision.decision.as_str(),
-            codes.join(", ")
-        );
-        let widths = (
-            findings
-                .iter()
-                .map(|f| {
-                    crate::text::escape_control(f.command_id.as_deref().unwrap_or("-"))
-                        .chars()
-                        .count()
-                })
-                .max()
-                .unwrap_or(1)
-                .max(7),
-            44usize,
-        );
-        outln!(
-            "{:<w0$}  {:<w1$}  {:<14}  {:<28}  WHAT TO CHANGE",
-            "COMMAND",
-            "CHECK",
-            "RESULT",
-            "VALUE",
-            w0 = widths.0,
-            w1 = widths.1
-        );
-        let esc = |s: &str| crate::text::escape_control(s).into_owned();
-        for f in &findings {
-            let mut value = esc(&f.value);
-            if value.chars().count() > 28 {
-                value = value.chars().take(27).collect::<String>() + "…";
-            }
-            let fix = match &f.failure {
-                Some(fail) => esc(&match ext::ext_code_of(&fail.reason) {
-                    Some(ext) => format!("{} ({ext}) — {}", fail.code.as_str(), remedy(f)),
-                    None => format!("{} — {}", fail.code.as_str(), remedy(f)),
-                }),
-                None => String::new(),
-            };
-            outln!(
-                "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
-                esc(f.command_id.as_deref().unwrap_or("-")),
-                f.check.as_str(),
-                result_label(f),
-                value,
-                fix,
-                w0 = widths.0,
-                w1 = widths.1
-            );
-        }
-        let pre_rows: Vec<_> = pre.beside(&findings).collect();
-        for r in &pre_rows {
-            let mut value = esc(&r.value);
-            if value.chars().count() > 28 {
-                value = value.chars().take(27).collect::<String>() + "…";
-            }
-            outln!(
-                "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
-                esc(r.command_id.as_deref().unwrap_or("-")),
-                r.check,
-                "FAIL (run)",
-                value,
-                esc(&format!(
-                    "{} ({}) — {}: {}",
-                    r.code.as_str(),
-                    r.ext_code,
-                    r.message,
-                    prelaunch_remedy(r)
-                )),
-                w0 = widths.0,
-                w1 = widths.1
-            );
-        }
-        let failed = findings.iter().filter(|f| f.failure.is_some()).count() + pre_rows.len();
-        outln!(
-            "{} checks, {} failing",
-            findings.len() + pre_rows.len(),
-            failed
-        );
-        for (id, note) in &notes {
-            outln!("on this host, csc run: command {id:?}: {note}");
-        }
+        print_table(&decision, &findings, &pre, &notes)?;
     }
     Ok(super::verdict_exit(decision.decision))
+}
+
+/// Column widths of the text table: command ids (at least 7), checks.
+type Widths = (usize, usize);
+
+/// One row of the text table (every cell escaped, the value cut to 28).
+fn print_row(
+    widths: Widths,
+    command: Option<&str>,
+    check: &str,
+    result: &str,
+    value: &str,
+    fix: &str,
+) -> Result<(), super::Error> {
+    let esc = |s: &str| crate::text::escape_control(s).into_owned();
+    let mut value = esc(value);
+    if value.chars().count() > 28 {
+        value = value.chars().take(27).collect::<String>() + "…";
+    }
+    outln!(
+        "{:<w0$}  {:<w1$}  {:<14}  {:<28}  {}",
+        esc(command.unwrap_or("-")),
+        check,
+        result,
+        value,
+        esc(fix),
+        w0 = widths.0,
+        w1 = widths.1
+    );
+    Ok(())
+}
+
+/// The human-readable report: the decision, every check with what to
+/// change, run's pre-launch refusals, and host notes.
+fn print_table(
+    decision: &crate::protocol::decision::Decision,
+    findings: &[engine::Finding],
+    pre: &super::check::Prelaunch,
+    notes: &[(String, String)],
+) -> Result<(), super::Error> {
+    let codes: Vec<&str> = decision.reason_codes.iter().map(|c| c.as_str()).collect();
+    outln!(
+        "decision: {} [{}] (v0.1 reports only the first failure; all checks below)",
+        decision.decision.as_str(),
+        codes.join(", ")
+    );
+    let widths = (
+        findings
+            .iter()
+            .map(|f| {
+                crate::text::escape_control(f.command_id.as_deref().unwrap_or("-"))
+                    .chars()
+                    .count()
+            })
+            .max()
+            .unwrap_or(1)
+            .max(7),
+        44usize,
+    );
+    outln!(
+        "{:<w0$}  {:<w1$}  {:<14}  {:<28}  WHAT TO CHANGE",
+        "COMMAND",
+        "CHECK",
+        "RESULT",
+        "VALUE",
+        w0 = widths.0,
+        w1 = widths.1
+    );
+    for f in findings {
+        let fix = match &f.failure {
+            Some(fail) => match ext::ext_code_of(&fail.reason) {
+                Some(ext) => format!("{} ({ext}) — {}", fail.code.as_str(), remedy(f)),
+                None => format!("{} — {}", fail.code.as_str(), remedy(f)),
+            },
+            None => String::new(),
+        };
+        let command = f.command_id.as_deref();
+        print_row(
+            widths,
+            command,
+            f.check.as_str(),
+            result_label(f),
+            &f.value,
+            &fix,
+        )?;
+    }
+    let pre_rows: Vec<_> = pre.beside(findings).collect();
+    for r in &pre_rows {
+        let fix = format!(
+            "{} ({}) — {}: {}",
+            r.code.as_str(),
+            r.ext_code,
+            r.message,
+            prelaunch_remedy(r)
+        );
+        print_row(
+            widths,
+            r.command_id.as_deref(),
+            r.check,
+            "FAIL (run)",
+            &r.value,
+            &fix,
+        )?;
+    }
+    let failed = findings.iter().filter(|f| f.failure.is_some()).count() + pre_rows.len();
+    outln!(
+        "{} checks, {} failing",
+        findings.len() + pre_rows.len(),
+        failed
+    );
+    for (id, note) in notes {
+        outln!("on this host, csc run: command {id:?}: {note}");
+    }
+    Ok(())
 }
 
 /// Every check as `csc explain --json` prints it (also `csc mcp`'s
