@@ -429,7 +429,7 @@ pub(crate) fn open_state(op: &OperatorArgs) -> Result<(Location, OpenedState), E
 }
 
 /// Decide, gate, execute and write the receipt: the one run path of
-/// `csc run` and `csc mcp`. `out` and `ledger` were opened by the caller
+/// `csc run` and `csc mcp`. `out` and `state` were opened by the caller
 /// before the contract was read.
 pub(crate) fn execute(
     settings: &Settings,
