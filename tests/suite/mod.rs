@@ -1,6 +1,7 @@
 //! Topic modules of the integration suite, one per file.
 
 mod attest_interop;
+mod build_profiles;
 mod check_agrees_with_run;
 mod cli_check;
 mod cli_explain;
