@@ -10,7 +10,7 @@
 //! own paths) are listed in docs/run.md#what-only-run-can-check.
 
 use crate::egress::EgressConfig;
-use crate::protocol::contract::{Contract, NetworkMode};
+use crate::protocol::contract::{Command, Contract, NetworkMode};
 use crate::protocol::decision::ReasonCode;
 use crate::protocol::policy::Policy;
 
@@ -85,10 +85,9 @@ pub fn commands(contract: &Contract, policy: &Policy, op: &Operator<'_>) -> Vec<
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for cmd in &contract.commands {
-        let id = Some(cmd.id.clone());
         let mut refuse = |check, value: &str, ext_code, code, message| {
             out.push(Refusal {
-                command_id: id.clone(),
+                command_id: Some(cmd.id.clone()),
                 check,
                 value: value.to_owned(),
                 ext_code,
@@ -96,74 +95,91 @@ pub fn commands(contract: &Contract, policy: &Policy, op: &Operator<'_>) -> Vec<
                 message,
             });
         };
-        if !seen.insert(cmd.id.as_str()) {
+        let duplicate = !seen.insert(cmd.id.as_str());
+        command_shape(cmd, op, duplicate, &mut refuse);
+        env_and_scopes(cmd, policy, op, &mut refuse);
+    }
+    out
+}
+
+/// How [`commands`] records one refusal: check, value, extension code,
+/// v0.1 reason code, message.
+type Refuse<'r> = dyn FnMut(&'static str, &str, &'static str, ReasonCode, String) + 'r;
+
+/// The command's own shape: a unique id that can name an output file, and
+/// no empty argv.
+fn command_shape(cmd: &Command, op: &Operator<'_>, duplicate: bool, refuse: &mut Refuse<'_>) {
+    if duplicate {
+        refuse(
+            "unique_command_id",
+            &cmd.id,
+            COMMAND_REFUSED,
+            ReasonCode::CommandNotAllowed,
+            format!("duplicate command id {:?}", cmd.id),
+        );
+    }
+    if op.output_dir
+        && let Err(e) = check_output_id(&cmd.id)
+    {
+        refuse(
+            "output_dir_file_name",
+            &cmd.id,
+            COMMAND_REFUSED,
+            ReasonCode::CommandNotAllowed,
+            e,
+        );
+    }
+    if cmd.argv_vectors().iter().any(|a| a.is_empty()) || cmd.argv_vectors().is_empty() {
+        refuse(
+            "argv_not_empty",
+            "",
+            COMMAND_REFUSED,
+            ReasonCode::CommandNotAllowed,
+            format!("command {:?} has an empty argv", cmd.id),
+        );
+    }
+}
+
+/// The operator's environment-name rules and the confinability of every
+/// declared scope.
+fn env_and_scopes(cmd: &Command, policy: &Policy, op: &Operator<'_>, refuse: &mut Refuse<'_>) {
+    for name in &cmd.env_allow {
+        if let Err(e) = op.env_allow.check_names(std::slice::from_ref(name)) {
             refuse(
-                "unique_command_id",
-                &cmd.id,
-                COMMAND_REFUSED,
-                ReasonCode::CommandNotAllowed,
-                format!("duplicate command id {:?}", cmd.id),
+                "operator_allow_env",
+                name,
+                ENV_NAME_REFUSED,
+                ReasonCode::SecretRefNotAllowed,
+                format!("command {:?}: {e}", cmd.id),
             );
         }
-        if op.output_dir
-            && let Err(e) = check_output_id(&cmd.id)
-        {
-            refuse(
-                "output_dir_file_name",
-                &cmd.id,
-                COMMAND_REFUSED,
-                ReasonCode::CommandNotAllowed,
-                e,
-            );
-        }
-        if cmd.argv_vectors().iter().any(|a| a.is_empty()) || cmd.argv_vectors().is_empty() {
-            refuse(
-                "argv_not_empty",
-                "",
-                COMMAND_REFUSED,
-                ReasonCode::CommandNotAllowed,
-                format!("command {:?} has an empty argv", cmd.id),
-            );
-        }
-        for name in &cmd.env_allow {
-            if let Err(e) = op.env_allow.check_names(std::slice::from_ref(name)) {
+    }
+    for (field, scopes, prefixes, code) in [
+        (
+            "read_paths",
+            &cmd.read_paths,
+            &policy.allowed_read_prefixes,
+            ReasonCode::ReadScopeDenied,
+        ),
+        (
+            "write_paths",
+            &cmd.write_paths,
+            &policy.allowed_write_prefixes,
+            ReasonCode::WriteScopeDenied,
+        ),
+    ] {
+        for p in scopes {
+            if let Err(e) = paths::check_scope(p, prefixes, field) {
                 refuse(
-                    "operator_allow_env",
-                    name,
-                    ENV_NAME_REFUSED,
-                    ReasonCode::SecretRefNotAllowed,
+                    "confinable_scope",
+                    p,
+                    SCOPE_REFUSED,
+                    code,
                     format!("command {:?}: {e}", cmd.id),
                 );
             }
         }
-        for (field, scopes, prefixes, code) in [
-            (
-                "read_paths",
-                &cmd.read_paths,
-                &policy.allowed_read_prefixes,
-                ReasonCode::ReadScopeDenied,
-            ),
-            (
-                "write_paths",
-                &cmd.write_paths,
-                &policy.allowed_write_prefixes,
-                ReasonCode::WriteScopeDenied,
-            ),
-        ] {
-            for p in scopes {
-                if let Err(e) = paths::check_scope(p, prefixes, field) {
-                    refuse(
-                        "confinable_scope",
-                        p,
-                        SCOPE_REFUSED,
-                        code,
-                        format!("command {:?}: {e}", cmd.id),
-                    );
-                }
-            }
-        }
     }
-    out
 }
 
 /// Is `id` safe as a file-name stem inside `--output-dir`? The same rule

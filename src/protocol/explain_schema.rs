@@ -111,32 +111,9 @@ fn one(schema: &Value, names: &[String], doc: &Value, v: &Violation) -> Explaine
                 .and_then(|r| r.split(" was unexpected").next())
         })
     {
-        let unknown: Vec<&str> = list
-            .trim_end_matches(" were unexpected)")
-            .trim_end_matches(" was unexpected)")
-            .split(", ")
-            .map(|s| s.trim_matches('\''))
-            .collect();
-        let hints: Vec<String> = unknown
-            .iter()
-            .filter_map(|u| suggest(u, names).map(|s| format!("`{u}`: did you mean `{s}`?")))
-            .collect();
-        if unknown.contains(&"argv") && who.is_some() {
-            hint = Some(
-                "`argv` goes inside `exec`: \"exec\": {\"argv\": [...]}, or use `pipeline`".into(),
-            );
-        } else if !hints.is_empty() {
-            hint = Some(hints.join("; "));
-        }
-        let list = unknown
-            .iter()
-            .map(|u| format!("`{u}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match &who {
-            Some(w) => format!("{w} has unknown field(s) {list}"),
-            None => format!("unknown field(s) {list}"),
-        }
+        let (message, unknown_hint) = unknown_fields(list, who.as_deref(), names);
+        hint = unknown_hint;
+        message
     } else if m.contains("'oneOf'") && who.is_some() && name == Some("commands") {
         format!(
             "{} needs exactly one of `exec` or `pipeline`",
@@ -153,6 +130,39 @@ fn one(schema: &Value, names: &[String], doc: &Value, v: &Violation) -> Explaine
         message,
         hint,
     }
+}
+
+/// The message and hint for unknown fields: `list` is the validator's
+/// `'a', 'b'` list; a misspelt name gets a "did you mean", a top-level
+/// `argv` in a command says where it goes.
+fn unknown_fields(list: &str, who: Option<&str>, names: &[String]) -> (String, Option<String>) {
+    let unknown: Vec<&str> = list
+        .trim_end_matches(" were unexpected)")
+        .trim_end_matches(" was unexpected)")
+        .split(", ")
+        .map(|s| s.trim_matches('\''))
+        .collect();
+    let hints: Vec<String> = unknown
+        .iter()
+        .filter_map(|u| suggest(u, names).map(|s| format!("`{u}`: did you mean `{s}`?")))
+        .collect();
+    let hint = if unknown.contains(&"argv") && who.is_some() {
+        Some("`argv` goes inside `exec`: \"exec\": {\"argv\": [...]}, or use `pipeline`".into())
+    } else if !hints.is_empty() {
+        Some(hints.join("; "))
+    } else {
+        None
+    };
+    let list = unknown
+        .iter()
+        .map(|u| format!("`{u}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = match who {
+        Some(w) => format!("{w} has unknown field(s) {list}"),
+        None => format!("unknown field(s) {list}"),
+    };
+    (message, hint)
 }
 
 /// Every property name the schema defines (for "did you mean").
