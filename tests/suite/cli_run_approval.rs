@@ -33,33 +33,41 @@ fn now_plus(secs: i64) -> String {
     csc::time::rfc3339_in(secs)
 }
 
+/// A `single_execution` approval of contract `c`, valid from a minute ago
+/// for an hour.
+fn fresh_single_use(ws: &Ws, name: &str, c: &std::path::Path) -> PathBuf {
+    approval(
+        ws,
+        name,
+        &contract_sha(c),
+        "single_execution",
+        &now_plus(-60),
+        &now_plus(3600),
+    )
+}
+
+/// The run was blocked before anything started, with `needle` in the
+/// receipt's error.
+fn assert_blocked(ws: &Ws, r: &Run, needle: &str) {
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.status(), "blocked");
+    let error = r.receipt()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains(needle), "{error}");
+    assert!(!ws.path("marker").exists());
+}
+
 #[test]
 fn single_execution_is_consumed_once_across_processes() {
     let ws = ws();
     let c = needs_approval(&ws, "c.json");
-    let a = approval(
-        &ws,
-        "one",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(&ws, "one", &c);
     let a = a.to_str().unwrap();
     let r = ws.run(&c, &["--approval", a]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.status(), "success");
     std::fs::remove_file(ws.path("marker")).unwrap();
     let again = ws.run(&c, &["--approval", a]);
-    assert_eq!(again.code, 1);
-    assert_eq!(again.status(), "blocked");
-    assert!(
-        again.receipt()["error"]
-            .as_str()
-            .unwrap()
-            .contains("already been consumed")
-    );
-    assert!(!ws.path("marker").exists());
+    assert_blocked(&ws, &again, "already been consumed");
 }
 
 #[test]
@@ -72,14 +80,7 @@ fn approval_is_not_consumed_when_nothing_starts() {
             c["approval_mode"] = json!("human_required");
         },
     );
-    let a = approval(
-        &ws,
-        "nf",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(&ws, "nf", &c);
     let a = a.to_str().unwrap();
     for _ in 0..2 {
         let r = ws.run(&c, &["--approval", a]);
@@ -92,14 +93,7 @@ fn approval_is_not_consumed_when_nothing_starts() {
 fn concurrent_runs_cannot_share_a_single_execution_approval() {
     let ws = ws();
     let c = needs_approval(&ws, "c.json");
-    let a = approval(
-        &ws,
-        "race",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(&ws, "race", &c);
     let children: Vec<_> = (0..6)
         .map(|i| {
             std::process::Command::new(CSC)
@@ -207,37 +201,15 @@ fn corrupt_state_database_blocks_the_run() {
     std::fs::create_dir(ws.path("state")).unwrap();
     std::fs::write(ws.path("state/approvals.sqlite3"), vec![0x42u8; 16384]).unwrap();
     let c = needs_approval(&ws, "c.json");
-    let a = approval(
-        &ws,
-        "one",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(&ws, "one", &c);
     let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
-    assert_eq!(r.code, 1);
-    assert_eq!(r.status(), "blocked");
-    assert!(
-        r.receipt()["error"]
-            .as_str()
-            .unwrap()
-            .contains("approvals.sqlite3")
-    );
-    assert!(!ws.path("marker").exists());
+    assert_blocked(&ws, &r, "approvals.sqlite3");
 }
 
 /// Consume a single_execution approval once; returns (contract, approval).
 fn consumed_once(ws: &Ws) -> (PathBuf, PathBuf) {
     let c = needs_approval(ws, "c.json");
-    let a = approval(
-        ws,
-        "once",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(ws, "once", &c);
     let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     std::fs::remove_file(ws.path("marker")).unwrap();
@@ -344,15 +316,7 @@ fn an_approval_from_the_future_is_refused() {
         &now_plus(7200),
     );
     let r = ws.run(&c, &["--approval", a.to_str().unwrap()]);
-    assert_eq!(r.code, 1);
-    assert_eq!(r.status(), "blocked");
-    assert!(
-        r.receipt()["error"]
-            .as_str()
-            .unwrap()
-            .contains("clock skew")
-    );
-    assert!(!ws.path("marker").exists());
+    assert_blocked(&ws, &r, "clock skew");
     // Within the allowance it is accepted.
     let a = approval(
         &ws,
@@ -377,14 +341,7 @@ fn an_unprivileged_csc_refuses_a_state_dir_owned_by_root() {
     }
     let ws = ws();
     let c = needs_approval(&ws, "c.json");
-    let a = approval(
-        &ws,
-        "nobody",
-        &contract_sha(&c),
-        "single_execution",
-        &now_plus(-60),
-        &now_plus(3600),
-    );
+    let a = fresh_single_use(&ws, "nobody", &c);
     std::fs::set_permissions(&ws.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     for entry in std::fs::read_dir(&ws.root).unwrap() {
         std::os::unix::fs::lchown(entry.unwrap().path(), Some(support::NOBODY), None).unwrap();
