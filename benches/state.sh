@@ -75,4 +75,33 @@ echo "== PostgreSQL $(basename "$(dirname "$PGBIN")"), unix socket (trust; fsync
 "$B" "$URL" "$RUNS" "$THREADS" "$APPENDS"
 echo "== PostgreSQL, loopback TCP, TLS verify-full, SCRAM-SHA-256 password"
 "$B" "$TLS_URL" "$RUNS" "$THREADS" "$APPENDS"
+# A local pooler keeps server backends (and their compiled functions) alive
+# between `csc run` processes: the per-run connection is then a cheap one.
+if command -v pgbouncer >/dev/null; then
+  mkdir -p "$WORK/bouncer"
+  BPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  printf '"postgres" ""\n' >"$WORK/bouncer/users"
+  cat >"$WORK/bouncer/ini" <<INI
+[databases]
+after = host=$WORK/pg/sock port=$PORT dbname=after user=postgres
+[pgbouncer]
+listen_addr =
+listen_port = $BPORT
+unix_socket_dir = $WORK/bouncer
+auth_type = trust
+auth_file = $WORK/bouncer/users
+pool_mode = transaction
+ignore_startup_parameters = options
+max_client_conn = 200
+default_pool_size = 20
+logfile = $WORK/bouncer/log
+pidfile = $WORK/bouncer/pid
+INI
+  chown -R 65534:65534 "$WORK/bouncer"
+  as_pg pgbouncer -d -q "$WORK/bouncer/ini"
+  sleep 1
+  echo "== PostgreSQL through a local pgbouncer (transaction pooling, unix socket)"
+  "$B" "postgresql:///after?host=$WORK/bouncer&port=$BPORT&user=postgres" "$RUNS" "$THREADS" "$APPENDS" || true
+  kill "$(cat "$WORK/bouncer/pid")" 2>/dev/null || true
+fi
 echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
