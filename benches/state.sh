@@ -52,7 +52,7 @@ install -o 65534 -g 65534 -m 600 "$WORK/pki/server.key" "$WORK/pki/server.crt" "
 printf 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n' >"$WORK/pg/data/pg_hba.conf"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
-  -o "-k $WORK/pg/sock -p $PORT -c listen_addresses=127.0.0.1 -c max_connections=100 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key" \
+  -o "-k $WORK/pg/sock -p $PORT -c listen_addresses=127.0.0.1 -c max_connections=100 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key ${PG_OPTS:-}" \
   start >/dev/null
 PASS="bench-$RANDOM$RANDOM"
 "$PGBIN/psql" -qX -h "$WORK/pg/sock" -p "$PORT" -U postgres -c "ALTER ROLE postgres PASSWORD '$PASS'" postgres
