@@ -367,3 +367,32 @@ fn postgres_shared_connection_reconnects_and_blocks_when_the_database_is_gone() 
     };
     assert!(e.contains("not currently accepting connections"), "{e}");
 }
+
+#[test]
+fn postgres_a_version_1_database_is_refused_until_migrated() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.new_db();
+    // A database an older csc migrated (schema version 1), with a row.
+    let mut admin = c.admin(&db_of(&url));
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE csc_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+             {}
+             INSERT INTO csc_schema (version) VALUES (1);
+             INSERT INTO csc_consumed_approvals VALUES ('old', 'h', 'e0', 't0');",
+            csc::state::postgres::MIGRATIONS[0].1
+        ))
+        .unwrap();
+    let e = open_err(&url);
+    assert!(
+        e.contains("older") && e.contains("run csc state migrate"),
+        "{e}"
+    );
+    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (1, 2));
+    let mut s = Location::Url(url).open().unwrap();
+    assert_eq!(
+        s.consume_all(&["old".to_owned()], "h", "e1", "t1").unwrap(),
+        Err(("old".to_owned(), "t0".to_owned()))
+    );
+    assert_eq!(s.append(b"{}", "t").unwrap(), 0);
+}
