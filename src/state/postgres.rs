@@ -4,9 +4,13 @@
 //! run (the primary key decides fleet-wide, no read-then-write). Ledger
 //! appends take a transaction-level advisory lock, read the last entry and
 //! insert the next index: one gap-free sequence under concurrent writers,
-//! with nothing but INSERT and SELECT privileges. The schema is versioned
-//! and migrated only by `csc state migrate`; csc refuses an unmigrated,
-//! older or newer schema.
+//! with nothing but INSERT and SELECT privileges. Both are server-side
+//! functions (schema version 2) called as one unnamed statement: one round
+//! trip each, idempotent, so they are repeated across a reconnect. The
+//! schema is versioned and migrated only by `csc state migrate`; csc
+//! refuses an unmigrated, older or newer schema, when it connects and in
+//! every function call. [`Shared`] is one connection for all the runs of a
+//! `csc mcp` server.
 
 use postgres::types::Type;
 use postgres::{Client, Config, NoTls, error::SqlState};
