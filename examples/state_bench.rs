@@ -4,9 +4,11 @@
 //!     cargo run --release --example state_bench -- LOCATION RUNS THREADS APPENDS
 //!
 //! LOCATION is a state directory or a `postgres://` URL (migrated). Prints
-//! the median/p99 of RUNS runs' store work (open, consume one approval,
-//! append one receipt, close) and the appends/s of THREADS concurrent
-//! writers appending APPENDS receipts in total (one connection each).
+//! the median/p99 of RUNS runs' store work as `csc run` does it (open,
+//! consume one approval, append one receipt, close), each phase's median,
+//! the same work on one long-lived connection (as `csc mcp` does it), and
+//! the appends/s of THREADS concurrent writers appending APPENDS receipts
+//! in total (one connection each).
 
 use csc::state::Location;
 use std::path::Path;
@@ -19,6 +21,17 @@ fn receipt(tag: &str) -> Vec<u8> {
         "x".repeat(600)
     )
     .into_bytes()
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// (median, p99) of `v`, in place.
+fn quantiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
+    (at(0.5), at(0.99))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,23 +47,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (runs, threads, appends): (usize, usize, usize) =
         (runs.parse()?, threads.parse()?, appends.parse()?);
     let pid = std::process::id();
-    let mut times = Vec::with_capacity(runs);
+    let (mut total, mut open, mut consume, mut append) = (vec![], vec![], vec![], vec![]);
     for i in 0..runs {
         let start = Instant::now();
         let mut s = location.open()?;
-        let id = format!("appr-{pid}-{i}");
-        s.consume_all(&[id], "h", "e", "now")?
-            .map_err(|e| format!("{e:?}"))?;
+        open.push(ms(start));
+        let t = Instant::now();
+        s.consume_all(
+            &[format!("appr-{pid}-{i}")],
+            "h",
+            &format!("e{pid}-{i}"),
+            "now",
+        )?
+        .map_err(|e| format!("{e:?}"))?;
+        consume.push(ms(t));
+        let t = Instant::now();
         s.append(&receipt(&format!("{pid}_{i}")), "now")?;
+        append.push(ms(t));
         drop(s);
-        times.push(start.elapsed().as_secs_f64() * 1e3);
+        total.push(ms(start));
     }
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    let (m, p) = quantiles(&mut total);
     println!(
-        "per run (open + consume + append + close): {runs} runs, median {:.3} ms, p99 {:.3} ms",
-        at(0.5),
-        at(0.99)
+        "per run, new connection (open + consume + append + close): {runs} runs, median {m:.3} ms, p99 {p:.3} ms"
+    );
+    println!(
+        "  phase medians: open {:.3} ms, consume {:.3} ms, append {:.3} ms",
+        quantiles(&mut open).0,
+        quantiles(&mut consume).0,
+        quantiles(&mut append).0
+    );
+    let mut s = location.open()?;
+    let mut kept = vec![];
+    for i in 0..runs {
+        let start = Instant::now();
+        s.consume_all(
+            &[format!("appr-{pid}-k{i}")],
+            "h",
+            &format!("e{pid}-k{i}"),
+            "now",
+        )?
+        .map_err(|e| format!("{e:?}"))?;
+        s.append(&receipt(&format!("{pid}_k{i}")), "now")?;
+        kept.push(ms(start));
+    }
+    drop(s);
+    let (m, p) = quantiles(&mut kept);
+    println!(
+        "per run, one kept connection (consume + append): {runs} runs, median {m:.3} ms, p99 {p:.3} ms"
     );
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)

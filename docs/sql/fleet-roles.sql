@@ -8,6 +8,12 @@ CREATE ROLE csc_runner NOLOGIN;
 GRANT SELECT ON csc_schema, csc_store_meta TO csc_runner;
 GRANT SELECT, INSERT ON csc_consumed_approvals, csc_ledger_entries, csc_ledger_checkpoints TO csc_runner;
 GRANT USAGE ON SEQUENCE csc_ledger_checkpoints_seq_seq TO csc_runner;
+-- Schema 2: one function per hot operation. They run with the caller's
+-- privileges (SECURITY INVOKER), so EXECUTE grants nothing beyond the above.
+GRANT EXECUTE ON FUNCTION csc_check_schema(integer),
+    csc_consume(integer, text[], text, text, text),
+    csc_append(integer, bytea, bytea, text) TO csc_runner;
 -- Auditors read everything and write nothing.
 CREATE ROLE csc_auditor NOLOGIN;
 GRANT SELECT ON csc_schema, csc_store_meta, csc_consumed_approvals, csc_ledger_entries, csc_ledger_checkpoints TO csc_auditor;
+GRANT EXECUTE ON FUNCTION csc_check_schema(integer) TO csc_auditor;

@@ -29,6 +29,8 @@ use crate::exit;
 use crate::protocol::load;
 use crate::protocol::policy::LoadedPolicy;
 use crate::protocol::schema::Kind;
+use crate::state::postgres::Shared;
+use crate::state::{Location, StoreError};
 use session::End;
 
 /// Bytes of each command's stdout and of its stderr returned by
@@ -58,6 +60,8 @@ pub struct Args {
 struct Server {
     policy: LoadedPolicy,
     op: OperatorArgs,
+    /// The PostgreSQL store's one connection, shared by every run.
+    shared: Option<(Location, Shared)>,
     settings: Settings,
     receipt_dir: PathBuf,
     /// One permit per run that may execute at once.
@@ -74,13 +78,24 @@ pub fn run(args: Args) -> CliResult {
     let settings = run::settings(&args.op, 0)?;
     let policy = load::load_policy(&args.policy)?;
     // The state store (approvals, ledger) must work before serving, and
-    // exist before the default receipt directory is made inside it.
-    if let (location, Err(e)) = run::open_state(&args.op)? {
-        return Err(Error::Failed(format!(
+    // exist before the default receipt directory is made inside it. A
+    // PostgreSQL store keeps one connection for the whole session.
+    let location = Location::resolve(args.op.state_url.as_deref(), args.op.state_dir.as_deref())
+        .map_err(|e| Error::Failed(format!("{e}; not serving")))?;
+    let unusable = |e: StoreError| {
+        Error::Failed(format!(
             "state store {}: {e}; not serving",
             location.shown()
-        )));
-    }
+        ))
+    };
+    let shared = match &location {
+        Location::Url(url) => Some(Shared::open(url).map_err(unusable)?),
+        Location::Dir(_) => {
+            location.open().map_err(unusable)?;
+            None
+        }
+    };
+    let shared = shared.map(|store| (location, store));
     let receipt_dir = match &args.receipt_dir {
         Some(d) => d.clone(),
         None => args
@@ -125,6 +140,7 @@ pub fn run(args: Args) -> CliResult {
     let server = Server {
         policy,
         op: args.op,
+        shared,
         settings,
         receipt_dir,
         runs: runs.clone(),
@@ -476,9 +492,15 @@ impl Server {
             Ok(o) => o,
             Err(e) => return tool_error(format!("{e}; nothing was run")),
         };
-        let state = match run::open_state(&self.op) {
-            Ok(l) => l,
-            Err(e) => return tool_error(e.to_string()),
+        let state = match &self.shared {
+            // A dead database blocks the run (with a receipt) here.
+            Some((location, store)) => {
+                (location.clone(), store.handle().map_err(|e| e.to_string()))
+            }
+            None => match run::open_state(&self.op) {
+                Ok(l) => l,
+                Err(e) => return tool_error(e.to_string()),
+            },
         };
         let request = Request {
             contract: &contract,

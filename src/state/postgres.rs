@@ -4,14 +4,19 @@
 //! run (the primary key decides fleet-wide, no read-then-write). Ledger
 //! appends take a transaction-level advisory lock, read the last entry and
 //! insert the next index: one gap-free sequence under concurrent writers,
-//! with nothing but INSERT and SELECT privileges. The schema is versioned
-//! and migrated only by `csc state migrate`; csc refuses an unmigrated,
-//! older or newer schema.
+//! with nothing but INSERT and SELECT privileges. Both are server-side
+//! functions (schema version 2) called as one unnamed statement: one round
+//! trip each, idempotent, so they are repeated across a reconnect. The
+//! schema is versioned and migrated only by `csc state migrate`; csc
+//! refuses an unmigrated, older or newer schema, when it connects and in
+//! every function call. [`Shared`] is one connection for all the runs of a
+//! `csc mcp` server.
 
+use postgres::types::Type;
 use postgres::{Client, Config, NoTls, error::SqlState};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{StateStore, StoreError, redact};
@@ -20,11 +25,12 @@ use crate::ledger::Entry;
 use crate::ledger::merkle::{Hash, leaf_hash};
 
 /// Schema version this csc reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// Versioned migrations, applied in order by `csc state migrate`.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE csc_store_meta (
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE csc_store_meta (
          key   text PRIMARY KEY,
          value text NOT NULL
      );
@@ -49,9 +55,98 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
      );
      INSERT INTO csc_store_meta (key, value)
          VALUES ('store_id', md5(random()::text || clock_timestamp()::text));",
-)];
-/// Advisory lock key serializing ledger appends ("csc-ledg").
-const APPEND_LOCK: i64 = 0x6373_632d_6c65_6467;
+    ),
+    (2, MIGRATION_2),
+];
+
+/// Version 2: one server-side function per hot operation, so a run's
+/// consumption and its append are one round trip each (one unnamed
+/// statement, no separate prepare), and each call checks the schema
+/// version the caller was built for. Functions run with the caller's
+/// privileges (INSERT and SELECT suffice).
+const MIGRATION_2: &str = r"
+CREATE FUNCTION csc_check_schema(expected integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE found_version integer;
+BEGIN
+    SELECT max(version) INTO found_version FROM csc_schema;
+    IF found_version IS DISTINCT FROM expected THEN
+        RAISE EXCEPTION 'the database schema is version %, this csc needs %', found_version, expected
+            USING ERRCODE = 'CSC02';
+    END IF;
+END $$;
+
+-- Consume every id for one run, all or nothing. Returns no row when all
+-- are consumed (now, or already by this same execution: a retry after a
+-- lost acknowledgement), else the first id consumed by another execution
+-- and when (and nothing is consumed).
+CREATE FUNCTION csc_consume(expected integer, ids text[], contract text, execution text, at text)
+RETURNS TABLE (conflict_id text, conflict_at text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    id text;
+    other_execution text;
+    other_at text;
+BEGIN
+    -- csc_check_schema, inlined: one function less to compile in a new
+    -- backend.
+    IF (SELECT max(version) FROM csc_schema) IS DISTINCT FROM expected THEN
+        PERFORM csc_check_schema(expected);
+    END IF;
+    BEGIN
+        FOREACH id IN ARRAY ids LOOP
+            INSERT INTO csc_consumed_approvals AS c (approval_id, contract_sha256, execution_id, consumed_at)
+                VALUES (id, contract, execution, at)
+                ON CONFLICT ON CONSTRAINT csc_consumed_approvals_pkey DO NOTHING;
+            IF NOT FOUND THEN
+                SELECT c.execution_id, c.consumed_at INTO other_execution, other_at
+                    FROM csc_consumed_approvals c WHERE c.approval_id = id;
+                IF other_execution IS DISTINCT FROM execution THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CSC01';
+                END IF;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN SQLSTATE 'CSC01' THEN
+        -- The block's inserts are rolled back.
+        conflict_id := id;
+        conflict_at := other_at;
+        RETURN NEXT;
+    END;
+END $$;
+
+-- Append one receipt under the append lock: its index (an existing one
+-- when this receipt is already the log's: a retry).
+CREATE FUNCTION csc_append(expected integer, entry bytea, leaf bytea, at text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    next_idx bigint;
+    prev bytea;
+BEGIN
+    -- csc_check_schema, inlined: one function less to compile in a new
+    -- backend.
+    IF (SELECT max(version) FROM csc_schema) IS DISTINCT FROM expected THEN
+        PERFORM csc_check_schema(expected);
+    END IF;
+    PERFORM pg_advisory_xact_lock(7166180478819853415);
+    SELECT e.idx INTO next_idx FROM csc_ledger_entries e
+        WHERE e.leaf_hash = leaf AND e.receipt = entry LIMIT 1;
+    IF FOUND THEN
+        RETURN next_idx;
+    END IF;
+    SELECT e.idx + 1, e.leaf_hash INTO next_idx, prev FROM csc_ledger_entries e
+        ORDER BY e.idx DESC LIMIT 1;
+    IF NOT FOUND THEN
+        next_idx := 0;
+        prev := decode(repeat('00', 32), 'hex');
+    END IF;
+    INSERT INTO csc_ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at)
+        VALUES (next_idx, leaf, prev, entry, at);
+    RETURN next_idx;
+END $$;
+";
+/// Advisory lock key serializing ledger appends ("csc-ledg"; written out
+/// in `csc_append`).
+pub const APPEND_LOCK: i64 = 0x6373_632d_6c65_6467;
 /// Advisory lock key serializing migrations ("csc-migr").
 const MIGRATE_LOCK: i64 = 0x6373_632d_6d69_6772;
 /// Connect timeout unless the URL sets `connect_timeout`.
@@ -82,6 +177,28 @@ fn err<'a>(shown: &'a str, what: &'static str) -> impl Fn(postgres::Error) -> St
         message: describe(&e),
     }
 }
+
+/// Like [`err`], for a call of a csc function: a schema the function
+/// refuses (or one without it) gets the migration advice.
+fn call_err<'a>(shown: &'a str, what: &'static str) -> impl Fn(postgres::Error) -> StoreError + 'a {
+    move |e| {
+        let code = e.code().map(SqlState::code);
+        if code == Some(SCHEMA_MISMATCH) || code == Some(SqlState::UNDEFINED_FUNCTION.code()) {
+            return StoreError::Db {
+                path: shown.to_owned(),
+                what: "schema version",
+                message: format!(
+                    "{}: run csc state migrate --state-url URL (or use a newer csc if the database is newer)",
+                    describe(&e)
+                ),
+            };
+        }
+        err(shown, what)(e)
+    }
+}
+
+/// SQLSTATE raised by `csc_check_schema` when the version differs.
+const SCHEMA_MISMATCH: &str = "CSC02";
 
 /// An error's text with the server's message (never the URL).
 fn describe(e: &postgres::Error) -> String {
@@ -351,7 +468,7 @@ fn connect_with(config: &Config, tls: &Tls, shown: &str) -> Result<Client, Store
 
 /// The schema version recorded in the database (`None`: never migrated).
 fn schema_version(client: &mut Client, shown: &str) -> Result<Option<i32>, StoreError> {
-    match client.query_one("SELECT max(version) FROM csc_schema", &[]) {
+    match client.query_typed_one("SELECT max(version) FROM csc_schema", &[]) {
         Ok(row) => Ok(row.get(0)),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(e) => Err(err(shown, "read schema")(e)),
@@ -439,6 +556,19 @@ impl PgStore {
         })
     }
 
+    /// Check that the database answers with this csc's schema
+    /// (reconnecting if the connection was lost).
+    pub fn check(&mut self) -> Result<(), StoreError> {
+        self.retrying(|c, shown| {
+            c.query_typed(
+                "SELECT csc_check_schema($1)",
+                &[(&SCHEMA_VERSION, Type::INT4)],
+            )
+            .map(drop)
+            .map_err(call_err(shown, "check"))
+        })
+    }
+
     /// Run `f`, reconnecting (within [`RECONNECT_BUDGET`]) when the
     /// connection was lost; `f` must be safe to repeat.
     fn retrying<T>(
@@ -447,19 +577,96 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let start = Instant::now();
         loop {
-            match f(&mut self.client, &self.shown) {
+            let failed = match f(&mut self.client, &self.shown) {
                 Ok(v) => return Ok(v),
-                Err(e) if self.client.is_closed() && start.elapsed() < RECONNECT_BUDGET => {
-                    std::thread::sleep(Duration::from_millis(200));
-                    match connect_with(&self.config, &self.tls, &self.shown) {
-                        Ok(c) => self.client = c,
-                        Err(_) if start.elapsed() < RECONNECT_BUDGET => {}
-                        Err(_) => return Err(e),
-                    }
-                }
+                Err(e) if self.client.is_closed() => e,
                 Err(e) => return Err(e),
+            };
+            // Lost: reconnect, then repeat the call.
+            let mut last = failed;
+            loop {
+                if start.elapsed() >= RECONNECT_BUDGET {
+                    return Err(last);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                match connect_with(&self.config, &self.tls, &self.shown) {
+                    Ok(c) => {
+                        self.client = c;
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
             }
         }
+    }
+}
+
+/// One connection shared by every run of a `csc mcp` server (instead of one
+/// per run): calls are serialized on it, each one transaction, and a lost
+/// connection is re-established (see [`PgStore`]'s retries).
+#[derive(Clone)]
+pub struct Shared(Arc<Mutex<PgStore>>);
+
+impl Shared {
+    /// Connect and check the schema, as [`PgStore::open`].
+    pub fn open(url: &str) -> Result<Shared, StoreError> {
+        Ok(Shared(Arc::new(Mutex::new(PgStore::open(url)?))))
+    }
+
+    /// A handle for one run, once the database has answered with this
+    /// csc's schema (reconnecting if the connection was lost): a run never
+    /// starts on a store that cannot record it.
+    pub fn handle(&self) -> Result<Box<dyn StateStore>, StoreError> {
+        self.lock().check()?;
+        Ok(Box::new(self.clone()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PgStore> {
+        // A panic mid-call dropped its transaction (rolled back).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateStore for Shared {
+    fn location(&self) -> String {
+        self.lock().location()
+    }
+    fn store_id(&mut self) -> Result<String, StoreError> {
+        self.lock().store_id()
+    }
+    fn consumed_at(&mut self, approval_id: &str) -> Result<Option<String>, StoreError> {
+        self.lock().consumed_at(approval_id)
+    }
+    fn consume_all(
+        &mut self,
+        approval_ids: &[String],
+        contract_sha256: &str,
+        execution_id: &str,
+        now: &str,
+    ) -> Result<Result<(), (String, String)>, StoreError> {
+        self.lock()
+            .consume_all(approval_ids, contract_sha256, execution_id, now)
+    }
+    fn append(&mut self, receipt: &[u8], now: &str) -> Result<u64, StoreError> {
+        self.lock().append(receipt, now)
+    }
+    fn for_each_entry(
+        &mut self,
+        each: &mut dyn FnMut(Entry) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.lock().for_each_entry(each)
+    }
+    fn leaves(&mut self) -> Result<Vec<Hash>, StoreError> {
+        self.lock().leaves()
+    }
+    fn checkpoints(&mut self) -> Result<Vec<Envelope>, String> {
+        self.lock().checkpoints()
+    }
+    fn add_checkpoint(&mut self, tree_size: u64, env: &Envelope) -> Result<(), StoreError> {
+        self.lock().add_checkpoint(tree_size, env)
+    }
+    fn integrity_check(&mut self) -> Result<(), StoreError> {
+        self.lock().integrity_check()
     }
 }
 
@@ -478,7 +685,7 @@ impl StateStore for PgStore {
 
     fn store_id(&mut self) -> Result<String, StoreError> {
         self.retrying(|c, shown| {
-            c.query_one(
+            c.query_typed_one(
                 "SELECT value FROM csc_store_meta WHERE key = 'store_id'",
                 &[],
             )
@@ -489,9 +696,9 @@ impl StateStore for PgStore {
 
     fn consumed_at(&mut self, approval_id: &str) -> Result<Option<String>, StoreError> {
         self.retrying(|c, shown| {
-            c.query_opt(
+            c.query_typed_opt(
                 "SELECT consumed_at FROM csc_consumed_approvals WHERE approval_id = $1",
-                &[&approval_id],
+                &[(&approval_id, Type::TEXT)],
             )
             .map(|r| r.map(|r| r.get(0)))
             .map_err(err(shown, "query"))
@@ -505,68 +712,51 @@ impl StateStore for PgStore {
         execution_id: &str,
         now: &str,
     ) -> Result<Result<(), (String, String)>, StoreError> {
-        // Not retried: if a commit's acknowledgement is lost the approval
-        // may be consumed; the run is blocked either way (never replayable).
-        let shown = self.shown.clone();
-        let mut tx = self.client.transaction().map_err(err(&shown, "begin"))?;
-        for id in approval_ids {
-            let inserted = tx
-                .execute(
-                    "INSERT INTO csc_consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (approval_id) DO NOTHING",
-                    &[id, &contract_sha256, &execution_id, &now],
+        // One round trip (`csc_consume`, one transaction). Retried across a
+        // lost connection: a consumption whose acknowledgement was lost is
+        // recognised by its execution id, never lost and never doubled.
+        let ids = approval_ids.to_vec();
+        self.retrying(|c, shown| {
+            let rows = c
+                .query_typed(
+                    "SELECT conflict_id, conflict_at FROM csc_consume($1, $2, $3, $4, $5)",
+                    &[
+                        (&SCHEMA_VERSION, Type::INT4),
+                        (&ids, Type::TEXT_ARRAY),
+                        (&contract_sha256, Type::TEXT),
+                        (&execution_id, Type::TEXT),
+                        (&now, Type::TEXT),
+                    ],
                 )
-                .map_err(err(&shown, "insert"))?;
-            if inserted == 0 {
-                let at: String = tx
-                    .query_one(
-                        "SELECT consumed_at FROM csc_consumed_approvals WHERE approval_id = $1",
-                        &[id],
-                    )
-                    .map_err(err(&shown, "query"))?
-                    .get(0);
-                // Dropping the transaction rolls every insert back.
-                return Ok(Err((id.clone(), at)));
-            }
-        }
-        tx.commit().map_err(err(&shown, "commit"))?;
-        Ok(Ok(()))
+                .map_err(call_err(shown, "consume"))?;
+            Ok(match rows.first() {
+                None => Ok(()),
+                Some(r) => Err((r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default())),
+            })
+        })
     }
 
     fn append(&mut self, receipt: &[u8], now: &str) -> Result<u64, StoreError> {
         let leaf = leaf_hash(receipt);
-        // Idempotent: a retry after a lost acknowledgement finds its entry.
+        // One round trip (`csc_append`); idempotent, so a retry after a
+        // lost acknowledgement finds its entry.
         self.retrying(|c, shown| {
-            let mut tx = c.transaction().map_err(err(shown, "ledger begin"))?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-                .map_err(err(shown, "ledger lock"))?;
-            if let Some(row) = tx
-                .query_opt(
-                    "SELECT idx FROM csc_ledger_entries WHERE leaf_hash = $1 AND receipt = $2",
-                    &[&&leaf[..], &receipt],
+            let row = c
+                .query_typed_one(
+                    "SELECT csc_append($1, $2, $3, $4)",
+                    &[
+                        (&SCHEMA_VERSION, Type::INT4),
+                        (&receipt, Type::BYTEA),
+                        (&&leaf[..], Type::BYTEA),
+                        (&now, Type::TEXT),
+                    ],
                 )
-                .map_err(err(shown, "ledger read"))?
-            {
-                return Ok(row.get::<_, i64>(0) as u64);
-            }
-            let last = tx
-                .query_opt(
-                    "SELECT idx, leaf_hash FROM csc_ledger_entries ORDER BY idx DESC LIMIT 1",
-                    &[],
-                )
-                .map_err(err(shown, "ledger read"))?;
-            let (index, prev) = match last {
-                None => (0i64, [0u8; 32]),
-                Some(r) => (r.get::<_, i64>(0) + 1, hash_of(r.get(1), shown)?),
-            };
-            tx.execute(
-                "INSERT INTO csc_ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[&index, &&leaf[..], &&prev[..], &receipt, &now],
-            )
-            .map_err(err(shown, "ledger append"))?;
-            tx.commit().map_err(err(shown, "ledger commit"))?;
-            Ok(index as u64)
+                .map_err(call_err(shown, "ledger append"))?;
+            u64::try_from(row.get::<_, i64>(0)).map_err(|_| StoreError::Db {
+                path: shown.to_owned(),
+                what: "ledger append",
+                message: "a negative index".to_owned(),
+            })
         })
     }
 
@@ -662,6 +852,11 @@ impl StateStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_append_function_takes_the_append_lock() {
+        assert!(MIGRATION_2.contains(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
+    }
 
     #[test]
     fn url_helpers_never_panic() {

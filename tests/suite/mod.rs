@@ -36,4 +36,5 @@ mod sandbox_paths;
 mod sandbox_sockets;
 mod state_fleet;
 mod state_store;
+mod state_tls;
 mod yaml_ambiguity;

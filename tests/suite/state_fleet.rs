@@ -269,3 +269,145 @@ fn consumed(c: &pg::Cluster, url: &str) -> bool {
         .map(|r| r.get::<_, i64>(0) > 0)
         .unwrap_or(false)
 }
+
+/// A `csc mcp` server on the fleet store, driven over raw JSON-RPC.
+struct McpServer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    next: u64,
+}
+
+impl McpServer {
+    fn start(url: &str, policy: &Path, receipts: &Path) -> McpServer {
+        let mut child = Command::new(common::CSC)
+            .arg("mcp")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--receipt-dir")
+            .arg(receipts)
+            .args(["--state-url", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = McpServer {
+            stdin: child.stdin.take().unwrap(),
+            stdout: std::io::BufReader::new(child.stdout.take().unwrap()),
+            child,
+            next: 1,
+        };
+        m.request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "csc-test", "version": "0"}}),
+        );
+        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        m
+    }
+
+    fn send(&mut self, v: &Value) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{v}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        use std::io::BufRead as _;
+        let id = self.next;
+        self.next += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "csc mcp exited"
+            );
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// `run_contract`; the run's status.
+    fn run(&mut self, arguments: Value) -> String {
+        let r = self.request(
+            "tools/call",
+            json!({"name": "run_contract", "arguments": arguments}),
+        );
+        r["result"]["structuredContent"]["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_owned()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sessions of `csc` on `db` (as the server sees them).
+fn csc_sessions(c: &pg::Cluster, db: &str) -> i64 {
+    c.admin("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'csc'",
+            &[&db],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn an_mcp_server_keeps_one_connection_that_survives_a_restart() {
+    let Some(c) = pg::private_cluster() else {
+        return;
+    };
+    let url = c.migrated_db();
+    let db = url.split("///").nth(1).unwrap().split('?').next().unwrap();
+    let ws = common::ws();
+    std::fs::create_dir(ws.path("out")).unwrap();
+    std::fs::create_dir(ws.path("receipts")).unwrap();
+    let contract = ws.contract_with(
+        "c.json",
+        vec![ws.cmd("t", &["sh", "-c", "echo ran >> out/runs"])],
+        |c| {
+            c["approval_mode"] = json!("human_required");
+            c["commands"][0]["write_paths"] = json!([ws.s("out")]);
+        },
+    );
+    let a = approval(&ws, &contract);
+    let contract: Value = serde_json::from_slice(&std::fs::read(&contract).unwrap()).unwrap();
+    let approval: Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    let denied: Value = serde_json::from_slice(
+        &std::fs::read(ws.contract("d.json", vec![ws.cmd("t", &["rm", "-rf", "/"])])).unwrap(),
+    )
+    .unwrap();
+    let mut m = McpServer::start(&url, &ws.path("policy.yaml"), &ws.path("receipts"));
+    let once = json!({"contract": contract, "approval": approval});
+    assert_eq!(m.run(once.clone()), "success");
+    assert_eq!(m.run(json!({"contract": denied})), "blocked");
+    // Two runs (and the start-up check), one session on the database.
+    assert_eq!(csc_sessions(&c, db), 1);
+    c.restart();
+    // After the restart the server reconnects: the consumption held (the
+    // approval is not replayable) and every receipt reaches the ledger.
+    assert_eq!(m.run(once), "blocked");
+    assert_eq!(m.run(json!({"contract": denied})), "blocked");
+    assert_eq!(csc_sessions(&c, db), 1);
+    drop(m);
+    assert_eq!(
+        std::fs::read_to_string(ws.path("out/runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let (ok, report) = ledger_verify(&url, &ws);
+    assert!(ok, "{report}");
+    assert_eq!(report["entries"], 4, "{report}");
+}

@@ -169,10 +169,10 @@ fn postgres_schema_is_migrated_explicitly_and_checked() {
     let url = c.new_db();
     let e = open_err(&url);
     assert!(e.contains("run csc state migrate"), "{e}");
-    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (0, 1));
+    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (0, 2));
     assert_eq!(
         csc::state::postgres::migrate(&url).unwrap(),
-        (1, 1),
+        (2, 2),
         "idempotent"
     );
     Location::Url(url.clone()).open().unwrap();
@@ -231,7 +231,10 @@ fn postgres_runner_role_cannot_update_or_delete() {
         "TRUNCATE csc_ledger_entries",
         "DELETE FROM csc_ledger_checkpoints",
         "UPDATE csc_store_meta SET value = 'other'",
-        "INSERT INTO csc_schema (version) VALUES (2)",
+        "INSERT INTO csc_schema (version) VALUES (3)",
+        // Nor replace the functions every runner calls.
+        "CREATE OR REPLACE FUNCTION csc_check_schema(expected integer) RETURNS void LANGUAGE sql AS 'SELECT'",
+        "DROP FUNCTION csc_append(integer, bytea, bytea, text)",
     ] {
         let e = raw.batch_execute(stmt).unwrap_err();
         assert_eq!(
@@ -265,4 +268,131 @@ fn postgres_credentials_are_never_printed() {
     );
     let e = open_err("postgresql://u@db.example/db?sslmode=disable");
     assert!(e.contains("only honoured"), "{e}");
+}
+
+fn db_of(url: &str) -> String {
+    url.split("///")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn postgres_consumption_is_idempotent_per_execution() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.migrated_db();
+    let mut s = Location::Url(url).open().unwrap();
+    let ids = ["a".to_owned(), "b".to_owned()];
+    assert_eq!(s.consume_all(&ids, "h", "e1", "t1").unwrap(), Ok(()));
+    // The same execution again (a retry after a lost acknowledgement):
+    // its own consumption, not a conflict, and nothing doubled.
+    assert_eq!(s.consume_all(&ids, "h", "e1", "t9").unwrap(), Ok(()));
+    assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
+    // Any other execution is refused, all or nothing.
+    assert_eq!(
+        s.consume_all(&["c".to_owned(), "b".to_owned()], "h", "e2", "t2")
+            .unwrap(),
+        Err(("b".to_owned(), "t1".to_owned()))
+    );
+    assert_eq!(s.consumed_at("c").unwrap(), None);
+}
+
+#[test]
+fn postgres_store_functions_refuse_a_changed_schema() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.migrated_db();
+    let mut s = Location::Url(url.clone()).open().unwrap();
+    // A newer csc migrates while this connection is open (a long-lived
+    // `csc mcp` connection): every call re-checks the version.
+    c.admin(&db_of(&url))
+        .batch_execute("INSERT INTO csc_schema (version) VALUES (99)")
+        .unwrap();
+    let e = s
+        .consume_all(&["a".to_owned()], "h", "e", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("schema") && e.contains("99"), "{e}");
+    let e = s.append(b"{}", "t").unwrap_err().to_string();
+    assert!(e.contains("schema") && e.contains("99"), "{e}");
+    assert_eq!(s.leaves().unwrap().len(), 0, "nothing appended");
+}
+
+#[test]
+fn postgres_shared_connection_reconnects_and_blocks_when_the_database_is_gone() {
+    let Some(c) = pg::private_cluster() else {
+        return;
+    };
+    let url = c.migrated_db();
+    let db = db_of(&url);
+    let shared = csc::state::postgres::Shared::open(&url).unwrap();
+    let mut run1 = shared.handle().unwrap();
+    assert_eq!(
+        run1.consume_all(&["a".to_owned()], "h", "e1", "t1")
+            .unwrap(),
+        Ok(())
+    );
+    run1.append(br#"{"execution_id":"e1"}"#, "t1").unwrap();
+    c.restart();
+    // The next run gets the connection back; the consumption survived.
+    let mut run2 = shared.handle().unwrap();
+    assert_eq!(
+        run2.consume_all(&["a".to_owned()], "h", "e2", "t2")
+            .unwrap(),
+        Err(("a".to_owned(), "t1".to_owned()))
+    );
+    run2.append(br#"{"execution_id":"e2"}"#, "t2").unwrap();
+    // A connection lost mid-session is re-established inside a call too.
+    c.restart();
+    assert_eq!(
+        run2.consume_all(&["b".to_owned()], "h", "e2", "t2")
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(run2.leaves().unwrap().len(), 2);
+    // The database stops accepting this store: the next run is refused a
+    // handle (blocked before anything executes), not handed a dead one.
+    let mut admin = c.admin("postgres");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .unwrap();
+    let e = match shared.handle() {
+        Ok(_) => panic!("a handle on a database that refuses connections"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("not currently accepting connections"), "{e}");
+}
+
+#[test]
+fn postgres_a_version_1_database_is_refused_until_migrated() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.new_db();
+    // A database an older csc migrated (schema version 1), with a row.
+    let mut admin = c.admin(&db_of(&url));
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE csc_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+             {}
+             INSERT INTO csc_schema (version) VALUES (1);
+             INSERT INTO csc_consumed_approvals VALUES ('old', 'h', 'e0', 't0');",
+            csc::state::postgres::MIGRATIONS[0].1
+        ))
+        .unwrap();
+    let e = open_err(&url);
+    assert!(
+        e.contains("older") && e.contains("run csc state migrate"),
+        "{e}"
+    );
+    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (1, 2));
+    let mut s = Location::Url(url).open().unwrap();
+    assert_eq!(
+        s.consume_all(&["old".to_owned()], "h", "e1", "t1").unwrap(),
+        Err(("old".to_owned(), "t0".to_owned()))
+    );
+    assert_eq!(s.append(b"{}", "t").unwrap(), 0);
 }
