@@ -34,5 +34,6 @@ mod sandbox_network;
 mod sandbox_paths;
 mod sandbox_sockets;
 mod state_fleet;
+mod state_sqlite;
 mod state_store;
 mod yaml_ambiguity;
