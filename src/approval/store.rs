@@ -106,6 +106,9 @@ pub struct Store {
     /// Whether this open created a file of the store and synced the
     /// directory for it ([`Store::synced_dir_on_open`]).
     synced_dir: bool,
+    /// Frames in the log after this connection's last commit (SQLite's
+    /// WAL hook).
+    log_frames: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// The files of a store in its directory; SQLite (built with
@@ -450,9 +453,15 @@ fn connect(
         });
     }
     // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
-    // ones, which never restart the log across processes.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
-        .map_err(db_error(path, "synchronous"))?;
+    // ones, which never restart the log across processes (a new process
+    // rebuilds the log index and counts every frame as not yet copied).
+    // A log left longer than twice the trim size (a trim skipped while
+    // readers were on it) is cut back when it restarts.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}",
+        2 * WAL_TRIM_BYTES
+    ))
+    .map_err(db_error(path, "synchronous"))?;
     Ok(conn)
 }
 
@@ -636,8 +645,12 @@ impl Store {
         reconcile_identity(&conn, dir, &path, marker.as_deref(), &lost)?;
         // Still under the lock: a file created now is durable before any
         // other process can see it and rely on it.
-        let after = existing_files(&opened.lock).map_err(dir_error(dir))?;
-        let synced_dir = created_any(before, after);
+        // (Usually every file existed: nothing to look at again.)
+        let synced_dir = !before.iter().all(|e| *e)
+            && created_any(
+                before,
+                existing_files(&opened.lock).map_err(dir_error(dir))?,
+            );
         if synced_dir {
             opened.lock.sync_all().map_err(dir_error(dir))?;
         }
@@ -645,12 +658,26 @@ impl Store {
             .lock
             .unlock()
             .map_err(|(_, e)| dir_error(dir)(std::io::Error::from(e)))?;
+        let log_frames = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let frames = log_frames.clone();
+        let mut conn = conn;
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                frames.store(
+                    u32::try_from(n).unwrap_or(0),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(())
+            },
+        ))
+        .map_err(db_error(&path, "configure"))?;
         Ok(Store {
             conn,
             path,
             dir: dir_file,
             trim_bytes: WAL_TRIM_BYTES,
             synced_dir,
+            log_frames,
         })
     }
 
@@ -719,26 +746,46 @@ impl Store {
     }
 
     /// Keep the write-ahead log short: every process rebuilds the log's
-    /// index by reading all of it when it opens the store, so once it holds
-    /// more than [`WAL_TRIM_BYTES`] its content is copied into the database
-    /// and the log truncated (the file stays). Called after a commit, under
-    /// the write lock; the commit is already durable, so a failed trim is
-    /// only retried later.
+    /// index by reading every valid frame when it opens the store, so once
+    /// it holds more than [`WAL_TRIM_BYTES`] its content is copied into the
+    /// database (`wal_checkpoint(RESTART)`: database flushed, no reader
+    /// left on the log) and the log restarted in place by one small commit
+    /// (the schema cookie rewritten with its own value): the log's header
+    /// gets new salts, so older frames no longer count, and later commits
+    /// overwrite them. The file keeps its size: a commit changes no file
+    /// size, and its `fdatasync` is one data flush (a log truncated and
+    /// regrown needs its inode written on every commit). Called after a
+    /// commit, under the write lock; that commit is already durable, so a
+    /// failed trim is only retried later.
     fn trim_log(&self) {
-        let big = nix::sys::stat::fstatat(
-            &self.dir,
-            WAL_FILE,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|st| u64::try_from(st.st_size).unwrap_or(0) > self.trim_bytes);
+        // Each frame is a page plus a 24-byte header (4 KiB pages).
+        let frames = u64::from(self.log_frames.load(std::sync::atomic::Ordering::Relaxed));
+        if frames * (4096 + 24) <= self.trim_bytes {
+            return;
+        }
         // Without waiting for readers (`csc ledger verify` in another
         // process): busy now, trimmed after a later commit.
-        if big && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+        if self.conn.busy_timeout(Duration::ZERO).is_err() {
+            return;
+        }
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .is_ok_and(|(busy, log, copied)| busy == 0 && log == copied);
+        if done {
+            // This process restarts the log now: the next process rebuilds
+            // its index from the log alone and would not know it was copied.
             let _ = self
                 .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"));
         }
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
     }
 
     /// SQLite's quick check (`PRAGMA quick_check`: every page and record
