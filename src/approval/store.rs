@@ -38,7 +38,7 @@ pub const DB_FILE: &str = "approvals.sqlite3";
 pub const MARKER_FILE: &str = "approvals.store-id";
 /// The database's write-ahead log (kept between runs).
 pub const WAL_FILE: &str = "approvals.sqlite3-wal";
-/// Log size above which a commit trims it ([`Store::trim_log`]).
+/// Log size above which a commit trims it (`Store::trim_log`).
 pub const WAL_TRIM_BYTES: u64 = 256 * 1024;
 /// The write-ahead log's shared-memory index.
 pub const SHM_FILE: &str = "approvals.sqlite3-shm";
@@ -305,7 +305,7 @@ fn has_rows(conn: &Connection) -> Result<bool, rusqlite::Error> {
 
 /// The canonical store directory, held under an exclusive `flock` while a
 /// process opens (and perhaps first initializes) the store. The same lock
-/// serializes every write transaction ([`Store::write_lock`]).
+/// serializes every write transaction ([`write_lock`]).
 struct LockedDir {
     dir: PathBuf,
     lock: nix::fcntl::Flock<std::fs::File>,
