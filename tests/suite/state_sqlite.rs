@@ -162,3 +162,63 @@ fn open_syncs_the_directory_exactly_when_it_creates_a_file() {
     assert!(!Store::open(&dir).unwrap().synced_dir_on_open());
     verify_all(&dir, 1);
 }
+
+/// What the kernel sees (`strace -f -y`) of two `csc run`s on one new
+/// state directory: the first, which creates the store, syncs the
+/// directory; the second syncs the log (`fdatasync`) and never the
+/// directory. Fails if SQLite is built without `SQLITE_DISABLE_DIRSYNC`
+/// (a directory `fsync` per run) or if csc stops syncing a new store's
+/// directory.
+#[test]
+fn a_run_flushes_the_log_and_the_directory_only_when_the_store_is_created() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        common::require::skip_or_fail("strace is not installed");
+        return;
+    }
+    let ws = common::ws();
+    let contract = ws.contract("c.json", vec![ws.cmd("t", &["rm", "-rf", "/"])]);
+    let state = ws.path("state");
+    let traced = |n: usize| {
+        let log = ws.path(&format!("strace{n}.log"));
+        let out = Command::new("strace")
+            .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+            .arg(&log)
+            .arg(common::CSC)
+            .arg("run")
+            .arg(&contract)
+            .arg(ws.path("policy.yaml"))
+            .arg("--quiet")
+            .arg("--receipt-out")
+            .arg(ws.path(&format!("r{n}.json")))
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let dir_syncs = |log: &str| {
+        let name = format!("<{}>", state.display());
+        log.lines()
+            .filter(|l| l.contains("fsync(") && l.contains(&name))
+            .count()
+    };
+    let log_syncs = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("fdatasync(") && l.contains("/approvals.sqlite3-wal>"))
+            .count()
+    };
+    let first = traced(0);
+    assert!(
+        dir_syncs(&first) >= 1,
+        "a new store's directory is synced:\n{first}"
+    );
+    let second = traced(1);
+    assert_eq!(
+        dir_syncs(&second),
+        0,
+        "no directory flush per run:\n{second}"
+    );
+    assert!(log_syncs(&second) >= 1, "the append is flushed:\n{second}");
+    verify_all(&state, 2);
+}
