@@ -25,6 +25,14 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 chmod 700 "$WORK"
 "$T"/examples/ledger_bench "$COUNT" "$WORK/state"
+# Which flushes a run makes (RFC 0011 "Durability"): a new store, 1 append,
+# then 20 runs of open + append + close (and 20 baseline fdatasyncs).
+if command -v strace >/dev/null; then
+  strace -f -y -e trace=fsync,fdatasync -o "$WORK/strace.log" \
+    "$T"/examples/ledger_bench 1 "$WORK/strace-state" 20 >/dev/null
+  echo "flushes of a new store + 1 append + 20 runs (strace -f -y; expect one fdatasync of the -wal per commit, a few more for the new store and trims, and no directory fsync after the 2 of its creation):"
+  sed -E 's/^[0-9]+ +//; s/ = .*//; s/\([0-9]+</(</; s#/[^>]*/##' "$WORK/strace.log" | sort | uniq -c
+fi
 KEY=tests/data/interop/keys/test-key.seed.raw
 PUB=$(python3 -c 'import base64,sys; print(base64.b64encode(open(sys.argv[1],"rb").read()).decode())' tests/data/interop/keys/test-key.pub.raw)
 printf '{"keyring_version":"csc.keyring.v1","keys":[{"key_id":"bench","public_key":"%s"}]}\n' "$PUB" > "$WORK/ring.json"

@@ -8,7 +8,9 @@
 //! per-append latency (median, p99, mean). Then RUNS times (default 200),
 //! interleaved: what a run adds — open the store, append one receipt,
 //! close — and the baseline of the same run, one 4 KiB write + `fdatasync`
-//! of a file in STATE_DIR (the disk's flush latency), with the ratio.
+//! of a file in STATE_DIR (the disk's flush latency), with the ratio, the
+//! floor (per-run median minus one flush) and the CPU time (user + system)
+//! a run costs.
 use csc::approval::store::Store;
 use csc::ledger::{canonical_receipt, db};
 use serde_json::json;
@@ -23,6 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = args.next().ok_or(usage)?.parse()?;
     let dir = PathBuf::from(args.next().ok_or(usage)?);
     let runs: usize = args.next().map_or(Ok(200), |r| r.parse())?;
+    // TRIM_BYTES=N: trim the log above N bytes in the per-run phase (a
+    // lever to measure; the store's default is WAL_TRIM_BYTES).
+    let trim: Option<u64> = std::env::var("TRIM_BYTES")
+        .ok()
+        .map(|t| t.parse())
+        .transpose()?;
     let mut store = Store::open(&dir)?;
     let mut times = Vec::with_capacity(count);
     let mut last = Vec::new();
@@ -70,15 +78,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     f.write_all(&[0u8; 4096])?;
     f.sync_all()?;
     let (mut run_add, mut flush) = (Vec::new(), Vec::new());
+    let mut cpu_ms = 0.0;
     for i in 0..runs {
         // The last receipt with one more member: distinct, still JSON.
         let mut r = last[..last.len() - 1].to_vec();
         r.extend_from_slice(format!(",\"zz_run\":{i}}}").as_bytes());
+        let cpu_start = cpu_time_ms()?;
         let start = Instant::now();
         let mut s = Store::open(&dir)?;
+        if let Some(t) = trim {
+            s.set_trim_threshold(t);
+        }
         db::append(&mut s, &r, "2026-11-21T12:00:02.000000+00:00")?;
         drop(s);
         run_add.push(start.elapsed().as_secs_f64() * 1e3);
+        cpu_ms += cpu_time_ms()? - cpu_start;
         let start = Instant::now();
         f.write_all_at(&[i as u8; 4096], 0)?;
         f.sync_data()?;
@@ -91,7 +105,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "per run (open + append + close): {runs} runs, median {m_run:.3} ms, p99 {p99_run:.3} ms; baseline 4 KiB write + fdatasync: median {m_flush:.3} ms; ratio {:.2}",
         m_run / m_flush
     );
+    println!(
+        "floor (per-run median minus one flush): {:.3} ms; CPU (user + system) per run: {:.3} ms",
+        m_run - m_flush,
+        cpu_ms / runs.max(1) as f64
+    );
     Ok(())
+}
+
+/// User + system CPU time of this process so far, in ms.
+fn cpu_time_ms() -> Result<f64, nix::errno::Errno> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF)?;
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+    Ok(ms(u.user_time()) + ms(u.system_time()))
 }
 
 /// Sorts `times`; returns (median, p99, mean).

@@ -38,7 +38,7 @@ pub const DB_FILE: &str = "approvals.sqlite3";
 pub const MARKER_FILE: &str = "approvals.store-id";
 /// The database's write-ahead log (kept between runs).
 pub const WAL_FILE: &str = "approvals.sqlite3-wal";
-/// Log size above which a commit trims it ([`Store::trim_log`]).
+/// Log size above which a commit trims it (`Store::trim_log`).
 pub const WAL_TRIM_BYTES: u64 = 256 * 1024;
 /// The write-ahead log's shared-memory index.
 pub const SHM_FILE: &str = "approvals.sqlite3-shm";
@@ -98,6 +98,92 @@ pub enum Consumed {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The state directory, opened once: write locks and directory syncs
+    /// go through it, never through the path again.
+    dir: std::fs::File,
+    /// Log size above which a commit trims it ([`WAL_TRIM_BYTES`]).
+    trim_bytes: u64,
+    /// Whether this open created a file of the store and synced the
+    /// directory for it ([`Store::synced_dir_on_open`]).
+    synced_dir: bool,
+    /// Frames in the log after this connection's last commit (SQLite's
+    /// WAL hook).
+    log_frames: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// The files of a store in its directory; SQLite (built with
+/// `SQLITE_DISABLE_DIRSYNC`, `.cargo/config.toml`) never syncs the
+/// directory itself, so csc does whenever one of them is created
+/// (RFC 0011, "Durability").
+const STORE_FILES: [&str; 4] = [DB_FILE, WAL_FILE, SHM_FILE, MARKER_FILE];
+
+/// Which of [`STORE_FILES`] exist in `dir` (symlinks and other types
+/// count as existing: they are refused elsewhere).
+fn existing_files(dir: &std::fs::File) -> Result<[bool; 4], std::io::Error> {
+    let mut out = [false; 4];
+    for (seen, name) in out.iter_mut().zip(STORE_FILES) {
+        *seen = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => true,
+            Err(nix::errno::Errno::ENOENT) => false,
+            Err(e) => return Err(e.into()),
+        };
+    }
+    Ok(out)
+}
+
+/// Whether an open must sync the directory: a file of the store exists
+/// now that did not before (its directory entry is not durable yet).
+fn created_any(before: [bool; 4], after: [bool; 4]) -> bool {
+    before.iter().zip(after).any(|(b, a)| !b && a)
+}
+
+/// Take the store's write lock: an exclusive `flock` on the state
+/// directory through a new open file description of `dir` (the lock
+/// `Store::open` holds, so opening and writing are serialized too).
+/// Waiting happens in the kernel, which wakes a waiter as soon as the
+/// holder releases: unlike SQLite's busy handler, which polls with
+/// sleeps growing to 100 ms and so lets a just-finished writer win again
+/// and again, no waiter starves. Bounded by [`BUSY_TIMEOUT`] (a holder
+/// that never lets go, e.g. a stopped process, is an error, not a hang).
+fn write_lock(dir: &std::fs::File) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg, OFlag, openat};
+    let fd = openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("cannot reopen the state directory: {e}"))?;
+    let file = match Flock::lock(std::fs::File::from(fd), FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => return Ok(lock),
+        Err((file, Errno::EWOULDBLOCK)) => file,
+        Err((_, e)) => return Err(format!("cannot lock the state directory: {e}")),
+    };
+    // Contended: wait in a helper thread so the wait can be bounded; one
+    // that gives up drops the receiver and the late lock is released.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("csc-state-lock".to_owned())
+        .spawn(move || {
+            let mut file = file;
+            let got = loop {
+                match Flock::lock(file, FlockArg::LockExclusive) {
+                    Err((f, Errno::EINTR)) => file = f,
+                    other => break other.map_err(|(_, e)| e),
+                }
+            };
+            let _ = tx.send(got);
+        })
+        .map_err(|e| format!("cannot wait for the state directory lock: {e}"))?;
+    match rx.recv_timeout(BUSY_TIMEOUT) {
+        Ok(Ok(lock)) => Ok(lock),
+        Ok(Err(e)) => Err(format!("cannot lock the state directory: {e}")),
+        Err(_) => Err(format!(
+            "another process held the state store's write lock for {} s",
+            BUSY_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// Default state directory: `$XDG_STATE_HOME/csc`, else
@@ -196,46 +282,6 @@ fn check_file(path: &Path) -> Result<Option<u64>, StoreError> {
     Ok(Some(meta.len()))
 }
 
-/// Run `f` in a `BEGIN IMMEDIATE` transaction, committed when it returns
-/// `Ok((_, true))` and rolled back otherwise. Taking the write lock is
-/// retried for up to [`BUSY_TIMEOUT`]: under many concurrent writers SQLite
-/// can report "database is locked" at `BEGIN` without waiting.
-pub(crate) fn immediate<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<(T, bool), rusqlite::Error>,
-) -> Result<T, (&'static str, rusqlite::Error)> {
-    let start = std::time::Instant::now();
-    loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => break,
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                    && start.elapsed() < BUSY_TIMEOUT =>
-            {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(("begin", e)),
-        }
-    }
-    match f(conn) {
-        Ok((value, true)) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(value),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(("commit", e))
-            }
-        },
-        Ok((value, false)) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(("write", e))
-        }
-    }
-}
-
 /// Whether the database header (bytes 18 and 19) says write-ahead-log mode.
 fn header_says_wal(path: &Path) -> std::io::Result<bool> {
     use std::io::Read;
@@ -258,10 +304,11 @@ fn has_rows(conn: &Connection) -> Result<bool, rusqlite::Error> {
 }
 
 /// The canonical store directory, held under an exclusive `flock` while a
-/// process opens (and perhaps first initializes) the store.
+/// process opens (and perhaps first initializes) the store. The same lock
+/// serializes every write transaction ([`write_lock`]).
 struct LockedDir {
     dir: PathBuf,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 fn dir_error(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -296,7 +343,7 @@ fn lock_dir(dir: &Path) -> Result<LockedDir, StoreError> {
         .map_err(|(_, e)| dir_err(std::io::Error::from_raw_os_error(e as i32)))?;
     Ok(LockedDir {
         dir: canonical,
-        _lock: lock,
+        lock,
     })
 }
 
@@ -351,6 +398,7 @@ fn is_fresh(
 /// WAL-mode database whose log is missing.
 fn connect(
     dir: &Path,
+    dir_fd: &std::fs::File,
     path: &Path,
     db_size: Option<u64>,
     fresh: bool,
@@ -358,10 +406,19 @@ fn connect(
 ) -> Result<Connection, StoreError> {
     let wal = check_file(&dir.join(WAL_FILE))?;
     check_file(&dir.join(SHM_FILE))?;
-    if db_size.is_some() && wal.is_none() && header_says_wal(path).map_err(dir_error(dir))? {
-        return Err(lost(format!(
-            "the database {DB_FILE} is in write-ahead-log mode but its log {WAL_FILE} is missing: committed approvals and ledger entries may have been lost (was the database copied without it, or opened by another SQLite tool?)"
-        )));
+    let mut legacy = false;
+    if db_size.is_some() && wal.is_none() {
+        if header_says_wal(path).map_err(dir_error(dir))? {
+            return Err(lost(format!(
+                "the database {DB_FILE} is in write-ahead-log mode but its log {WAL_FILE} is missing: committed approvals and ledger entries may have been lost (was the database copied without it, or opened by another SQLite tool?)"
+            )));
+        }
+        // A rollback-journal store (before round 3): switching it to WAL
+        // writes its first page through a rollback journal, whose name
+        // must be durable before that page is (SQLite no longer syncs the
+        // directory itself). Create it empty (not hot) and sync now.
+        legacy = true;
+        precreate_journal(dir_fd).map_err(dir_error(dir))?;
     }
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if fresh {
@@ -377,6 +434,17 @@ fn connect(
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_error(path, "journal mode"))?;
+    if legacy {
+        // Deleted by SQLite after the switch; an unused one is removed.
+        match nix::unistd::unlinkat(
+            dir_fd,
+            JOURNAL_FILE,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(dir_error(dir)(e.into())),
+        }
+    }
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Db {
             path: path.display().to_string(),
@@ -385,10 +453,35 @@ fn connect(
         });
     }
     // Checkpoints are csc's (`Store::trim_log`), not SQLite's automatic
-    // ones, which never restart the log across processes.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
-        .map_err(db_error(path, "synchronous"))?;
+    // ones, which never restart the log across processes (a new process
+    // rebuilds the log index and counts every frame as not yet copied).
+    // A log left longer than twice the trim size (a trim skipped while
+    // readers were on it) is cut back when it restarts.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}",
+        2 * WAL_TRIM_BYTES
+    ))
+    .map_err(db_error(path, "synchronous"))?;
     Ok(conn)
+}
+
+/// The rollback journal of a store from before write-ahead logging.
+const JOURNAL_FILE: &str = "approvals.sqlite3-journal";
+
+/// Create an empty rollback journal unless one exists (a hot journal is
+/// SQLite's to roll back) and make its name durable.
+fn precreate_journal(dir: &std::fs::File) -> std::io::Result<()> {
+    use nix::fcntl::{OFlag, openat};
+    match openat(
+        dir,
+        JOURNAL_FILE,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(_) => dir.sync_all(),
+        Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Check the schema version and create or upgrade the tables (only when
@@ -543,35 +636,156 @@ impl Store {
             path: dir.display().to_string(),
             problem,
         };
+        let before = existing_files(&opened.lock).map_err(dir_error(dir))?;
         let db_size = check_file(&path)?;
         let marker = read_marker(&dir.join(MARKER_FILE), &lost)?;
         let fresh = is_fresh(dir, marker.as_deref(), db_size, &lost)?;
-        let conn = connect(dir, &path, db_size, fresh, &lost)?;
+        let conn = connect(dir, &opened.lock, &path, db_size, fresh, &lost)?;
         migrate(&conn, &path, fresh, &lost)?;
         reconcile_identity(&conn, dir, &path, marker.as_deref(), &lost)?;
-        Ok(Store { conn, path })
+        // Still under the lock: a file created now is durable before any
+        // other process can see it and rely on it.
+        // (Usually every file existed: nothing to look at again.)
+        let synced_dir = !before.iter().all(|e| *e)
+            && created_any(
+                before,
+                existing_files(&opened.lock).map_err(dir_error(dir))?,
+            );
+        if synced_dir {
+            opened.lock.sync_all().map_err(dir_error(dir))?;
+        }
+        let dir_file = opened
+            .lock
+            .unlock()
+            .map_err(|(_, e)| dir_error(dir)(std::io::Error::from(e)))?;
+        let log_frames = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let frames = log_frames.clone();
+        let mut conn = conn;
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                frames.store(
+                    u32::try_from(n).unwrap_or(0),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(())
+            },
+        ))
+        .map_err(db_error(&path, "configure"))?;
+        Ok(Store {
+            conn,
+            path,
+            dir: dir_file,
+            trim_bytes: WAL_TRIM_BYTES,
+            synced_dir,
+            log_frames,
+        })
+    }
+
+    /// Whether this open created a file of the store (database, log, its
+    /// index or the marker) and therefore synced the directory. A test
+    /// hook (RFC 0011, "Durability").
+    #[doc(hidden)]
+    pub fn synced_dir_on_open(&self) -> bool {
+        self.synced_dir
+    }
+
+    /// Trim the log once it exceeds `bytes` instead of [`WAL_TRIM_BYTES`]
+    /// (0: after every commit). A test hook: the worst case for writers
+    /// waiting behind a trim.
+    #[doc(hidden)]
+    pub fn set_trim_threshold(&mut self, bytes: u64) {
+        self.trim_bytes = bytes;
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction under the store's write
+    /// lock ([`write_lock`]), committed when it returns `Ok((_, true))`
+    /// and rolled back otherwise; after a commit, still under the lock,
+    /// the log is trimmed when due ([`Store::trim_log`]). Errors name the
+    /// step: "lock", "begin", "write" or "commit".
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(T, bool), rusqlite::Error>,
+    ) -> Result<T, (&'static str, String)> {
+        let _lock = write_lock(&self.dir).map_err(|e| ("lock", e))?;
+        let conn = &self.conn;
+        // Every csc writer holds the lock, so SQLite's own lock is free;
+        // a foreign SQLite client may still hold it (its busy handler
+        // waits, then this retries within the same budget).
+        let start = std::time::Instant::now();
+        loop {
+            match conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                        && start.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(("begin", e.to_string())),
+            }
+        }
+        let value = match f(conn) {
+            Ok((value, true)) => match conn.execute_batch("COMMIT") {
+                Ok(()) => value,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(("commit", e.to_string()));
+                }
+            },
+            Ok((value, false)) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Ok(value);
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(("write", e.to_string()));
+            }
+        };
+        self.trim_log();
+        Ok(value)
     }
 
     /// Keep the write-ahead log short: every process rebuilds the log's
-    /// index by reading all of it when it opens the store, so once it holds
-    /// more than [`WAL_TRIM_BYTES`] its content is copied into the database
-    /// and the log truncated (the file stays). Called after a commit; the
-    /// commit is already durable, so a failed trim is only retried later.
-    pub(crate) fn trim_log(&self) {
-        let big = self
-            .path
-            .parent()
-            .and_then(|d| std::fs::symlink_metadata(d.join(WAL_FILE)).ok())
-            .is_some_and(|m| m.len() > WAL_TRIM_BYTES);
-        // Without waiting: a checkpointer that waits for readers while
-        // they wait for the write lock would deadlock (SQLite then fails
-        // one of them with "database is locked"). Busy now, trimmed later.
-        if big && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+    /// index by reading every valid frame when it opens the store, so once
+    /// it holds more than [`WAL_TRIM_BYTES`] its content is copied into the
+    /// database (`wal_checkpoint(RESTART)`: database flushed, no reader
+    /// left on the log) and the log restarted in place by one small commit
+    /// (the schema cookie rewritten with its own value): the log's header
+    /// gets new salts, so older frames no longer count, and later commits
+    /// overwrite them. The file keeps its size: a commit changes no file
+    /// size, and its `fdatasync` is one data flush (a log truncated and
+    /// regrown needs its inode written on every commit). Called after a
+    /// commit, under the write lock; that commit is already durable, so a
+    /// failed trim is only retried later.
+    fn trim_log(&self) {
+        // Each frame is a page plus a 24-byte header (4 KiB pages).
+        let frames = u64::from(self.log_frames.load(std::sync::atomic::Ordering::Relaxed));
+        if frames * (4096 + 24) <= self.trim_bytes {
+            return;
+        }
+        // Without waiting for readers (`csc ledger verify` in another
+        // process): busy now, trimmed after a later commit.
+        if self.conn.busy_timeout(Duration::ZERO).is_err() {
+            return;
+        }
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .is_ok_and(|(busy, log, copied)| busy == 0 && log == copied);
+        if done {
+            // This process restarts the log now: the next process rebuilds
+            // its index from the log alone and would not know it was copied.
             let _ = self
                 .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"));
         }
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
     }
 
     /// SQLite's quick check (`PRAGMA quick_check`: every page and record
@@ -611,11 +825,6 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.err("read store id"))
-    }
-
-    /// The open database, for the ledger tables (`crate::ledger::db`).
-    pub(crate) fn connection(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// The open database, read-only use.
@@ -675,15 +884,7 @@ impl Store {
         now: &str,
     ) -> Result<Result<(), (String, String)>, StoreError> {
         let path = self.path.display().to_string();
-        let db = |what: &'static str| {
-            let path = path.clone();
-            move |e: rusqlite::Error| StoreError::Db {
-                path: path.clone(),
-                what,
-                message: e.to_string(),
-            }
-        };
-        let outcome = immediate(&self.conn, |tx| {
+        let outcome = self.write(|tx| {
             for id in approval_ids {
                 let inserted = tx.execute(
                     "INSERT INTO consumed_approvals (approval_id, contract_sha256, execution_id, consumed_at)
@@ -708,10 +909,11 @@ impl Store {
             }
             Ok((Ok(()), true))
         })
-        .map_err(|(what, e)| db(what)(e))?;
-        if outcome.is_ok() {
-            self.trim_log();
-        }
+        .map_err(|(what, message)| StoreError::Db {
+            path: path.clone(),
+            what,
+            message,
+        })?;
         Ok(outcome)
     }
 }
@@ -841,6 +1043,57 @@ mod tests {
         assert!(wal <= 2 * WAL_TRIM_BYTES, "the log grew to {wal} bytes");
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(crate::ledger::db::leaves(&s).unwrap().len(), 400);
+    }
+
+    #[test]
+    fn the_directory_is_synced_exactly_when_a_file_was_created() {
+        let none = [false; 4];
+        let all = [true; 4];
+        assert!(created_any(none, all), "a new store");
+        assert!(!created_any(all, all), "a reopened store");
+        assert!(created_any([true, true, false, true], all), "a new -shm");
+        assert!(
+            !created_any(all, [true, true, false, true]),
+            "a removal is no creation"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::open(dir.path()).unwrap();
+        assert_eq!(existing_files(&f).unwrap(), none);
+        std::fs::write(dir.path().join(WAL_FILE), b"").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join(MARKER_FILE)).unwrap();
+        assert_eq!(existing_files(&f).unwrap(), [false, true, false, true]);
+    }
+
+    #[test]
+    fn a_rollback_journal_store_is_converted_with_its_journal_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode = DELETE;
+                 CREATE TABLE consumed_approvals (approval_id TEXT PRIMARY KEY NOT NULL,
+                     contract_sha256 TEXT NOT NULL, execution_id TEXT NOT NULL,
+                     consumed_at TEXT NOT NULL);
+                 INSERT INTO consumed_approvals VALUES ('old', 'h', 'e', 't0');",
+            )
+            .unwrap();
+        }
+        assert!(!header_says_wal(&dir.path().join(DB_FILE)).unwrap());
+        let mut s = Store::open(dir.path()).unwrap();
+        assert!(s.synced_dir_on_open());
+        assert_eq!(s.consumed_at("old").unwrap().as_deref(), Some("t0"));
+        assert_eq!(
+            s.consume("old", "h", "e", "t1").unwrap(),
+            Consumed::Already { at: "t0".into() }
+        );
+        drop(s);
+        assert!(header_says_wal(&dir.path().join(DB_FILE)).unwrap());
+        assert!(
+            !dir.path().join(JOURNAL_FILE).exists(),
+            "no journal left behind"
+        );
+        assert!(dir.path().join(WAL_FILE).exists());
+        assert!(!Store::open(dir.path()).unwrap().synced_dir_on_open());
     }
 
     #[test]

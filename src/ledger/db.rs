@@ -31,42 +31,33 @@ fn hash_of(bytes: Vec<u8>) -> Result<Hash, rusqlite::Error> {
 /// Append one receipt (its canonical bytes) in one `BEGIN IMMEDIATE`
 /// transaction, committed durably before returning; returns its index.
 pub fn append(store: &mut Store, receipt: &[u8], now: &str) -> Result<u64, StoreError> {
-    let path = store.path().display().to_string();
-    let err = |what: &'static str| {
-        let path = path.clone();
-        move |e: rusqlite::Error| StoreError::Db {
-            path: path.clone(),
-            what,
-            message: e.to_string(),
-        }
-    };
     let leaf = leaf_hash(receipt);
-    let index = crate::approval::store::immediate(store.conn_ref(), |tx| {
-        let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (index, prev) = match last {
-            None => (0i64, [0u8; 32]),
-            Some((i, h)) => (i + 1, hash_of(h)?),
-        };
-        tx.execute(
-            "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![index, &leaf[..], &prev[..], receipt, now],
-        )?;
-        Ok((index, true))
-    })
-    .map_err(|(what, e)| {
-        err(match what {
-            "begin" => "ledger begin",
-            "commit" => "ledger commit",
-            _ => "ledger append",
-        })(e)
-    })?;
-    store.trim_log();
+    let index = store
+        .write(|tx| {
+            let last: Option<(i64, Vec<u8>)> = tx
+                .prepare_cached("SELECT idx, leaf_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (index, prev) = match last {
+                None => (0i64, [0u8; 32]),
+                Some((i, h)) => (i + 1, hash_of(h)?),
+            };
+            tx.prepare_cached(
+                "INSERT INTO ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![index, &leaf[..], &prev[..], receipt, now])?;
+            Ok((index, true))
+        })
+        .map_err(|(what, message)| StoreError::Db {
+            path: store.path().display().to_string(),
+            what: match what {
+                "lock" => "ledger lock",
+                "begin" => "ledger begin",
+                "commit" => "ledger commit",
+                _ => "ledger append",
+            },
+            message,
+        })?;
     Ok(index as u64)
 }
 
@@ -137,17 +128,17 @@ pub fn checkpoints(store: &Store) -> Result<Vec<Envelope>, String> {
 /// Store a signed checkpoint.
 pub fn add_checkpoint(store: &mut Store, tree_size: u64, env: &Envelope) -> Result<(), StoreError> {
     let text = String::from_utf8(env.to_line()).unwrap_or_default();
-    let path = store.path().display().to_string();
     store
-        .connection()
-        .execute(
-            "INSERT INTO ledger_checkpoints (tree_size, envelope) VALUES (?1, ?2)",
-            params![tree_size as i64, text.trim_end()],
-        )
-        .map_err(|e| StoreError::Db {
-            path,
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO ledger_checkpoints (tree_size, envelope) VALUES (?1, ?2)",
+                params![tree_size as i64, text.trim_end()],
+            )?;
+            Ok(((), true))
+        })
+        .map_err(|(_, message)| StoreError::Db {
+            path: store.path().display().to_string(),
             what: "ledger checkpoint",
-            message: e.to_string(),
-        })?;
-    Ok(())
+            message,
+        })
 }

@@ -94,7 +94,7 @@ fn subtree(leaves: &[Hash]) -> Hash {
     }
 }
 
-/// Inclusion proof PATH(m, D[n]) for leaf `index` in the tree of `leaves`.
+/// Inclusion proof PATH(m, D\[n\]) for leaf `index` in the tree of `leaves`.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
     if index >= leaves.len() {
         return None;
@@ -166,7 +166,7 @@ fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
     }
 }
 
-/// Consistency proof PROOF(m, D[n]) between the first `old` leaves and all
+/// Consistency proof PROOF(m, D\[n\]) between the first `old` leaves and all
 /// of `leaves`.
 pub fn consistency_proof(old: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
     if old == 0 || old > leaves.len() {

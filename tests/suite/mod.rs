@@ -35,6 +35,7 @@ mod sandbox_network;
 mod sandbox_paths;
 mod sandbox_sockets;
 mod state_fleet;
+mod state_sqlite;
 mod state_store;
 mod state_tls;
 mod yaml_ambiguity;
