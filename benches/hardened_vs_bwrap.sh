@@ -17,7 +17,9 @@
 #
 # Usage: benches/hardened_vs_bwrap.sh [N]      (default N=200 rounds)
 #   CSC=path  use that binary (default: build and use `--profile dist`)
-#   EXTRA="cmd …"  also time this command line in the rotation (E)
+#   EXTRA="cmd …"  also time this command line in the rotation (E); several
+#                  command lines separated by " ;; " (E, F, …), e.g. the
+#                  same hardened run with a before and an after binary
 # Needs: bwrap (apt-get install -y bubblewrap), python3, /usr/bin/time.
 set -euo pipefail
 N="${1:-200}"
@@ -81,8 +83,9 @@ cmds = [
      [csc, "run", "true.json", "policy.yaml", "--receipt-out", "out/l.json"] + sign),
     ("csc check", [csc, "check", "true.json", "policy.yaml"]),
 ]
-if extra:
-    cmds.append(("extra: " + extra, shlex.split(extra)))
+for e in (x.strip() for x in extra.split(" ;; ")):
+    if e:
+        cmds.append(("extra: " + e, shlex.split(e)))
 
 def run(argv):
     t = time.perf_counter()
