@@ -141,41 +141,6 @@ pub fn open_beneath_nofollow(dirfd: RawFd, rel: &Path, directory: bool) -> io::R
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Whether the absolute `path` exists and no component of it (the last
-/// one included) is a symbolic link: one `openat2(O_PATH)` with
-/// `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, instead of a `readlink`
-/// per component as `realpath` makes. `false` on any error.
-pub fn is_symlink_free(path: &Path) -> bool {
-    if !path.is_absolute() {
-        return false;
-    }
-    let Ok(c) = cpath(path) else {
-        return false;
-    };
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: as in `open_beneath_nofollow`: valid string and open_how,
-    // both outliving the call; the descriptor is new and ours.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if ret < 0 {
-        return false;
-    }
-    // SAFETY: `ret` was just returned by the kernel and is owned by no one.
-    drop(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
-    true
-}
-
 /// `mkdirat(dirfd, name, mode)` of a single path component.
 pub fn mkdirat(dirfd: RawFd, name: &std::ffi::OsStr, mode: libc::mode_t) -> io::Result<()> {
     let c = cpath(Path::new(name))?;
