@@ -265,9 +265,17 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         Stage::Helper,
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2")),
     )?;
+    let null = stage(
+        Stage::Helper,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(failed("open /dev/null")),
+    )?;
     match stage(Stage::Helper, sys::fork().map_err(failed("fork init")))? {
         Forked::Child => {
             drop(life_w);
+            drop(null);
             let code = match init_main(plan, status, life_r, seccomp_prog, channel.take()) {
                 Ok(code) => code,
                 Err(e) => {
@@ -280,6 +288,12 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         Forked::Parent(pid) => {
             drop(life_r);
             drop(channel);
+            // Only init and the segments write to the capture pipes: their
+            // end of file need not wait for the helper's exit (if this
+            // fails, it merely does).
+            let _ = sys::dup2(null.as_raw_fd(), 1);
+            let _ = sys::dup2(null.as_raw_fd(), 2);
+            drop(null);
             let r = supervise(pid, &mask);
             drop(life_w);
             stage(Stage::Helper, r)
@@ -532,7 +546,41 @@ fn run_pipeline(
     }
     drop(next_stdin);
     let codes = reap_segments(&pids)?;
-    Ok(pipeline_status(&codes))
+    let code = pipeline_status(&codes);
+    // Nothing of the sandbox may outlive the run: kill and reap whatever
+    // the segments left (daemons, the egress bridge) now, not in init's
+    // exit, then let go of the capture pipes and report. csc ends the run
+    // on this line instead of waiting for the namespaces' teardown.
+    end_namespace()?;
+    release_stdio()?;
+    status.send(&StatusMsg::Exited { code });
+    Ok(code)
+}
+
+/// From the pid namespace's init: SIGKILL every other process of the
+/// namespace and reap until none is left.
+fn end_namespace() -> StepResult<()> {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECHILD) => return Ok(()),
+            Err(e) => return Err(Cause::call("waitpid", e)),
+        }
+    }
+}
+
+/// Put `/dev/null` on 0, 1 and 2, releasing the capture pipes.
+fn release_stdio() -> StepResult<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(failed("open /dev/null"))?;
+    for fd in 0..3 {
+        sys::dup2(null.as_raw_fd(), fd).map_err(failed("dup2 /dev/null"))?;
+    }
+    Ok(())
 }
 
 /// The status line for a segment child that failed before or at
