@@ -540,11 +540,10 @@ impl SandboxChild {
 
     /// Read every status line until EOF (probe mode).
     pub(crate) fn read_all_status(&mut self) -> Vec<StatusMsg> {
-        let Some(mut f) = self.status_rx.take() else {
-            return Vec::new();
-        };
-        let mut buf = Vec::new();
-        let _ = (&mut f).take(1 << 20).read_to_end(&mut buf);
+        let mut buf = std::mem::take(&mut self.status_buf);
+        if let Some(mut f) = self.status_rx.take() {
+            let _ = (&mut f).take(1 << 20).read_to_end(&mut buf);
+        }
         parse_status(&buf)
     }
 }
