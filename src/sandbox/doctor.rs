@@ -324,6 +324,8 @@ fn run_probe(cfg: &SandboxConfig) -> ProbeResult {
                     r.error = Some((stage, message));
                 }
             }
+            // Probes run no pipeline.
+            StatusMsg::Exited { .. } => {}
         }
     }
     if r.error.is_none() && exit != Some(0) {

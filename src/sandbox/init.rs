@@ -265,9 +265,17 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         Stage::Helper,
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2")),
     )?;
+    let null = stage(
+        Stage::Helper,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(failed("open /dev/null")),
+    )?;
     match stage(Stage::Helper, sys::fork().map_err(failed("fork init")))? {
         Forked::Child => {
             drop(life_w);
+            drop(null);
             let code = match init_main(plan, status, life_r, seccomp_prog, channel.take()) {
                 Ok(code) => code,
                 Err(e) => {
@@ -280,6 +288,12 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
         Forked::Parent(pid) => {
             drop(life_r);
             drop(channel);
+            // Only init and the segments write to the capture pipes: their
+            // end of file need not wait for the helper's exit (if this
+            // fails, it merely does).
+            let _ = sys::dup2(null.as_raw_fd(), 1);
+            let _ = sys::dup2(null.as_raw_fd(), 2);
+            drop(null);
             let r = supervise(pid, &mask);
             drop(life_w);
             stage(Stage::Helper, r)
@@ -464,6 +478,17 @@ fn cstr(s: &str) -> StepResult<CString> {
     CString::new(s).map_err(|_| Cause::refused("string contains a NUL byte"))
 }
 
+/// NULL-terminated pointer array over `strings` (which must outlive it).
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Start every segment with [`sys::spawn_exec`] (no copy of init's
+/// address space: the child shares it until `execve`) and reap them.
 fn run_pipeline(
     plan: &SandboxPlan,
     status: &Status,
@@ -474,6 +499,7 @@ fn run_pipeline(
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect::<Result<_, _>>()?;
+    let envp = pointers(&env);
     let prepared: Vec<Prepared> = plan
         .segments
         .iter()
@@ -498,23 +524,83 @@ fn run_pipeline(
         } else {
             (None, None)
         };
-        match sys::fork().map_err(failed(format!("fork segment {i}")))? {
-            Forked::Child => {
-                let stdout = write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1);
-                exec_segment(seg, &env, next_stdin.as_raw_fd(), stdout, status, prog)
-            }
-            Forked::Parent(pid) => {
-                pids.push(pid);
-                drop(write_end);
-                if let Some(r) = read_end {
-                    next_stdin = r;
-                }
-            }
+        let argv = pointers(&seg.argv);
+        let image = sys::ExecImage {
+            path: &seg.path,
+            argv: &argv,
+            envp: &envp,
+            stdin: next_stdin.as_raw_fd(),
+            stdout: write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1),
+            filter: prog,
+        };
+        let (pid, failure) = sys::spawn_exec(&image, SETUP_FAILED_EXIT, EXEC_FAILED_EXIT)
+            .map_err(failed(format!("start segment {i}")))?;
+        pids.push(pid);
+        if let Some((step, errno)) = failure {
+            status.error(&exec_failure(&seg.path, step, errno));
+        }
+        drop(write_end);
+        if let Some(r) = read_end {
+            next_stdin = r;
         }
     }
     drop(next_stdin);
     let codes = reap_segments(&pids)?;
-    Ok(pipeline_status(&codes))
+    let code = pipeline_status(&codes);
+    // Nothing of the sandbox may outlive the run: kill and reap whatever
+    // the segments left (daemons, the egress bridge) now, not in init's
+    // exit, then let go of the capture pipes and report. csc ends the run
+    // on this line instead of waiting for the namespaces' teardown.
+    end_namespace()?;
+    release_stdio()?;
+    status.send(&StatusMsg::Exited { code });
+    Ok(code)
+}
+
+/// From the pid namespace's init: SIGKILL every other process of the
+/// namespace and reap until none is left.
+fn end_namespace() -> StepResult<()> {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECHILD) => return Ok(()),
+            Err(e) => return Err(Cause::call("waitpid", e)),
+        }
+    }
+}
+
+/// Put `/dev/null` on 0, 1 and 2, releasing the capture pipes.
+fn release_stdio() -> StepResult<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(failed("open /dev/null"))?;
+    for fd in 0..3 {
+        sys::dup2(null.as_raw_fd(), fd).map_err(failed("dup2 /dev/null"))?;
+    }
+    Ok(())
+}
+
+/// The status line for a segment child that failed before or at
+/// `execve` (it has exited with the matching code).
+fn exec_failure(path: &CString, step: sys::ExecStep, errno: i32) -> SetupError {
+    let e = nix::errno::Errno::from_raw(errno);
+    let (stage, what) = match step {
+        sys::ExecStep::Stdio => (Stage::Exec, "dup2 stdio".to_owned()),
+        sys::ExecStep::Signals => (Stage::Exec, "reset signals".to_owned()),
+        sys::ExecStep::CloseFds => (Stage::Exec, "close fds".to_owned()),
+        sys::ExecStep::Seccomp => (Stage::Seccomp, "install filter".to_owned()),
+        sys::ExecStep::Exec => (
+            Stage::Exec,
+            format!(
+                "execve {}",
+                Path::new(path.to_str().unwrap_or("?")).display()
+            ),
+        ),
+    };
+    SetupError::new(stage, Cause::call(what, e))
 }
 
 /// Reap everything (orphans are reparented to init) until every segment
@@ -575,68 +661,6 @@ fn record(pids: &[libc::pid_t], codes: &mut [Option<i32>], pid: Pid, code: i32) 
 /// First non-zero status in segment order, else 0.
 pub fn pipeline_status(codes: &[i32]) -> i32 {
     codes.iter().copied().find(|&c| c != 0).unwrap_or(0)
-}
-
-/// In a forked segment child: wire stdio, close every other descriptor,
-/// install seccomp, exec. Never returns.
-fn exec_segment(
-    seg: &Prepared,
-    env: &[CString],
-    stdin: RawFd,
-    stdout: RawFd,
-    status: &Status,
-    prog: &[seccompiler::sock_filter],
-) -> ! {
-    let fail = |stage: Stage, c: Cause, code: i32| -> ! {
-        status.error(&SetupError::new(stage, c));
-        sys::exit_now(code)
-    };
-    if let Err(e) = sys::dup2(stdin, 0) {
-        fail(Stage::Exec, Cause::call("dup2 stdin", e), SETUP_FAILED_EXIT);
-    }
-    if stdout != 1
-        && let Err(e) = sys::dup2(stdout, 1)
-    {
-        fail(
-            Stage::Exec,
-            Cause::call("dup2 stdout", e),
-            SETUP_FAILED_EXIT,
-        );
-    }
-    if let Err(e) = sys::reset_signal_dispositions() {
-        fail(
-            Stage::Exec,
-            Cause::call("reset signals", e),
-            SETUP_FAILED_EXIT,
-        );
-    }
-    // Init's blocked set survives execve: the target starts unblocked.
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
-        fail(
-            Stage::Exec,
-            Cause::call("sigprocmask", e),
-            SETUP_FAILED_EXIT,
-        );
-    }
-    // The status fd stays open (close-on-exec) to report an exec failure.
-    if let Err(e) = sys::close_fds_except(&[status.raw()]) {
-        fail(Stage::Exec, Cause::call("close fds", e), SETUP_FAILED_EXIT);
-    }
-    if let Err(m) = seccomp::install(prog) {
-        fail(Stage::Seccomp, m, SETUP_FAILED_EXIT);
-    }
-    let err = match nix::unistd::execve(&seg.path, &seg.argv, env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    let path = Path::new(seg.path.to_str().unwrap_or("?"))
-        .display()
-        .to_string();
-    fail(
-        Stage::Exec,
-        Cause::call(format!("execve {path}"), err),
-        EXEC_FAILED_EXIT,
-    )
 }
 
 #[cfg(test)]

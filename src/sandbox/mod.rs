@@ -272,4 +272,12 @@ pub enum StatusMsg {
         /// Stage name.
         stage: String,
     },
+    /// Init's last line: every segment exited, every other process of
+    /// the pid namespace has been killed and reaped, and init no longer
+    /// holds the capture pipes; `code` is the pipeline status. The parent
+    /// may end the run on it without waiting for the namespaces' teardown.
+    Exited {
+        /// Pipeline status (what init exits with).
+        code: i32,
+    },
 }

@@ -22,6 +22,13 @@ use super::{SETUP_FAILED_EXIT, SandboxConfig, SandboxError, SandboxExit, Sandbox
 pub struct SandboxChild {
     helper: Helper,
     status_rx: Option<std::fs::File>,
+    /// Status bytes read before the helper exited (see [`StatusMsg::Exited`]).
+    status_buf: Vec<u8>,
+    /// The status pipe reached end of file.
+    status_eof: bool,
+    /// The run ended on init's `exited` line; the helper may still be
+    /// tearing the namespaces down (reaped later, see [`reap_pending`]).
+    reported: bool,
     exit: Option<SandboxExit>,
     /// The egress proxy serving this sandbox (`network: allowlisted`).
     egress: Option<crate::egress::proxy::ProxyServer>,
@@ -130,6 +137,14 @@ impl Helper {
         }
     }
 
+    /// Whether the helper has been reaped.
+    fn reaped(&mut self) -> bool {
+        match self {
+            Helper::Exec(c) => matches!(c.try_wait(), Ok(Some(_))),
+            Helper::Forked { status, .. } => status.is_some(),
+        }
+    }
+
     fn sigkill(&mut self) {
         match self {
             Helper::Exec(c) => {
@@ -151,6 +166,7 @@ pub(crate) fn spawn_plan(
     stdout: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<SandboxChild, SandboxError> {
+    reap_pending();
     // network: allowlisted — the helper gets one end of the bridge
     // socketpair, csc's proxy serves the other.
     let mut plan = std::borrow::Cow::Borrowed(plan);
@@ -190,6 +206,9 @@ pub(crate) fn spawn_plan(
     let mut sc = SandboxChild {
         helper,
         status_rx: Some(std::fs::File::from(status_r)),
+        status_buf: Vec::new(),
+        status_eof: false,
+        reported: false,
         exit: None,
         egress,
     };
@@ -313,22 +332,19 @@ impl SandboxChild {
         }
         match self.helper.reap(false) {
             Ok(Some(st)) => Ok(Some(self.finish(st))),
-            Ok(None) => Ok(None),
+            Ok(None) => Ok(self.read_reported().map(|code| self.finish_reported(code))),
             Err(e) => Err(SandboxError::io("wait for sandbox", e)),
         }
     }
 
-    /// Block until the sandbox has exited.
+    /// Block until the sandbox has exited (or init reported the end of
+    /// the run, see [`StatusMsg::Exited`]).
     pub fn wait(&mut self) -> Result<SandboxExit, SandboxError> {
-        if let Some(e) = &self.exit {
-            return Ok(e.clone());
+        loop {
+            if let Some(e) = self.wait_timeout(Duration::from_secs(3600))? {
+                return Ok(e);
+            }
         }
-        let st = self
-            .helper
-            .reap(true)
-            .map_err(|e| SandboxError::io("wait for sandbox", e))?
-            .unwrap_or_else(|| ExitStatus::from_raw(SETUP_FAILED_EXIT << 8));
-        Ok(self.finish(st))
     }
 
     /// Block for at most `timeout`; `None` if the sandbox is still running.
@@ -343,11 +359,15 @@ impl SandboxChild {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            if let (Some(f), false) = (&self.status_rx, self.status_eof) {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(SandboxError::io("poll", e.into())),
             }
+            drop(fds);
             if let Some(e) = self.try_wait()? {
                 return Ok(Some(e));
             }
@@ -407,9 +427,64 @@ impl SandboxChild {
         let _ = self.wait();
     }
 
+    /// Read the status lines available now (never blocks); the code of
+    /// init's `exited` line once it has arrived.
+    fn read_reported(&mut self) -> Option<i32> {
+        if !self.status_eof
+            && let Some(f) = self.status_rx.as_mut()
+        {
+            loop {
+                let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::ZERO) {
+                    Ok(n) if n > 0 => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => break,
+                }
+                let mut chunk = [0u8; 4096];
+                match f.read(&mut chunk) {
+                    Ok(0) => {
+                        self.status_eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        self.status_buf.extend_from_slice(&chunk[..n]);
+                        if self.status_buf.len() > 1 << 20 {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let complete = self
+            .status_buf
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&[][..], |i| &self.status_buf[..=i]);
+        parse_status(complete).into_iter().find_map(|m| match m {
+            StatusMsg::Exited { code } => Some(code),
+            _ => None,
+        })
+    }
+
+    /// End the run on init's report: every process of the sandbox is
+    /// gone; the helper still waits for init's exit (the namespaces'
+    /// teardown), which the run need not wait for.
+    fn finish_reported(&mut self, code: i32) -> SandboxExit {
+        let errors = errors_of(&parse_status(&std::mem::take(&mut self.status_buf)));
+        self.status_rx = None;
+        self.reported = true;
+        self.exit_with(code, errors)
+    }
+
     fn finish(&mut self, st: ExitStatus) -> SandboxExit {
-        let mut exit_code = code_of(st);
         let errors = self.drain_status();
+        self.exit_with(code_of(st), errors)
+    }
+
+    fn exit_with(&mut self, code: i32, errors: Vec<String>) -> SandboxExit {
+        let mut exit_code = code;
         let setup_error = if errors.is_empty() {
             None
         } else {
@@ -429,10 +504,13 @@ impl SandboxChild {
     /// Read the status pipe until EOF (bounded wait: every writer is gone
     /// or about to be once the helper exited).
     fn drain_status(&mut self) -> Vec<String> {
+        let mut buf = std::mem::take(&mut self.status_buf);
         let Some(mut f) = self.status_rx.take() else {
-            return Vec::new();
+            return errors_of(&parse_status(&buf));
         };
-        let mut buf = Vec::new();
+        if self.status_eof {
+            return errors_of(&parse_status(&buf));
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -457,24 +535,43 @@ impl SandboxChild {
                 Err(_) => break,
             }
         }
-        parse_status(&buf)
-            .into_iter()
-            .filter_map(|m| match m {
-                StatusMsg::Error { stage, message } => Some(format!("{stage}: {message}")),
-                StatusMsg::StageOk { .. } => None,
-            })
-            .collect()
+        errors_of(&parse_status(&buf))
     }
 
     /// Read every status line until EOF (probe mode).
     pub(crate) fn read_all_status(&mut self) -> Vec<StatusMsg> {
-        let Some(mut f) = self.status_rx.take() else {
-            return Vec::new();
-        };
-        let mut buf = Vec::new();
-        let _ = (&mut f).take(1 << 20).read_to_end(&mut buf);
+        let mut buf = std::mem::take(&mut self.status_buf);
+        if let Some(mut f) = self.status_rx.take() {
+            let _ = (&mut f).take(1 << 20).read_to_end(&mut buf);
+        }
         parse_status(&buf)
     }
+}
+
+/// The setup errors among status lines, as `stage: message`.
+fn errors_of(msgs: &[StatusMsg]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            StatusMsg::Error { stage, message } => Some(format!("{stage}: {message}")),
+            StatusMsg::StageOk { .. } | StatusMsg::Exited { .. } => None,
+        })
+        .collect()
+}
+
+/// Helpers of runs that ended on init's report, not yet reaped.
+static PENDING: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// Reap (without blocking) the helpers of earlier runs that ended on
+/// init's report; each is our child, so its pid cannot be recycled
+/// before this.
+pub fn reap_pending() {
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    pending.retain(|&pid| {
+        matches!(
+            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR)
+        )
+    });
 }
 
 /// Parse JSON status lines; malformed lines become errors themselves.
@@ -492,6 +589,17 @@ pub(crate) fn parse_status(buf: &[u8]) -> Vec<StatusMsg> {
 
 impl Drop for SandboxChild {
     fn drop(&mut self) {
+        if self.reported && !self.helper.reaped() {
+            // Everything in the sandbox is gone; the helper waits for
+            // init's teardown. SIGKILL it anyway (init, already exiting,
+            // gets its PDEATHSIG: a run that somehow sent init's line
+            // early is killed all the same) and reap it later.
+            self.helper.sigkill();
+            let pid = self.helper.id() as libc::pid_t;
+            PENDING.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+            reap_pending();
+            return;
+        }
         // Nothing may survive a run, even if the caller forgets to wait.
         self.kill();
     }

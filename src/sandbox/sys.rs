@@ -614,3 +614,203 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
 pub(crate) fn thread_count() -> std::io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
+
+/// What a segment child of [`spawn_exec`] runs: everything is prepared by
+/// the parent, so the child only makes system calls.
+pub struct ExecImage<'a> {
+    /// Program path.
+    pub path: &'a std::ffi::CStr,
+    /// `argv`, NULL-terminated.
+    pub argv: &'a [*const libc::c_char],
+    /// `envp`, NULL-terminated.
+    pub envp: &'a [*const libc::c_char],
+    /// Descriptor placed on 0.
+    pub stdin: RawFd,
+    /// Descriptor placed on 1 (left alone when it is 1 already).
+    pub stdout: RawFd,
+    /// The seccomp program installed right before `execve`.
+    pub filter: &'a [seccompiler::sock_filter],
+}
+
+/// The step of [`spawn_exec`]'s child that failed, and its `errno`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStep {
+    /// `dup2` of stdin or stdout.
+    Stdio,
+    /// Resetting signal dispositions or the mask.
+    Signals,
+    /// `close_range` of every inherited descriptor above 2.
+    CloseFds,
+    /// `PR_SET_NO_NEW_PRIVS` or `seccomp(SECCOMP_SET_MODE_FILTER)`.
+    Seccomp,
+    /// `execve` itself.
+    Exec,
+}
+
+/// Shared between the parent and the `CLONE_VM` child of [`spawn_exec`].
+struct ExecShared<'a> {
+    image: &'a ExecImage<'a>,
+    failed: Option<(ExecStep, i32)>,
+    setup_exit: i32,
+    exec_exit: i32,
+}
+
+/// Signals of the kernel (`_NSIG`): 1..=64.
+const KERNEL_NSIG: libc::c_int = 64;
+
+/// Bytes of the child's stack: it runs one small frame of system calls
+/// with every signal blocked or at its default (no handler runs on it).
+const EXEC_STACK_BYTES: usize = 64 * 1024;
+
+/// Start `image` in a child that shares this process's memory until it
+/// execs (`clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does), so
+/// neither process pays for copying the address space or for
+/// copy-on-write faults. The child runs on its own stack and makes only
+/// async-signal-safe system calls (no allocation, no locks): `dup2`,
+/// `sigaction`, `sigprocmask`, `close_range`, `prctl`, `seccomp`,
+/// `execve`. All signals are blocked across the clone (no handler of the
+/// parent can run in the child); the child resets every disposition to
+/// `SIG_DFL` before unblocking. A failed step is reported through the
+/// shared memory: the parent resumes only after the child exec'd or
+/// exited, and gets `(pid, Some((step, errno)))` (the child exited with
+/// `setup_exit`, or `exec_exit` when `execve` failed).
+pub fn spawn_exec(
+    image: &ExecImage<'_>,
+    setup_exit: i32,
+    exec_exit: i32,
+) -> io::Result<(libc::pid_t, Option<(ExecStep, i32)>)> {
+    if image.argv.last() != Some(&std::ptr::null()) || image.envp.last() != Some(&std::ptr::null())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "argv and envp must be NULL-terminated",
+        ));
+    }
+    if image.filter.is_empty() || image.filter.len() > usize::from(u16::MAX) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "seccomp program empty or too long",
+        ));
+    }
+    let mut shared = ExecShared {
+        image,
+        failed: None,
+        setup_exit,
+        exec_exit,
+    };
+    // u128 elements: the stack top stays 16-byte aligned.
+    let mut stack = vec![0u128; EXEC_STACK_BYTES / 16];
+    // SAFETY: sigset_t is plain data; sigfillset/sigprocmask only write the
+    // given sets.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let ret = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old)
+    };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    // SAFETY: `exec_child` runs on `stack` (ours, alive until clone returns,
+    // which with CLONE_VFORK is after the child exec'd or exited) and only
+    // reads `shared` and writes its `failed` field while this thread is
+    // suspended; it makes only async-signal-safe system calls. No
+    // CLONE_SIGHAND: the child's signal dispositions are its own copy, and
+    // every signal is blocked until it has reset them.
+    let pid = unsafe {
+        libc::clone(
+            exec_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut shared as *mut ExecShared<'_>).cast::<libc::c_void>(),
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok((pid, shared.failed))
+}
+
+/// The child of [`spawn_exec`]; see there. Never returns into the caller.
+extern "C" fn exec_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ExecShared` of the suspended parent (CLONE_VM +
+    // CLONE_VFORK), alive and not touched by anyone else until we exec or
+    // exit.
+    let shared = unsafe { &mut *arg.cast::<ExecShared<'_>>() };
+    let image = shared.image;
+    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let mut fail = |step: ExecStep, code: i32| -> libc::c_int {
+        shared.failed = Some((step, errno()));
+        // SAFETY: _exit is async-signal-safe and never returns.
+        unsafe { libc::_exit(code) }
+    };
+    // SAFETY (whole block): plain system calls on descriptors, signal
+    // state and the pointers prepared by the parent (NUL-terminated
+    // strings, NULL-terminated arrays, a live filter slice); nothing
+    // allocates or takes a lock.
+    unsafe {
+        if libc::dup2(image.stdin, 0) < 0 {
+            return fail(ExecStep::Stdio, shared.setup_exit);
+        }
+        if image.stdout != 1 && libc::dup2(image.stdout, 1) < 0 {
+            return fail(ExecStep::Stdio, shared.setup_exit);
+        }
+        // Ignored dispositions survive execve: back to the defaults, for
+        // every signal the kernel has (the raw call also reaches the
+        // real-time signals glibc reserves and its `sigaction` refuses).
+        // All zero is the kernel's `struct sigaction` for SIG_DFL.
+        let dfl = [0u64; 4];
+        for sig in 1..=KERNEL_NSIG {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            ) != 0
+            {
+                return fail(ExecStep::Signals, shared.setup_exit);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            return fail(ExecStep::Signals, shared.setup_exit);
+        }
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            return fail(ExecStep::CloseFds, shared.setup_exit);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return fail(ExecStep::Seccomp, shared.setup_exit);
+        }
+        let prog = libc::sock_fprog {
+            len: image.filter.len() as libc::c_ushort,
+            // Same #[repr(C)] layout (linux/filter.h) in both crates.
+            filter: image.filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        };
+        if libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &prog as *const libc::sock_fprog,
+        ) != 0
+        {
+            return fail(ExecStep::Seccomp, shared.setup_exit);
+        }
+        libc::execve(
+            image.path.as_ptr(),
+            image.argv.as_ptr(),
+            image.envp.as_ptr(),
+        );
+    }
+    fail(ExecStep::Exec, shared.exec_exit)
+}

@@ -136,6 +136,46 @@ fn dropping_the_child_kills_the_sandbox() {
     assert_eq!(std::fs::metadata(&beat).unwrap().len(), n);
 }
 
+/// Host pids of processes whose `comm` is `name` (zombies included).
+fn processes_named(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .collect()
+}
+
+/// The run may end on init's report, before the namespaces are torn
+/// down, but never while anything the command started still exists: a
+/// daemon the command leaves behind is killed and reaped before `wait`
+/// returns.
+#[test]
+fn wait_returns_only_once_a_left_behind_daemon_is_gone() {
+    if skip(Who::Root, "api left-behind daemon") {
+        return;
+    }
+    let fx = Fixture::new();
+    let name = format!("cscdmn{}", std::process::id() % 100_000);
+    let daemon = fx.data.join(&name);
+    std::fs::copy("/usr/bin/sleep", &daemon).unwrap();
+    let script = format!(
+        "( setsid {} 1000 </dev/null >/dev/null 2>&1 & ); exit 0",
+        daemon.display()
+    );
+    for _ in 0..5 {
+        let (_out_r, out_w) = pipe();
+        let (_err_r, err_w) = pipe();
+        let mut child = sandbox::spawn(&cfg(), &spec(&fx, &script), out_w, err_w).unwrap();
+        let exit = child.wait().unwrap();
+        let left = processes_named(&name);
+        assert_eq!(exit.exit_code, 0, "{exit:?}");
+        assert!(left.is_empty(), "still there after wait(): {left:?}");
+        drop(child);
+    }
+}
+
 #[test]
 fn invalid_specs_fail_before_spawning() {
     let fx = Fixture::new();

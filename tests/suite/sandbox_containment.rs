@@ -255,6 +255,43 @@ print("BREACH leaked fd" if {raw} in fds or any(f > 3 for f in fds) else "denied
     nix::unistd::close(raw).unwrap();
 }
 
+sandbox_test!(every_segment_starts_with_default_signal_state);
+/// Init blocks SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGCHLD and csc's runtime
+/// ignores SIGPIPE; the segment start (`sys::spawn_exec`, a child sharing
+/// init's memory until `execve`) must hand every target an empty signal
+/// mask, no ignored signal, the seccomp filter, and no descriptor above 2.
+fn every_segment_starts_with_default_signal_state(who: Who) {
+    let fx = Fixture::new();
+    let grep = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["/usr/bin/grep", "-h", "-E", "^(SigBlk|SigIgn|Seccomp):"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push("/proc/self/status".into());
+        v
+    };
+    let ls = sh("cat; ls /proc/self/fd/ | tr '\\n' ' '; echo");
+    // Three segments: the middle one reads the first one's lines from its
+    // stdin (`-`), then its own status; the last lists its descriptors.
+    let spec = fx.spec(vec![grep(&[]), grep(&["-"]), ls], "deny");
+    let r = run(who, &fx, spec, json!({}), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{r:?}");
+    for l in &lines[..6] {
+        let (k, v) = l.split_once(':').unwrap();
+        let want = if k == "Seccomp" {
+            "2"
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(v.trim(), want, "{who:?}: {k} of a segment: {r:?}");
+    }
+    // ls's own directory descriptor (3) is the only one above stdio.
+    assert_eq!(lines[6].trim(), "0 1 2 3", "{who:?}: {r:?}");
+}
+
 sandbox_test!(privileges_are_dropped);
 fn privileges_are_dropped(who: Who) {
     let fx = Fixture::new();
