@@ -874,8 +874,9 @@ impl Store {
     }
 
     /// Atomically consume every id in `approval_ids` for this run, in one
-    /// transaction: either all are consumed now, or none is and the first
-    /// one already consumed is reported (with its time).
+    /// transaction: either all are consumed now (or already were, by this
+    /// same `execution_id`), or none is and the first one consumed by
+    /// another execution is reported (with its time).
     pub fn consume_all(
         &mut self,
         approval_ids: &[String],
@@ -896,11 +897,16 @@ impl Store {
                     Err(rusqlite::Error::SqliteFailure(e, _))
                         if e.code == ErrorCode::ConstraintViolation =>
                     {
-                        let at: String = tx.query_row(
-                            "SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1",
+                        let (by, at): (String, String) = tx.query_row(
+                            "SELECT execution_id, consumed_at FROM consumed_approvals WHERE approval_id = ?1",
                             params![id],
-                            |r| r.get(0),
+                            |r| Ok((r.get(0)?, r.get(1)?)),
                         )?;
+                        if by == execution_id {
+                            // This run's own consumption (a retry): not a
+                            // conflict, and nothing is doubled.
+                            continue;
+                        }
                         // Rolled back: none of this run's ids is consumed.
                         return Ok((Err((id.clone(), at)), false));
                     }
@@ -1083,7 +1089,7 @@ mod tests {
         assert!(s.synced_dir_on_open());
         assert_eq!(s.consumed_at("old").unwrap().as_deref(), Some("t0"));
         assert_eq!(
-            s.consume("old", "h", "e", "t1").unwrap(),
+            s.consume("old", "h", "another-run", "t1").unwrap(),
             Consumed::Already { at: "t0".into() }
         );
         drop(s);

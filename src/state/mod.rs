@@ -29,8 +29,11 @@ pub trait StateStore: Send {
     fn consumed_at(&mut self, approval_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Atomically consume every id for this run, in one transaction: all
-    /// now (`Ok(Ok(()))`), or none and the first one already consumed with
-    /// its time (`Ok(Err((id, at)))`).
+    /// now (`Ok(Ok(()))`), or none and the first one already consumed by
+    /// another execution, with its time (`Ok(Err((id, at)))`). An id this
+    /// same `execution_id` consumed before counts as consumed now (a retry
+    /// after a lost acknowledgement is neither refused nor doubled; every
+    /// run has a fresh random execution id).
     fn consume_all(
         &mut self,
         approval_ids: &[String],

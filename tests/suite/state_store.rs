@@ -39,6 +39,23 @@ fn consume_is_once_and_all_or_nothing(open: Opener) {
     assert_eq!(s.consumed_at("c").unwrap().as_deref(), Some("t4"));
 }
 
+fn consumption_is_idempotent_per_execution(open: Opener) {
+    let mut s = open();
+    let ids = ["a".to_owned(), "b".to_owned()];
+    assert_eq!(s.consume_all(&ids, "h", "e1", "t1").unwrap(), Ok(()));
+    // The same execution again (a retry after a lost acknowledgement):
+    // its own consumption, not a conflict, and nothing doubled.
+    assert_eq!(s.consume_all(&ids, "h", "e1", "t9").unwrap(), Ok(()));
+    assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
+    // Any other execution is refused, all or nothing.
+    assert_eq!(
+        s.consume_all(&["c".to_owned(), "b".to_owned()], "h", "e2", "t2")
+            .unwrap(),
+        Err(("b".to_owned(), "t1".to_owned()))
+    );
+    assert_eq!(s.consumed_at("c").unwrap(), None);
+}
+
 fn racing_handles_consume_exactly_once(open: Opener) {
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -151,6 +168,7 @@ macro_rules! both_backends {
 
 both_backends!(
     consume_is_once_and_all_or_nothing,
+    consumption_is_idempotent_per_execution,
     racing_handles_consume_exactly_once,
     concurrent_appends_form_one_gap_free_log,
     checkpoints_and_entries_round_trip,
@@ -278,26 +296,6 @@ fn db_of(url: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-#[test]
-fn postgres_consumption_is_idempotent_per_execution() {
-    let Some(c) = pg::cluster() else { return };
-    let url = c.migrated_db();
-    let mut s = Location::Url(url).open().unwrap();
-    let ids = ["a".to_owned(), "b".to_owned()];
-    assert_eq!(s.consume_all(&ids, "h", "e1", "t1").unwrap(), Ok(()));
-    // The same execution again (a retry after a lost acknowledgement):
-    // its own consumption, not a conflict, and nothing doubled.
-    assert_eq!(s.consume_all(&ids, "h", "e1", "t9").unwrap(), Ok(()));
-    assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
-    // Any other execution is refused, all or nothing.
-    assert_eq!(
-        s.consume_all(&["c".to_owned(), "b".to_owned()], "h", "e2", "t2")
-            .unwrap(),
-        Err(("b".to_owned(), "t1".to_owned()))
-    );
-    assert_eq!(s.consumed_at("c").unwrap(), None);
 }
 
 #[test]
