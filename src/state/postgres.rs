@@ -25,7 +25,7 @@ use crate::ledger::Entry;
 use crate::ledger::merkle::{Hash, leaf_hash};
 
 /// Schema version this csc reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// Versioned migrations, applied in order by `csc state migrate`.
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          VALUES ('store_id', md5(random()::text || clock_timestamp()::text));",
     ),
     (2, MIGRATION_2),
+    (3, MIGRATION_3),
 ];
 
 /// Version 2: one server-side function per hot operation, so a run's
@@ -143,6 +144,119 @@ BEGIN
         VALUES (next_idx, leaf, prev, entry, at);
     RETURN next_idx;
 END $$;
+";
+
+/// Version 3 (security review of round 4): the same functions, pinned to
+/// csc's own schema (`search_path = pg_catalog, <schema>, pg_temp`: a
+/// temporary table left in a pooled server session, or a same-named
+/// object elsewhere, cannot stand in for csc's tables) and committing
+/// with `synchronous_commit = on` whatever the session's setting (a
+/// pooler may drop the startup options that set it).
+const MIGRATION_3: &str = r"
+CREATE OR REPLACE FUNCTION csc_check_schema(expected integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE found_version integer;
+BEGIN
+    SELECT max(version) INTO found_version FROM csc_schema;
+    IF found_version IS DISTINCT FROM expected THEN
+        RAISE EXCEPTION 'the database schema is version %, this csc needs %', found_version, expected
+            USING ERRCODE = 'CSC02';
+    END IF;
+END $$;
+
+-- Consume every id for one run, all or nothing. Returns no row when all
+-- are consumed (now, or already by this same execution: a retry after a
+-- lost acknowledgement), else the first id consumed by another execution
+-- and when (and nothing is consumed).
+CREATE OR REPLACE FUNCTION csc_consume(expected integer, ids text[], contract text, execution text, at text)
+RETURNS TABLE (conflict_id text, conflict_at text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    id text;
+    other_execution text;
+    other_at text;
+BEGIN
+    -- Durable before acknowledged, whatever the session, role or database
+    -- default (a pooler may drop csc's startup options): local to this
+    -- call's transaction, so it holds at its commit.
+    PERFORM set_config('synchronous_commit', 'on', true);
+    -- csc_check_schema, inlined: one function less to compile in a new
+    -- backend.
+    IF (SELECT max(version) FROM csc_schema) IS DISTINCT FROM expected THEN
+        PERFORM csc_check_schema(expected);
+    END IF;
+    BEGIN
+        FOREACH id IN ARRAY ids LOOP
+            INSERT INTO csc_consumed_approvals AS c (approval_id, contract_sha256, execution_id, consumed_at)
+                VALUES (id, contract, execution, at)
+                ON CONFLICT ON CONSTRAINT csc_consumed_approvals_pkey DO NOTHING;
+            IF NOT FOUND THEN
+                SELECT c.execution_id, c.consumed_at INTO other_execution, other_at
+                    FROM csc_consumed_approvals c WHERE c.approval_id = id;
+                IF other_execution IS DISTINCT FROM execution THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CSC01';
+                END IF;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN SQLSTATE 'CSC01' THEN
+        -- The block's inserts are rolled back.
+        conflict_id := id;
+        conflict_at := other_at;
+        RETURN NEXT;
+    END;
+END $$;
+
+-- Append one receipt under the append lock: its index (an existing one
+-- when this receipt is already the log's: a retry).
+CREATE OR REPLACE FUNCTION csc_append(expected integer, entry bytea, leaf bytea, at text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    next_idx bigint;
+    prev bytea;
+BEGIN
+    -- Durable before acknowledged, whatever the session, role or database
+    -- default (a pooler may drop csc's startup options): local to this
+    -- call's transaction, so it holds at its commit.
+    PERFORM set_config('synchronous_commit', 'on', true);
+    -- csc_check_schema, inlined: one function less to compile in a new
+    -- backend.
+    IF (SELECT max(version) FROM csc_schema) IS DISTINCT FROM expected THEN
+        PERFORM csc_check_schema(expected);
+    END IF;
+    PERFORM pg_advisory_xact_lock(7166180478819853415);
+    SELECT e.idx INTO next_idx FROM csc_ledger_entries e
+        WHERE e.leaf_hash = leaf AND e.receipt = entry LIMIT 1;
+    IF FOUND THEN
+        RETURN next_idx;
+    END IF;
+    SELECT e.idx + 1, e.leaf_hash INTO next_idx, prev FROM csc_ledger_entries e
+        ORDER BY e.idx DESC LIMIT 1;
+    IF NOT FOUND THEN
+        next_idx := 0;
+        prev := decode(repeat('00', 32), 'hex');
+    END IF;
+    INSERT INTO csc_ledger_entries (idx, leaf_hash, prev_leaf_hash, receipt, appended_at)
+        VALUES (next_idx, leaf, prev, entry, at);
+    RETURN next_idx;
+END $$;
+
+-- Names inside the functions resolve in pg_catalog and the schema csc's
+-- tables live in, temporary objects last: a temporary table a pooled
+-- session left behind (or an object in another schema) never stands in
+-- for csc's tables.
+DO $pin$
+DECLARE
+    home text := (SELECT n.nspname FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = 'csc_consumed_approvals'::regclass AND c.relpersistence = 'p');
+BEGIN
+    IF home IS NULL THEN
+        RAISE EXCEPTION 'csc_consumed_approvals resolves to a temporary table in this session';
+    END IF;
+    EXECUTE format('ALTER FUNCTION %I.csc_check_schema(integer) SET search_path = pg_catalog, %I, pg_temp', home, home);
+    EXECUTE format('ALTER FUNCTION %I.csc_consume(integer, text[], text, text, text) SET search_path = pg_catalog, %I, pg_temp', home, home);
+    EXECUTE format('ALTER FUNCTION %I.csc_append(integer, bytea, bytea, text) SET search_path = pg_catalog, %I, pg_temp', home, home);
+END $pin$;
 ";
 /// Advisory lock key serializing ledger appends ("csc-ledg"; written out
 /// in `csc_append`).
@@ -855,7 +969,9 @@ mod tests {
 
     #[test]
     fn the_append_function_takes_the_append_lock() {
-        assert!(MIGRATION_2.contains(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
+        for sql in [MIGRATION_2, MIGRATION_3] {
+            assert!(sql.contains(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
+        }
     }
 
     #[test]

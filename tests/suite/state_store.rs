@@ -187,10 +187,10 @@ fn postgres_schema_is_migrated_explicitly_and_checked() {
     let url = c.new_db();
     let e = open_err(&url);
     assert!(e.contains("run csc state migrate"), "{e}");
-    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (0, 2));
+    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (0, 3));
     assert_eq!(
         csc::state::postgres::migrate(&url).unwrap(),
-        (2, 2),
+        (3, 3),
         "idempotent"
     );
     Location::Url(url.clone()).open().unwrap();
@@ -253,6 +253,10 @@ fn postgres_runner_role_cannot_update_or_delete() {
         // Nor replace the functions every runner calls.
         "CREATE OR REPLACE FUNCTION csc_check_schema(expected integer) RETURNS void LANGUAGE sql AS 'SELECT'",
         "DROP FUNCTION csc_append(integer, bytea, bytea, text)",
+        // Nor leave a temporary table in a (pooled) server session to stand
+        // in for csc's, nor shadow a function from a schema of its own.
+        "CREATE TEMP TABLE csc_consumed_approvals (approval_id text)",
+        "CREATE TABLE public.csc_consume (x integer)",
     ] {
         let e = raw.batch_execute(stmt).unwrap_err();
         assert_eq!(
@@ -261,6 +265,83 @@ fn postgres_runner_role_cannot_update_or_delete() {
             "{stmt}: {e}"
         );
     }
+}
+
+#[test]
+fn postgres_a_temporary_table_cannot_stand_in_for_the_store() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.migrated_db();
+    // A server session (as a transaction-pooling pooler shares them) in
+    // which someone left temporary tables named like csc's.
+    let mut pooled = c.admin(&db_of(&url));
+    pooled
+        .batch_execute(
+            "CREATE TEMP TABLE csc_schema (version integer);
+             INSERT INTO csc_schema VALUES (3);
+             CREATE TEMP TABLE csc_consumed_approvals (approval_id text PRIMARY KEY,
+                 contract_sha256 text, execution_id text, consumed_at text);
+             CREATE TEMP TABLE csc_ledger_entries (idx bigint PRIMARY KEY, leaf_hash bytea,
+                 prev_leaf_hash bytea, receipt bytea, appended_at text);",
+        )
+        .unwrap();
+    let conflict = pooled
+        .query(
+            "SELECT * FROM csc_consume(3, ARRAY['shadowed'], 'h', 'e1', 't1')",
+            &[],
+        )
+        .unwrap();
+    assert!(conflict.is_empty());
+    let idx: i64 = pooled
+        .query_one(
+            "SELECT csc_append(3, '\\x7b7d'::bytea, decode(repeat('11', 32), 'hex'), 't')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(idx, 0);
+    // The consumption and the entry are csc's, visible to every runner.
+    let shadow: i64 = pooled
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_temp.csc_consumed_approvals) + (SELECT count(*) FROM pg_temp.csc_ledger_entries)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shadow, 0, "nothing went into the temporary tables");
+    let mut s = Location::Url(url).open().unwrap();
+    assert_eq!(s.consumed_at("shadowed").unwrap().as_deref(), Some("t1"));
+    assert_eq!(s.leaves().unwrap().len(), 1);
+}
+
+#[test]
+fn postgres_store_functions_commit_synchronously_whatever_the_session_says() {
+    let Some(c) = pg::cluster() else { return };
+    let url = c.migrated_db();
+    let mut session = c.admin(&db_of(&url));
+    let mut tx = session.transaction().unwrap();
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .unwrap();
+    tx.query(
+        "SELECT * FROM csc_consume(3, ARRAY['a'], 'h', 'e1', 't1')",
+        &[],
+    )
+    .unwrap();
+    let setting: String = tx.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+    assert_eq!(
+        setting, "on",
+        "the consumption's transaction commits durably"
+    );
+    tx.rollback().unwrap();
+    let mut tx = session.transaction().unwrap();
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .unwrap();
+    tx.query_one(
+        "SELECT csc_append(3, '\\x7b7d'::bytea, decode(repeat('11', 32), 'hex'), 't')",
+        &[],
+    )
+    .unwrap();
+    let setting: String = tx.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+    assert_eq!(setting, "on", "the append's transaction commits durably");
 }
 
 #[test]
@@ -386,7 +467,7 @@ fn postgres_a_version_1_database_is_refused_until_migrated() {
         e.contains("older") && e.contains("run csc state migrate"),
         "{e}"
     );
-    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (1, 2));
+    assert_eq!(csc::state::postgres::migrate(&url).unwrap(), (1, 3));
     let mut s = Location::Url(url).open().unwrap();
     assert_eq!(
         s.consume_all(&["old".to_owned()], "h", "e1", "t1").unwrap(),
