@@ -337,10 +337,15 @@ fn lock_dir(dir: &Path) -> Result<LockedDir, StoreError> {
         .map_err(&dir_err)?;
     let canonical = std::fs::canonicalize(dir).map_err(&dir_err)?;
     check_dir_chain(&canonical)?;
-    // Serialize opening (and a first initialization) between processes.
+    // Serialize opening (and a first initialization) between processes,
+    // with the same bounded wait as a write: a holder that never lets go
+    // (a stopped process) is an error after BUSY_TIMEOUT, not a hang.
     let dir_file = std::fs::File::open(&canonical).map_err(&dir_err)?;
-    let lock = nix::fcntl::Flock::lock(dir_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| dir_err(std::io::Error::from_raw_os_error(e as i32)))?;
+    let lock = write_lock(&dir_file).map_err(|message| StoreError::Db {
+        path: canonical.display().to_string(),
+        what: "lock",
+        message,
+    })?;
     Ok(LockedDir {
         dir: canonical,
         lock,

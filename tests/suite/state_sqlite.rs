@@ -89,6 +89,29 @@ fn an_append_waits_for_the_directory_lock_then_proceeds() {
     verify_all(&dir, 1);
 }
 
+/// A holder that never lets go of the store's lock (a stopped csc in the
+/// middle of a write) makes `open` fail after the bounded wait, naming the
+/// lock, instead of hanging every later run.
+#[test]
+fn open_gives_up_on_a_lock_that_is_never_released() {
+    use nix::fcntl::{Flock, FlockArg};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    drop(Store::open(&dir).unwrap());
+    let _held = Flock::lock(std::fs::File::open(&dir).unwrap(), FlockArg::LockExclusive).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = dir.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Store::open(&opener).map(|_| ()));
+    });
+    // Bounded by the store's 10 s wait; a hang would never answer.
+    let outcome = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("Store::open hung on a held lock");
+    let e = outcome.unwrap_err().to_string();
+    assert!(e.contains("write lock"), "{e}");
+}
+
 /// Separate `csc run` processes (each opens the store, appends its
 /// receipt, closes), 12 at a time, 240 runs: no run fails, the log holds
 /// exactly one entry per run and verifies.
