@@ -700,17 +700,25 @@ pub fn spawn_exec(
     };
     // u128 elements: the stack top stays 16-byte aligned.
     let mut stack = vec![0u128; EXEC_STACK_BYTES / 16];
-    // SAFETY: sigset_t is plain data; sigfillset/sigprocmask only write the
-    // given sets.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // Every signal blocked across the clone, glibc's reserved ones (32, 33)
+    // included: its `pthread_sigmask` silently leaves those unblocked, so
+    // the raw system call with the kernel's 8-byte set, as glibc's own
+    // posix_spawn does.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both 8 bytes
+    // (the size passed), both alive for the call.
     let ret = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old)
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
     };
     if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
+        return Err(io::Error::last_os_error());
     }
     let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
     // SAFETY: `exec_child` runs on `stack` (ours, alive until clone returns,
@@ -728,8 +736,16 @@ pub fn spawn_exec(
         )
     };
     let err = io::Error::last_os_error();
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    // SAFETY: restores the mask saved above (8 bytes read, none written).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
     drop(stack);
     if pid < 0 {
         return Err(err);
