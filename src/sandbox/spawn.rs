@@ -558,19 +558,32 @@ fn errors_of(msgs: &[StatusMsg]) -> Vec<String> {
         .collect()
 }
 
-/// Helpers of runs that ended on init's report, not yet reaped.
-static PENDING: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+/// Helpers of runs that ended on init's report, not yet reaped, with the
+/// time after which a helper still alive is SIGKILLed.
+static PENDING: std::sync::Mutex<Vec<(libc::pid_t, Instant)>> = std::sync::Mutex::new(Vec::new());
+
+/// How long a helper asked to finish ([`super::init::KILL_NOW`]) may take
+/// to reap init before it is SIGKILLed.
+const HELPER_GRACE: Duration = Duration::from_secs(2);
 
 /// Reap (without blocking) the helpers of earlier runs that ended on
 /// init's report; each is our child, so its pid cannot be recycled
-/// before this.
+/// before this. One still alive past its grace is SIGKILLed (and reaped
+/// at a later call).
 pub fn reap_pending() {
     let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-    pending.retain(|&pid| {
-        matches!(
-            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR)
-        )
+    let now = Instant::now();
+    pending.retain(|&(pid, deadline)| {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if now > deadline {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                true
+            }
+            Err(nix::errno::Errno::EINTR) => true,
+            _ => false,
+        }
     });
 }
 
@@ -591,12 +604,20 @@ impl Drop for SandboxChild {
     fn drop(&mut self) {
         if self.reported && !self.helper.reaped() {
             // Everything in the sandbox is gone; the helper waits for
-            // init's teardown. SIGKILL it anyway (init, already exiting,
-            // gets its PDEATHSIG: a run that somehow sent init's line
-            // early is killed all the same) and reap it later.
-            self.helper.sigkill();
+            // init's teardown and reaps it. Ask it to finish now
+            // (KILL_NOW: it SIGKILLs init through its pidfd, so a run that
+            // somehow sent init's line early is killed all the same) and
+            // reap it later. Not a SIGKILL of the helper: that would
+            // orphan init, and the nearest subreaper (csc itself when it
+            // is a container's pid 1) would never reap it. A helper that
+            // does not finish within HELPER_GRACE is SIGKILLed then.
             let pid = self.helper.id() as libc::pid_t;
-            PENDING.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+            // The helper is our unreaped child: its pid cannot be recycled.
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), super::init::KILL_NOW);
+            PENDING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((pid, Instant::now() + HELPER_GRACE));
             reap_pending();
             return;
         }

@@ -176,6 +176,78 @@ fn wait_returns_only_once_a_left_behind_daemon_is_gone() {
     }
 }
 
+/// A finished run leaves nothing for a subreaper (csc as a container's pid
+/// 1, or under one): the helper reaps init before it exits, and csc reaps
+/// the helper. Run in its own process, which is made a child subreaper:
+/// any pid it reaps that is not a helper's is an orphan of a run.
+#[test]
+fn a_subreaper_inherits_no_orphan_from_finished_runs() {
+    if skip(Who::Root, "api subreaper") {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "suite::sandbox_api::subreaper_process_runs_sandboxes",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CSC_TEST_SUBREAPER_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run: {text}"
+    );
+}
+
+#[test]
+#[ignore = "run in its own process by a_subreaper_inherits_no_orphan_from_finished_runs"]
+fn subreaper_process_runs_sandboxes() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    assert!(std::env::var_os("CSC_TEST_SUBREAPER_CHILD").is_some());
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let fx = Fixture::new();
+    let mut helpers = Vec::new();
+    for _ in 0..5 {
+        let (_out_r, out_w) = pipe();
+        let (_err_r, err_w) = pipe();
+        let mut child = sandbox::spawn(&cfg(), &spec(&fx, "true"), out_w, err_w).unwrap();
+        helpers.push(child.pid() as i32);
+        assert_eq!(child.wait().unwrap().exit_code, 0);
+        drop(child);
+    }
+    // Reap until no child is left (csc reaps its helpers too): every pid
+    // reaped here must be a helper's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut orphans = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                assert!(Instant::now() < deadline, "children still alive after 10 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(status) => {
+                if let Some(pid) = status.pid()
+                    && !helpers.contains(&pid.as_raw())
+                {
+                    orphans.push(pid.as_raw());
+                }
+            }
+            Err(nix::errno::Errno::ECHILD) => break,
+            Err(e) => panic!("waitpid: {e}"),
+        }
+    }
+    assert!(orphans.is_empty(), "orphans of finished runs: {orphans:?}");
+}
+
 #[test]
 fn invalid_specs_fail_before_spawning() {
     let fx = Fixture::new();
