@@ -2,7 +2,8 @@
 # Benchmark `csc check` end to end (process start, load, validate, decide).
 #
 # Usage: benches/check.sh [RUNS]
-# Builds the release binary, then times `csc check` on a typical contract
+# Builds the shipped binary (`--profile dist`; PROFILE=release for the
+# quick build), then times `csc check` on a typical contract
 # and policy. Uses hyperfine when installed, otherwise a Python timer over
 # RUNS runs (default 200) reporting the median wall time.
 set -euo pipefail
@@ -11,12 +12,13 @@ cd "$(dirname "$0")/.."
 RUNS="${1:-200}"
 CONTRACT=examples/contracts/ci-test-run.json
 POLICY=policies/ci-build-test.yaml
-BIN=target/release/csc
+PROFILE="${PROFILE:-dist}"
+BIN="target/$PROFILE/csc"
 # The operator flags `csc run` needs for this contract: without them
 # `check` (like `run`) refuses its env_allow names.
 FLAGS="--allow-env HOME --allow-env CARGO_HOME --allow-env RUSTUP_HOME"
 
-cargo build --release --quiet
+cargo build --profile "$PROFILE" --quiet
 # shellcheck disable=SC2086
 "$BIN" check "$CONTRACT" "$POLICY" $FLAGS >/dev/null  # must be an allow
 

@@ -4,13 +4,15 @@
 # N/1000 directories (default 200 000) writes one file; prints the
 # receipt's files_written/error, csc's wall time and peak RSS.
 #
-# Usage: benches/effects.sh [N]   (CSC=path/to/csc to skip the release build)
+# Usage: benches/effects.sh [N]   (CSC=path/to/csc to skip the build;
+#   otherwise `--profile dist`, or PROFILE=release)
 set -euo pipefail
 N="${1:-200000}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -z "${CSC:-}" ]; then
-  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-  CSC="$ROOT/target/release/csc"
+  PROFILE="${PROFILE:-dist}"
+  cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml"
+  CSC="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/csc"
 fi
 WS="$(mktemp -d)"
 trap 'rm -rf "$WS"' EXIT

@@ -24,9 +24,10 @@ for tool in hyperfine python3 curl /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
 done
 
-CSC="${CSC_BIN:-target/release/csc}"
+PROFILE="${PROFILE:-dist}"
+CSC="${CSC_BIN:-target/$PROFILE/csc}"
 if [ -z "${CSC_BIN:-}" ]; then
-    cargo build --release --quiet
+    cargo build --profile "$PROFILE" --quiet
 fi
 
 WORK="$(mktemp -d /tmp/csc-egress-bench.XXXXXX)"

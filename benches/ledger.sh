@@ -3,7 +3,7 @@
 #
 #   bash benches/ledger.sh [COUNT]        (default 100000)
 #
-# Builds release, appends COUNT receipts to a fresh state store (each in its
+# Builds `--profile dist` (PROFILE=release or debug for others), appends COUNT receipts to a fresh state store (each in its
 # own durable transaction, as `csc run --ledger` does; per-append latency),
 # signs a checkpoint, then times `csc ledger verify` of the whole log (best
 # of 3), an inclusion proof, and prints the proof size.
@@ -11,12 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT="${1:-100000}"
 # PROFILE=debug measures a dev build instead (slower; an upper bound).
-PROFILE="${PROFILE:-release}"
+PROFILE="${PROFILE:-dist}"
 # NO_BUILD=1 measures the binaries already built.
 if [ -n "${NO_BUILD:-}" ]; then
   :
-elif [ "$PROFILE" = release ]; then
-  cargo build --release --quiet --bin csc --example ledger_bench
+elif [ "$PROFILE" != debug ]; then
+  cargo build --profile "$PROFILE" --quiet --bin csc --example ledger_bench
 else
   cargo build --quiet --bin csc --example ledger_bench
 fi

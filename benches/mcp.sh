@@ -15,8 +15,9 @@ set -euo pipefail
 N="${1:-200}"
 MODE="${2:-hardened}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-CSC="${CARGO_TARGET_DIR:-$ROOT/target}/release/csc"
+PROFILE="${PROFILE:-dist}"
+cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml"
+CSC="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/csc"
 WS="$(mktemp -d)"
 trap 'rm -rf "$WS"' EXIT
 cd "$WS"

@@ -10,8 +10,9 @@
 set -euo pipefail
 N="${1:-300}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-CSC="$ROOT/target/release/csc"
+PROFILE="${PROFILE:-dist}"
+cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml"
+CSC="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/csc"
 WS="$(mktemp -d)"
 trap 'rm -rf "$WS"' EXIT
 cd "$WS"

@@ -13,11 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-300}"; THREADS="${2:-8}"; APPENDS="${3:-4000}"
-PROFILE="${PROFILE:-release}"
+PROFILE="${PROFILE:-dist}"
 if [ -n "${NO_BUILD:-}" ]; then
   :
-elif [ "$PROFILE" = release ]; then
-  cargo build --release --quiet --bin csc --example state_bench
+elif [ "$PROFILE" != debug ]; then
+  cargo build --profile "$PROFILE" --quiet --bin csc --example state_bench
 else
   cargo build --quiet --bin csc --example state_bench
 fi
