@@ -30,6 +30,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// File name of the database inside the state directory.
@@ -137,6 +138,21 @@ fn created_any(before: [bool; 4], after: [bool; 4]) -> bool {
     before.iter().zip(after).any(|(b, a)| !b && a)
 }
 
+/// Threads of this process waiting for a store's write lock ([`write_lock`]).
+static LOCK_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many waits for a store's write lock are pending in this process
+/// (for tests of the cap).
+#[doc(hidden)]
+pub fn pending_lock_waits() -> usize {
+    LOCK_WAITERS.load(Ordering::SeqCst)
+}
+
+/// At most this many waits for a write lock at once per process (more than
+/// any run concurrency csc has; a bound on what a lock that is never
+/// released can cost).
+pub const MAX_LOCK_WAITERS: usize = 64;
+
 /// Take the store's write lock: an exclusive `flock` on the state
 /// directory through a new open file description of `dir` (the lock
 /// `Store::open` holds, so opening and writing are serialized too).
@@ -162,8 +178,18 @@ fn write_lock(dir: &std::fs::File) -> Result<nix::fcntl::Flock<std::fs::File>, S
     };
     // Contended: wait in a helper thread so the wait can be bounded; one
     // that gives up drops the receiver and the late lock is released.
+    // A waiter outlives a timed-out wait until the holder lets go, so the
+    // waiters of one process are capped: a holder that never lets go (a
+    // stopped process) costs at most MAX_LOCK_WAITERS threads, not one
+    // per attempt of a long-running `csc mcp`.
+    if LOCK_WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_LOCK_WAITERS {
+        LOCK_WAITERS.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!(
+            "{MAX_LOCK_WAITERS} waits for the state store's write lock are already pending in this process (another process holds it and does not let go)"
+        ));
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("csc-state-lock".to_owned())
         .spawn(move || {
             let mut file = file;
@@ -174,8 +200,12 @@ fn write_lock(dir: &std::fs::File) -> Result<nix::fcntl::Flock<std::fs::File>, S
                 }
             };
             let _ = tx.send(got);
-        })
-        .map_err(|e| format!("cannot wait for the state directory lock: {e}"))?;
+            LOCK_WAITERS.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        LOCK_WAITERS.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!("cannot wait for the state directory lock: {e}"));
+    }
     match rx.recv_timeout(BUSY_TIMEOUT) {
         Ok(Ok(lock)) => Ok(lock),
         Ok(Err(e)) => Err(format!("cannot lock the state directory: {e}")),

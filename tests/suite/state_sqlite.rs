@@ -112,6 +112,62 @@ fn open_gives_up_on_a_lock_that_is_never_released() {
     assert!(e.contains("write lock"), "{e}");
 }
 
+/// A lock that is never released costs a process at most
+/// `MAX_LOCK_WAITERS` waiting threads: the next wait fails at once instead
+/// of leaving one more thread behind. In its own process (the cap is per
+/// process, and other tests take the lock too).
+#[test]
+fn waits_for_a_lock_never_released_are_capped() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "suite::state_sqlite::capped_waiters_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CSC_TEST_CAPPED_WAITERS_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run: {text}"
+    );
+}
+
+#[test]
+#[ignore = "run in its own process by waits_for_a_lock_never_released_are_capped"]
+fn capped_waiters_process() {
+    use csc::approval::store::MAX_LOCK_WAITERS;
+    use nix::fcntl::{Flock, FlockArg};
+    assert!(std::env::var_os("CSC_TEST_CAPPED_WAITERS_CHILD").is_some());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    drop(Store::open(&dir).unwrap());
+    let _held = Flock::lock(std::fs::File::open(&dir).unwrap(), FlockArg::LockExclusive).unwrap();
+    let waiting: Vec<_> = (0..MAX_LOCK_WAITERS)
+        .map(|_| {
+            let dir = dir.clone();
+            std::thread::spawn(move || Store::open(&dir).map(|_| ()))
+        })
+        .collect();
+    while store::pending_lock_waits() < MAX_LOCK_WAITERS {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Refused by the cap (a wait would end in the timeout's message).
+    let e = Store::open(&dir).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("already pending"), "{e}");
+    for w in waiting {
+        assert!(w.join().unwrap().is_err(), "the lock was never released");
+    }
+}
+
 /// Separate `csc run` processes (each opens the store, appends its
 /// receipt, closes), 12 at a time, 240 runs: no run fails, the log holds
 /// exactly one entry per run and verifies.
