@@ -185,26 +185,9 @@ fn a_subreaper_inherits_no_orphan_from_finished_runs() {
     if skip(Who::Root, "api subreaper") {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "suite::sandbox_api::subreaper_process_runs_sandboxes",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CSC_TEST_SUBREAPER_CHILD", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("1 passed"),
-        "the child test did not run: {text}"
+    support::run_in_own_process(
+        "suite::sandbox_api::subreaper_process_runs_sandboxes",
+        "CSC_TEST_SUBREAPER_CHILD",
     );
 }
 

@@ -118,26 +118,9 @@ fn open_gives_up_on_a_lock_that_is_never_released() {
 /// process, and other tests take the lock too).
 #[test]
 fn waits_for_a_lock_never_released_are_capped() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "suite::state_sqlite::capped_waiters_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CSC_TEST_CAPPED_WAITERS_CHILD", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("1 passed"),
-        "the child test did not run: {text}"
+    crate::support::run_in_own_process(
+        "suite::state_sqlite::capped_waiters_process",
+        "CSC_TEST_CAPPED_WAITERS_CHILD",
     );
 }
 

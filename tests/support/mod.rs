@@ -366,3 +366,29 @@ pub fn host_processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Run the ignored test `name` (a full `suite::…` path) alone in a new
+/// process of this test binary, with `env_flag` set so that only that run
+/// does its work, and assert that it passed. For tests that change
+/// process-wide state (a child subreaper, a per-process cap) which other
+/// tests of this binary, running in parallel threads, must not see.
+pub fn run_in_own_process(name: &str, env_flag: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_flag, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 passed"), "{name} did not run: {text}");
+}
