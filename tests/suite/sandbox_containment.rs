@@ -7,6 +7,14 @@ use crate::support;
 use serde_json::json;
 use support::{Fixture, Who, py, run, sandbox_test, sh};
 
+/// Run the hostile Python `script` in a network-denied sandbox and assert
+/// that every probe it makes was contained.
+fn run_contained(who: Who, fx: &Fixture, script: &str) -> support::Run {
+    let r = run(who, fx, fx.spec(vec![py(script)], "deny"), json!({}), None);
+    r.assert_contained(&format!("{who:?}"));
+    r
+}
+
 sandbox_test!(reading_outside_read_scopes_is_denied);
 fn reading_outside_read_scopes_is_denied(who: Who) {
     let fx = Fixture::new();
@@ -41,14 +49,7 @@ allowed("list cwd", lambda: os.listdir("."))
         manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
         data = fx.data.to_str().unwrap(),
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    let r = run_contained(who, &fx, &script);
     assert_eq!(r.code, 0, "{r:?}");
 }
 
@@ -77,14 +78,7 @@ allowed("write private tmp", lambda: open("/tmp/{marker}", "w").write("x"))
         data = fx.data.to_str().unwrap(),
         out = fx.out.to_str().unwrap(),
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    run_contained(who, &fx, &script);
     assert_eq!(
         std::fs::read_to_string(fx.out.join("ok.txt")).unwrap(),
         "ok"
@@ -131,14 +125,7 @@ denied("write /usr afterwards", lambda: open("/usr/evil", "w"))
         data = fx.data.to_str().unwrap(),
         out = fx.out.to_str().unwrap(),
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    run_contained(who, &fx, &script);
 }
 
 sandbox_test!(new_namespaces_chroot_and_pivot_root_are_denied);
@@ -189,14 +176,7 @@ allowed("read /proc/self/status", lambda: open("/proc/self/status").read())
 "#,
         out = fx.out.to_str().unwrap(),
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    run_contained(who, &fx, &script);
 }
 
 sandbox_test!(host_processes_are_invisible);
@@ -213,14 +193,7 @@ denied("signal test process", lambda: os.kill({me}, 0), {{errno.ESRCH, errno.EPE
 print("BREACH hostname") if socket.gethostname() != "csc-sandbox" else print("denied own uts")
 "#
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    run_contained(who, &fx, &script);
 }
 
 sandbox_test!(environment_and_descriptors_do_not_leak);
@@ -244,14 +217,7 @@ print("fds", fds)
 print("BREACH leaked fd" if {raw} in fds or any(f > 3 for f in fds) else "denied no extra fds")
 "#
     );
-    let r = run(
-        who,
-        &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({}),
-        None,
-    );
-    r.assert_contained(&format!("{who:?}"));
+    run_contained(who, &fx, &script);
     nix::unistd::close(raw).unwrap();
 }
 
