@@ -1,6 +1,9 @@
 //! Durable single-use approvals: consumed approval ids live in an embedded
 //! SQLite database under the state directory, so replay protection holds
-//! across processes and restarts.
+//! across processes and restarts. The same directory holds the receipt
+//! ledger: its entries in the log file [`LOG_FILE`]
+//! (`crate::evidence::ledger_log`, schema 4), its signed checkpoints in
+//! the database.
 //!
 //! Consumption is one `INSERT` into a table whose primary key is the
 //! approval id, inside `BEGIN IMMEDIATE`: of two concurrent runs exactly
@@ -14,18 +17,23 @@
 //! commit is one append to the log and one flush. The log is never
 //! checkpointed-and-deleted on close, so it always exists once the store
 //! does; a database in WAL mode whose log is missing is refused as lost
-//! (the log may have held committed approvals).
+//! (the log may have held committed approvals). The database is opened
+//! only when a process first needs it ([`Store::conn`]): a run that
+//! consumes no approval reads the marker, appends to the ledger log and
+//! never pays SQLite's open.
 //!
 //! A store that once existed cannot silently become empty: the state
 //! directory holds an identity marker ([`MARKER_FILE`]) next to the
-//! database, and the database records the same store id. A missing,
-//! zero-length or replaced database while the marker exists, or a missing
-//! marker while the database has consumed approvals, is an error. A new
+//! database, and the database and the ledger log record the same store
+//! id. A missing, zero-length or replaced database or log while the marker
+//! exists, or a missing marker while the database has consumed approvals
+//! or the log has entries, is an error. A new
 //! store is started only in an empty (or new) directory. Like ssh with its
-//! keys, csc refuses a state directory, database or marker not owned by its
+//! keys, csc refuses a state directory, database, log or marker not owned by its
 //! effective uid or writable by group/others, and an ancestor directory
 //! writable by group or others (unless sticky) or owned by another user than root.
 
+use crate::evidence::ledger_log::{Entry, LOG_FILE, LedgerLog};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::os::unix::fs::MetadataExt;
@@ -43,12 +51,22 @@ pub const WAL_FILE: &str = "approvals.sqlite3-wal";
 pub const WAL_TRIM_BYTES: u64 = 256 * 1024;
 /// The write-ahead log's shared-memory index.
 pub const SHM_FILE: &str = "approvals.sqlite3-shm";
-const MARKER_PREFIX: &str = "csc-approval-store v1 ";
+/// Marker of a store whose ledger lives in the database (schema 3 and
+/// before); csc rewrites it as [`MARKER_PREFIX`] once the ledger is moved
+/// to [`LOG_FILE`].
+const MARKER_PREFIX_V1: &str = "csc-approval-store v1 ";
+/// Marker of a store whose ledger is [`LOG_FILE`] (schema 4): an open
+/// reads the marker and the log, and no database, unless it consumes
+/// approvals or reads checkpoints. A csc older than the log refuses it.
+const MARKER_PREFIX: &str = "csc-approval-store v2 ";
 /// How long a writer waits for another csc holding the lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Version 1 had no `store_meta` table (adopted on open); 2 had no ledger
-/// tables (added on open, RFC 0011); 3 is current.
-const SCHEMA_VERSION: i64 = 3;
+/// tables (added on open, RFC 0011); 3 kept the ledger's entries in the
+/// database; 4 (current) keeps them in [`LOG_FILE`] (moved on open).
+const SCHEMA_VERSION: i64 = 4;
+/// The last version whose ledger entries live in the database.
+const LEDGER_IN_DB_VERSION: i64 = 3;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +115,14 @@ pub enum Consumed {
 /// The consumed-approvals database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    /// The database, opened when first needed (approvals, checkpoints):
+    /// a run that only appends to the ledger never opens it.
+    conn: std::cell::OnceCell<Connection>,
+    /// The store's id (the marker's, checked against the log's header,
+    /// and against the database's once it is opened).
+    store_id: String,
+    /// The ledger's entries.
+    log: LedgerLog,
     path: PathBuf,
     /// The state directory, opened once: write locks and directory syncs
     /// go through it, never through the path again.
@@ -106,7 +131,7 @@ pub struct Store {
     trim_bytes: u64,
     /// Whether this open created a file of the store and synced the
     /// directory for it ([`Store::synced_dir_on_open`]).
-    synced_dir: bool,
+    synced_dir: std::cell::Cell<bool>,
     /// Frames in the log after this connection's last commit (SQLite's
     /// WAL hook).
     log_frames: std::sync::Arc<std::sync::atomic::AtomicU32>,
@@ -116,12 +141,12 @@ pub struct Store {
 /// `SQLITE_DISABLE_DIRSYNC`, `.cargo/config.toml`) never syncs the
 /// directory itself, so csc does whenever one of them is created
 /// (RFC 0011, "Durability").
-const STORE_FILES: [&str; 4] = [DB_FILE, WAL_FILE, SHM_FILE, MARKER_FILE];
+const STORE_FILES: [&str; 5] = [DB_FILE, WAL_FILE, SHM_FILE, MARKER_FILE, LOG_FILE];
 
 /// Which of [`STORE_FILES`] exist in `dir` (symlinks and other types
 /// count as existing: they are refused elsewhere).
-fn existing_files(dir: &std::fs::File) -> Result<[bool; 4], std::io::Error> {
-    let mut out = [false; 4];
+fn existing_files(dir: &std::fs::File) -> Result<[bool; 5], std::io::Error> {
+    let mut out = [false; 5];
     for (seen, name) in out.iter_mut().zip(STORE_FILES) {
         *seen = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(_) => true,
@@ -134,7 +159,7 @@ fn existing_files(dir: &std::fs::File) -> Result<[bool; 4], std::io::Error> {
 
 /// Whether an open must sync the directory: a file of the store exists
 /// now that did not before (its directory entry is not durable yet).
-fn created_any(before: [bool; 4], after: [bool; 4]) -> bool {
+fn created_any(before: [bool; 5], after: [bool; 5]) -> bool {
     before.iter().zip(after).any(|(b, a)| !b && a)
 }
 
@@ -382,21 +407,36 @@ fn lock_dir(dir: &Path) -> Result<LockedDir, StoreError> {
     })
 }
 
-/// The store id named by the marker file, if there is one.
+/// What the marker file says.
+struct Marker {
+    id: String,
+    /// Whether it is a [`MARKER_PREFIX`] marker (the ledger is the log).
+    log: bool,
+}
+
+/// The marker file's store id, if there is one.
 fn read_marker(
     marker_path: &Path,
     lost: &dyn Fn(String) -> StoreError,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<Marker>, StoreError> {
     if check_file(marker_path)?.is_none() {
         return Ok(None);
     }
     let bytes = crate::fsutil::read_regular_file_capped(marker_path, 256)
         .map_err(|_| lost(format!("cannot read the marker {MARKER_FILE}")))?;
     let text = String::from_utf8(bytes).unwrap_or_default();
-    match text.trim_end().strip_prefix(MARKER_PREFIX) {
-        Some(id) if !id.is_empty() => Ok(Some(id.to_owned())),
-        _ => Err(lost(format!("the marker {MARKER_FILE} is malformed"))),
+    let text = text.trim_end();
+    let (id, log) = match text.strip_prefix(MARKER_PREFIX) {
+        Some(id) => (id, true),
+        None => (text.strip_prefix(MARKER_PREFIX_V1).unwrap_or(""), false),
+    };
+    if id.is_empty() {
+        return Err(lost(format!("the marker {MARKER_FILE} is malformed")));
     }
+    Ok(Some(Marker {
+        id: id.to_owned(),
+        log,
+    }))
 }
 
 /// Whether a new store may be started: only in an empty directory; a
@@ -540,10 +580,10 @@ fn migrate(
         .map_err(db_error(path, "read schema"))
     };
     match version {
-        SCHEMA_VERSION => {}
+        LEDGER_IN_DB_VERSION..=SCHEMA_VERSION => {}
         0 if fresh => {}
-        0..SCHEMA_VERSION if has_table("consumed_approvals")? => {}
-        0..SCHEMA_VERSION => {
+        0..LEDGER_IN_DB_VERSION if has_table("consumed_approvals")? => {}
+        0..LEDGER_IN_DB_VERSION => {
             return Err(lost(format!(
                 "the database {DB_FILE} is not a csc approval store (no consumed_approvals table)"
             )));
@@ -558,7 +598,8 @@ fn migrate(
             });
         }
     }
-    if version != SCHEMA_VERSION {
+    if version < LEDGER_IN_DB_VERSION {
+        // Up to version 3; `ensure_log` takes it to 4.
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE;
              CREATE TABLE IF NOT EXISTS consumed_approvals (
@@ -584,7 +625,7 @@ fn migrate(
                  tree_size INTEGER NOT NULL,
                  envelope  TEXT NOT NULL
              );
-             PRAGMA user_version = {SCHEMA_VERSION};
+             PRAGMA user_version = {LEDGER_IN_DB_VERSION};
              COMMIT;"
         ))
         .map_err(db_error(path, "create schema"))?;
@@ -596,14 +637,16 @@ fn migrate(
 }
 
 /// The marker file and the database must name the same store; a new
-/// store (or a version-1 store without an id) gets an id and a marker.
+/// store (or a version-1 store without an id) gets an id (its marker is
+/// written by [`Store::open`] once the log exists). Returns the id.
 fn reconcile_identity(
     conn: &Connection,
+    dir_fd: &std::fs::File,
     dir: &Path,
     path: &Path,
     marker: Option<&str>,
     lost: &dyn Fn(String) -> StoreError,
-) -> Result<(), StoreError> {
+) -> Result<String, StoreError> {
     let db_id: Option<String> = conn
         .query_row(
             "SELECT value FROM store_meta WHERE key = 'store_id'",
@@ -615,40 +658,113 @@ fn reconcile_identity(
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(db_error(path, "read store id")(e)),
         })?;
-    match (marker, &db_id) {
-        (Some(m), Some(d)) if m == d => Ok(()),
+    match (marker, db_id) {
+        (Some(m), Some(d)) if m == d => Ok(d),
         (Some(m), Some(d)) => Err(lost(format!(
             "the database belongs to store {d} but the marker {MARKER_FILE} names store {m}"
         ))),
         (Some(m), None) => Err(lost(format!(
             "the database has no store id but the marker {MARKER_FILE} names store {m}"
         ))),
-        (None, Some(d)) if has_rows(conn).map_err(db_error(path, "query"))? => Err(lost(format!(
-            "the marker {MARKER_FILE} of store {d} is missing"
-        ))),
-        // A new store, an interrupted first open (nothing consumed yet),
-        // or a version-1 store without an id: give it one and mark it.
-        (None, _) => {
-            let id = match db_id {
-                Some(d) => d,
-                None => {
-                    let id = new_store_id().map_err(dir_error(dir))?;
-                    conn.execute(
-                        "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
-                        params![id],
-                    )
-                    .map_err(db_error(path, "write store id"))?;
-                    id
-                }
+        (None, Some(d)) => {
+            let log_entries = match LedgerLog::open(dir_fd, &d) {
+                Ok(Some(log)) => log.has_entries().map_err(|m| lost(m))?,
+                Ok(None) => false,
+                Err(m) => return Err(lost(m)),
             };
-            let marker_dir = crate::fsutil::DirFd::open(dir, false).map_err(dir_error(dir))?;
-            marker_dir
-                .write_atomic(
-                    std::ffi::OsStr::new(MARKER_FILE),
-                    format!("{MARKER_PREFIX}{id}\n").as_bytes(),
-                )
-                .map_err(dir_error(dir))
+            if log_entries || has_rows(conn).map_err(db_error(path, "query"))? {
+                return Err(lost(format!(
+                    "the marker {MARKER_FILE} of store {d} is missing"
+                )));
+            }
+            // An interrupted first open (nothing consumed or appended yet).
+            Ok(d)
         }
+        // A new store, or a version-1 store without an id.
+        (None, None) => {
+            let id = new_store_id().map_err(dir_error(dir))?;
+            conn.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
+                params![id],
+            )
+            .map_err(db_error(path, "write store id"))?;
+            Ok(id)
+        }
+    }
+}
+
+/// Make [`LOG_FILE`] the ledger (schema 4): a database of schema 3 holds
+/// the entries, which are written to a new log (flushed, renamed, the
+/// directory synced) and then removed from the database in the commit that
+/// sets version 4. Interrupted before that commit, the next open does it
+/// again from the database; after it, the log is the ledger.
+fn ensure_log(
+    conn: &Connection,
+    dir_fd: &std::fs::File,
+    dir: &Path,
+    path: &Path,
+    id: &str,
+) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_error(path, "read version"))?;
+    if version > LEDGER_IN_DB_VERSION {
+        return Ok(());
+    }
+    let entries = entries_in_db(conn).map_err(db_error(path, "read the ledger"))?;
+    let log_err = |message: String| StoreError::Db {
+        path: dir.join(LOG_FILE).display().to_string(),
+        what: "create the ledger log",
+        message,
+    };
+    LedgerLog::create(dir_fd, id, &entries).map_err(log_err)?;
+    dir_fd.sync_all().map_err(dir_error(dir))?;
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; DELETE FROM ledger_entries; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(db_error(path, "move the ledger"))
+}
+
+/// The ledger entries a schema-3 database holds, by index.
+fn entries_in_db(conn: &Connection) -> Result<Vec<Entry>, rusqlite::Error> {
+    let hash = |b: Vec<u8>| -> Result<[u8; 32], rusqlite::Error> {
+        b.try_into().map_err(|b: Vec<u8>| {
+            rusqlite::Error::FromSqlConversionFailure(
+                b.len(),
+                rusqlite::types::Type::Blob,
+                "a stored hash is not 32 bytes".into(),
+            )
+        })
+    };
+    let mut stmt = conn.prepare(
+        "SELECT idx, leaf_hash, prev_leaf_hash, receipt, appended_at FROM ledger_entries ORDER BY idx",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Entry {
+            index: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(u64::MAX),
+            leaf_hash: hash(r.get(1)?)?,
+            prev_leaf_hash: hash(r.get(2)?)?,
+            receipt: r.get(3)?,
+            appended_at: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Open the log of store `id`; a missing one is a lost store.
+fn open_log(
+    dir_fd: &std::fs::File,
+    dir: &Path,
+    id: &str,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<LedgerLog, StoreError> {
+    check_file(&dir.join(LOG_FILE))?;
+    match LedgerLog::open(dir_fd, id) {
+        Ok(Some(log)) => Ok(log),
+        Ok(None) => Err(lost(format!(
+            "the ledger log {LOG_FILE} of store {id} is missing"
+        ))),
+        Err(m) => Err(lost(m)),
     }
 }
 
@@ -659,10 +775,32 @@ fn new_store_id() -> Result<String, std::io::Error> {
     Ok(crate::canonical::hex(&raw))
 }
 
+/// Count the log's frames after each commit (SQLite's WAL hook), for
+/// [`Store::trim_log`].
+fn with_wal_hook(
+    mut conn: Connection,
+    path: &Path,
+    frames: &std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> Result<Connection, StoreError> {
+    let frames = frames.clone();
+    conn.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+            frames.store(
+                u32::try_from(n).unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(())
+        },
+    ))
+    .map_err(db_error(path, "configure"))?;
+    Ok(conn)
+}
+
 impl Store {
     /// Open the store in `dir`, creating the directory and a new store only
     /// when the directory is new or empty. See the module docs for what is
-    /// refused.
+    /// refused. A store already on schema 4 is opened without its database
+    /// (see [`Store::conn`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let opened = lock_dir(dir)?;
         let dir = &opened.dir;
@@ -674,10 +812,34 @@ impl Store {
         let before = existing_files(&opened.lock).map_err(dir_error(dir))?;
         let db_size = check_file(&path)?;
         let marker = read_marker(&dir.join(MARKER_FILE), &lost)?;
-        let fresh = is_fresh(dir, marker.as_deref(), db_size, &lost)?;
-        let conn = connect(dir, &opened.lock, &path, db_size, fresh, &lost)?;
-        migrate(&conn, &path, fresh, &lost)?;
-        reconcile_identity(&conn, dir, &path, marker.as_deref(), &lost)?;
+        let fresh = is_fresh(dir, marker.as_ref().map(|m| m.id.as_str()), db_size, &lost)?;
+        let conn = std::cell::OnceCell::new();
+        let log_frames = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (store_id, log) = match marker {
+            Some(Marker { id, log: true }) => {
+                let log = open_log(&opened.lock, dir, &id, &lost)?;
+                (id, log)
+            }
+            marker => {
+                let c = connect(dir, &opened.lock, &path, db_size, fresh, &lost)?;
+                migrate(&c, &path, fresh, &lost)?;
+                let marker_id = marker.map(|m| m.id);
+                let id =
+                    reconcile_identity(&c, &opened.lock, dir, &path, marker_id.as_deref(), &lost)?;
+                ensure_log(&c, &opened.lock, dir, &path, &id)?;
+                let log = open_log(&opened.lock, dir, &id, &lost)?;
+                // Last: from now on an open reads the log, not the database.
+                let marker_dir = crate::fsutil::DirFd::open(dir, false).map_err(dir_error(dir))?;
+                marker_dir
+                    .write_atomic(
+                        std::ffi::OsStr::new(MARKER_FILE),
+                        format!("{MARKER_PREFIX}{id}\n").as_bytes(),
+                    )
+                    .map_err(dir_error(dir))?;
+                let _ = conn.set(with_wal_hook(c, &path, &log_frames)?);
+                (id, log)
+            }
+        };
         // Still under the lock: a file created now is durable before any
         // other process can see it and rely on it.
         // (Usually every file existed: nothing to look at again.)
@@ -693,35 +855,99 @@ impl Store {
             .lock
             .unlock()
             .map_err(|(_, e)| dir_error(dir)(std::io::Error::from(e)))?;
-        let log_frames = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let frames = log_frames.clone();
-        let mut conn = conn;
-        conn.wal_hook(Some(
-            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
-                frames.store(
-                    u32::try_from(n).unwrap_or(0),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                Ok(())
-            },
-        ))
-        .map_err(db_error(&path, "configure"))?;
         Ok(Store {
             conn,
+            store_id,
+            log,
             path,
             dir: dir_file,
             trim_bytes: WAL_TRIM_BYTES,
-            synced_dir,
+            synced_dir: std::cell::Cell::new(synced_dir),
             log_frames,
         })
     }
 
-    /// Whether this open created a file of the store (database, log, its
-    /// index or the marker) and therefore synced the directory. A test
+    /// The database, opened now if this process has not yet (under the
+    /// store's lock, with the checks an open of a schema-3 store makes:
+    /// WAL log present, schema 4, the marker's store id).
+    pub(crate) fn conn(&self) -> Result<&Connection, StoreError> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let lock = write_lock(&self.dir).map_err(|message| StoreError::Db {
+            path: dir.display().to_string(),
+            what: "lock",
+            message,
+        })?;
+        let lost = |problem: String| StoreError::Lost {
+            path: dir.display().to_string(),
+            problem,
+        };
+        let before = existing_files(&self.dir).map_err(dir_error(dir))?;
+        let db_size = check_file(&self.path)?;
+        if db_size.is_none() {
+            return Err(lost(format!(
+                "the marker {MARKER_FILE} names store {} but the database {DB_FILE} is missing",
+                self.store_id
+            )));
+        }
+        let c = connect(dir, &self.dir, &self.path, db_size, false, &lost)?;
+        migrate(&c, &self.path, false, &lost)?;
+        let version: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_error(&self.path, "read version"))?;
+        if version != SCHEMA_VERSION {
+            return Err(lost(format!(
+                "the marker {MARKER_FILE} says the ledger is {LOG_FILE} but the database is at schema version {version}"
+            )));
+        }
+        let id = reconcile_identity(&c, &self.dir, dir, &self.path, Some(&self.store_id), &lost)?;
+        debug_assert_eq!(id, self.store_id);
+        if created_any(before, existing_files(&self.dir).map_err(dir_error(dir))?) {
+            self.dir.sync_all().map_err(dir_error(dir))?;
+            self.synced_dir.set(true);
+        }
+        drop(lock);
+        let c = with_wal_hook(c, &self.path, &self.log_frames)?;
+        Ok(self.conn.get_or_init(|| c))
+    }
+
+    /// Append an entry (leaf hash `leaf` of `receipt`) to the ledger log
+    /// under the store's write lock, flushed before returning; its index.
+    pub fn append_log(
+        &mut self,
+        leaf: &[u8; 32],
+        receipt: &[u8],
+        now: &str,
+    ) -> Result<u64, StoreError> {
+        let path = self.path.with_file_name(LOG_FILE).display().to_string();
+        let err = |what, message| StoreError::Db {
+            path: path.clone(),
+            what,
+            message,
+        };
+        let _lock = write_lock(&self.dir).map_err(|m| err("ledger lock", m))?;
+        self.log
+            .append(&self.dir, leaf, receipt, now)
+            .map_err(|m| err("ledger append", m))
+    }
+
+    /// Call `each` with every ledger entry in log order.
+    pub fn for_each_log_entry(
+        &self,
+        each: &mut dyn FnMut(Entry) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.log.for_each(each)
+    }
+
+    /// Whether this open (or the database's first use, [`Store::conn`])
+    /// created a file of the store (database, WAL log, its index, the
+    /// marker or the ledger log) and therefore synced the directory. A test
     /// hook (RFC 0011, "Durability").
     #[doc(hidden)]
     pub fn synced_dir_on_open(&self) -> bool {
-        self.synced_dir
+        self.synced_dir.get()
     }
 
     /// Trim the log once it exceeds `bytes` instead of [`WAL_TRIM_BYTES`]
@@ -741,8 +967,8 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<(T, bool), rusqlite::Error>,
     ) -> Result<T, (&'static str, String)> {
+        let conn = self.conn().map_err(|e| ("open", e.to_string()))?;
         let _lock = write_lock(&self.dir).map_err(|e| ("lock", e))?;
-        let conn = &self.conn;
         // Every csc writer holds the lock, so SQLite's own lock is free;
         // a foreign SQLite client may still hold it (its busy handler
         // waits, then this retries within the same budget).
@@ -798,13 +1024,15 @@ impl Store {
         if frames * (4096 + 24) <= self.trim_bytes {
             return;
         }
+        let Some(conn) = self.conn.get() else {
+            return;
+        };
         // Without waiting for readers (`csc ledger verify` in another
         // process): busy now, trimmed after a later commit.
-        if self.conn.busy_timeout(Duration::ZERO).is_err() {
+        if conn.busy_timeout(Duration::ZERO).is_err() {
             return;
         }
-        let done = self
-            .conn
+        let done = conn
             .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -816,11 +1044,9 @@ impl Store {
         if done {
             // This process restarts the log now: the next process rebuilds
             // its index from the log alone and would not know it was copied.
-            let _ = self
-                .conn
-                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"));
+            let _ = conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"));
         }
-        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
     }
 
     /// SQLite's quick check (`PRAGMA quick_check`: every page and record
@@ -828,7 +1054,7 @@ impl Store {
     /// problem it reports.
     pub fn integrity_check(&self) -> Result<(), StoreError> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("PRAGMA quick_check")
             .map_err(self.err("integrity check"))?;
         let lines = stmt
@@ -853,18 +1079,7 @@ impl Store {
 
     /// The store's identity (the id its marker names).
     pub fn store_id(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT value FROM store_meta WHERE key = 'store_id'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(self.err("read store id"))
-    }
-
-    /// The open database, read-only use.
-    pub(crate) fn conn_ref(&self) -> &Connection {
-        &self.conn
+        Ok(self.store_id.clone())
     }
 
     fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -878,7 +1093,7 @@ impl Store {
     /// When `approval_id` was consumed, if it was.
     pub fn consumed_at(&self, approval_id: &str) -> Result<Option<String>, StoreError> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT consumed_at FROM consumed_approvals WHERE approval_id = ?1")
             .map_err(self.err("query"))?;
         let mut rows = stmt
@@ -1061,7 +1276,10 @@ mod tests {
         assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
         drop(s);
         std::fs::remove_file(&wal).unwrap();
-        let err = Store::open(dir.path()).unwrap_err();
+        // Found when the database is first needed (an open that only
+        // appends to the ledger log does not read it).
+        let s = Store::open(dir.path()).unwrap();
+        let err = s.consumed_at("a").unwrap_err();
         assert!(
             matches!(&err, StoreError::Lost { problem, .. } if problem.contains(WAL_FILE)),
             "{err}"
@@ -1088,13 +1306,13 @@ mod tests {
 
     #[test]
     fn the_directory_is_synced_exactly_when_a_file_was_created() {
-        let none = [false; 4];
-        let all = [true; 4];
+        let none = [false; 5];
+        let all = [true; 5];
         assert!(created_any(none, all), "a new store");
         assert!(!created_any(all, all), "a reopened store");
-        assert!(created_any([true, true, false, true], all), "a new -shm");
+        assert!(created_any([true, true, false, true, true], all), "a new -shm");
         assert!(
-            !created_any(all, [true, true, false, true]),
+            !created_any(all, [true, true, false, true, true]),
             "a removal is no creation"
         );
         let dir = tempfile::tempdir().unwrap();
@@ -1102,7 +1320,7 @@ mod tests {
         assert_eq!(existing_files(&f).unwrap(), none);
         std::fs::write(dir.path().join(WAL_FILE), b"").unwrap();
         std::os::unix::fs::symlink("/nonexistent", dir.path().join(MARKER_FILE)).unwrap();
-        assert_eq!(existing_files(&f).unwrap(), [false, true, false, true]);
+        assert_eq!(existing_files(&f).unwrap(), [false, true, false, true, false]);
     }
 
     #[test]
@@ -1135,6 +1353,143 @@ mod tests {
         );
         assert!(dir.path().join(WAL_FILE).exists());
         assert!(!Store::open(dir.path()).unwrap().synced_dir_on_open());
+    }
+
+    /// A store as csc wrote it before the ledger log (schema 3, marker v1):
+    /// `n` ledger entries in the database.
+    fn schema3_store(dir: &Path, n: u64) -> String {
+        let s = Store::open(dir).unwrap();
+        let id = s.store_id().unwrap();
+        let conn = s.conn().unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS ledger_entries (idx INTEGER PRIMARY KEY NOT NULL,
+                 leaf_hash BLOB NOT NULL, prev_leaf_hash BLOB NOT NULL, receipt BLOB NOT NULL,
+                 appended_at TEXT NOT NULL);
+             PRAGMA user_version = {LEDGER_IN_DB_VERSION};"
+        ))
+        .unwrap();
+        for i in 0..n {
+            conn.execute(
+                "INSERT INTO ledger_entries VALUES (?1, ?2, ?3, ?4, 't')",
+                params![i as i64, vec![i as u8 + 1; 32], vec![i as u8; 32], format!("{{\"n\":{i}}}").into_bytes()],
+            )
+            .unwrap();
+        }
+        drop(s);
+        std::fs::remove_file(dir.join(LOG_FILE)).unwrap();
+        std::fs::write(dir.join(MARKER_FILE), format!("{MARKER_PREFIX_V1}{id}\n")).unwrap();
+        id
+    }
+
+    fn log_entries(s: &Store) -> Vec<Entry> {
+        let mut out = Vec::new();
+        s.for_each_log_entry(&mut |e| {
+            out.push(e);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_schema_3_store_moves_its_ledger_to_the_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = schema3_store(dir.path(), 3);
+        let mut s = Store::open(dir.path()).unwrap();
+        let moved = log_entries(&s);
+        assert_eq!(moved.len(), 3);
+        assert_eq!(moved[2].receipt, b"{\"n\":2}");
+        assert_eq!(moved[2].leaf_hash, [3; 32]);
+        assert_eq!(s.append_log(&[9; 32], b"{}", "t2").unwrap(), 3);
+        assert_eq!(s.store_id().unwrap(), id);
+        let conn = s.conn().unwrap();
+        let (version, rows): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM ledger_entries)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, rows), (SCHEMA_VERSION, 0));
+        drop(s);
+        let marker = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
+        assert_eq!(marker, format!("{MARKER_PREFIX}{id}\n"));
+        // Reopened from the log alone: the database stays closed.
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.conn.get().is_none());
+        assert_eq!(log_entries(&s).len(), 4);
+    }
+
+    #[test]
+    fn a_move_interrupted_before_its_commit_is_redone_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = schema3_store(dir.path(), 2);
+        // A log left by a move that crashed before the database's commit
+        // (here: an empty one): the database's entries are the ledger.
+        let d = std::fs::File::open(dir.path()).unwrap();
+        LedgerLog::create(&d, &id, &[]).unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(log_entries(&s).len(), 2);
+    }
+
+    #[test]
+    fn a_lost_or_foreign_ledger_log_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.append_log(&[1; 32], b"{}", "t").unwrap();
+        drop(s);
+        let log = dir.path().join(LOG_FILE);
+        let saved = std::fs::read(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains("is missing")),
+            "{err}"
+        );
+        // Another store's log in its place.
+        let other = tempfile::tempdir().unwrap();
+        drop(Store::open(other.path()).unwrap());
+        std::fs::copy(other.path().join(LOG_FILE), &log).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains("belongs to store")),
+            "{err}"
+        );
+        std::fs::write(&log, &saved).unwrap();
+        // A missing marker next to a log with entries: never a new store.
+        std::fs::remove_file(dir.path().join(MARKER_FILE)).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains("is missing")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_database_is_opened_only_when_needed_and_still_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.consume("a", "h", "e1", "t1").unwrap();
+        drop(s);
+        let mut s = Store::open(dir.path()).unwrap();
+        assert!(s.conn.get().is_none(), "an open reads no database");
+        s.append_log(&[1; 32], b"{}", "t").unwrap();
+        assert!(s.conn.get().is_none(), "an append reads no database");
+        assert_eq!(s.consumed_at("a").unwrap().as_deref(), Some("t1"));
+        drop(s);
+        // Another store's database behind a valid marker and log: refused
+        // as soon as it is needed.
+        let other = tempfile::tempdir().unwrap();
+        drop(Store::open(other.path()).unwrap());
+        for f in [DB_FILE, WAL_FILE] {
+            std::fs::copy(other.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let err = s.consumed_at("a").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains("belongs to store")),
+            "{err}"
+        );
     }
 
     #[test]

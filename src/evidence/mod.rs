@@ -5,6 +5,7 @@ pub mod dsse;
 pub mod keygen;
 pub mod keyring;
 pub mod keys;
+pub mod ledger_log;
 pub mod receipt;
 pub mod signing;
 pub mod verify;

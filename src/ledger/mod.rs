@@ -30,20 +30,8 @@ pub const EXPORT_VERSION: &str = "csc.ledger-export.v1";
 /// Largest export line (one receipt of at most 1 MiB, hex and framing).
 pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
-/// One log entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Position the entry was appended at (0-based).
-    pub index: u64,
-    /// Recorded leaf hash of `receipt`.
-    pub leaf_hash: Hash,
-    /// Recorded leaf hash of the entry before (zeros for the first).
-    pub prev_leaf_hash: Hash,
-    /// The receipt's canonical JSON bytes (signature included).
-    pub receipt: Vec<u8>,
-    /// When it was appended.
-    pub appended_at: String,
-}
+/// One log entry (its file format: [`crate::evidence::ledger_log`]).
+pub use crate::evidence::ledger_log::Entry;
 
 /// Canonical bytes of a receipt document (what a leaf hashes).
 pub fn canonical_receipt(receipt: &Value) -> Vec<u8> {

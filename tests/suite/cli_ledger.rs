@@ -7,6 +7,7 @@ use crate::common;
 
 use base64::Engine as _;
 use common::*;
+use csc::evidence::ledger_log::{self, Entry};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -97,17 +98,20 @@ impl L {
         ])
     }
 
-    /// The store's database, opened as csc does: closing it must not
-    /// checkpoint and delete the write-ahead log (csc would refuse the
-    /// store as lost).
-    fn db(&self) -> rusqlite::Connection {
-        let c = rusqlite::Connection::open(self.ws.path("state/approvals.sqlite3")).unwrap();
-        c.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .unwrap();
-        c
+    /// The ledger log's entries, read offline.
+    fn entries(&self) -> Vec<Entry> {
+        ledger_log::decode_file(&std::fs::read(self.ws.path("state/ledger.log")).unwrap()).unwrap()
+    }
+
+    /// Rewrite the ledger log as `f` leaves its entries, every record
+    /// well-formed (what someone with write access to the state directory
+    /// can do).
+    fn rewrite(&self, f: impl FnOnce(&mut Vec<Entry>)) {
+        let path = self.ws.path("state/ledger.log");
+        let bytes = std::fs::read(&path).unwrap();
+        let mut entries = ledger_log::decode_file(&bytes).unwrap();
+        f(&mut entries);
+        std::fs::write(&path, ledger_log::encode_file(&bytes, &entries).unwrap()).unwrap();
     }
 }
 
@@ -138,11 +142,7 @@ fn every_receipt_is_appended_and_the_log_verifies() {
     // `--ledger` is an accepted no-op now.
     let r = l.ws.run(&denied, &["--ledger"]);
     assert_eq!(r.status(), "blocked");
-    let count: i64 = l
-        .db()
-        .query_row("SELECT count(*) FROM ledger_entries", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 3);
+    assert_eq!(l.entries().len(), 3);
     // No checkpoint yet: nothing anchors the log.
     let o = l.verify();
     assert!(!o.status.success());
@@ -172,34 +172,48 @@ fn every_receipt_is_appended_and_the_log_verifies() {
     assert!(text(&o).contains("revoked"), "{}", text(&o));
 }
 
+type Tamper = fn(&mut Vec<Entry>);
+
 #[test]
-fn database_tampering_is_detected_and_named() {
-    for (what, sql, needle) in [
-        ("delete", "DELETE FROM ledger_entries WHERE idx = 1", "deletion"),
-        ("delete tail", "DELETE FROM ledger_entries WHERE idx = 3", "deletion"),
+fn log_tampering_is_detected_and_named() {
+    let cases: [(&str, Tamper, &str); 5] = [
+        ("delete", |e| e.retain(|x| x.index != 1), "deletion"),
+        ("delete tail", |e| e.retain(|x| x.index != 3), "deletion"),
         (
             "edit",
-            "UPDATE ledger_entries SET receipt = CAST(replace(CAST(receipt AS TEXT), 'success', 'failed') AS BLOB) WHERE idx = 2",
+            |e| {
+                let r = String::from_utf8(e[2].receipt.clone()).unwrap();
+                e[2].receipt = r.replace("success", "failed").into_bytes();
+            },
             "edit: entry 2",
         ),
         (
             "reorder",
-            "UPDATE ledger_entries SET idx = CASE idx WHEN 1 THEN -2 WHEN 2 THEN -1 END WHERE idx IN (1, 2);
-             UPDATE ledger_entries SET idx = CASE idx WHEN -2 THEN 2 WHEN -1 THEN 1 END WHERE idx < 0",
+            |e| {
+                e.swap(1, 2);
+                e[1].index = 1;
+                e[2].index = 2;
+            },
             "reorder",
         ),
         (
             "insert",
-            "UPDATE ledger_entries SET idx = idx + 10 WHERE idx >= 2;
-             UPDATE ledger_entries SET idx = idx - 9 WHERE idx >= 12;
-             INSERT INTO ledger_entries SELECT 2, leaf_hash, prev_leaf_hash, receipt, appended_at FROM ledger_entries WHERE idx = 0",
+            |e| {
+                let mut dup = e[0].clone();
+                dup.index = 2;
+                for x in e.iter_mut().skip(2) {
+                    x.index += 1;
+                }
+                e.insert(2, dup);
+            },
             "insertion",
         ),
-    ] {
+    ];
+    for (what, tamper, needle) in cases {
         let l = ledger_with(4);
         l.checkpoint();
         assert!(l.verify().status.success());
-        l.db().execute_batch(sql).unwrap();
+        l.rewrite(tamper);
         let o = l.verify();
         assert!(!o.status.success(), "{what}: {}", text(&o));
         assert!(text(&o).contains(needle), "{what}: {}", text(&o));
@@ -210,6 +224,28 @@ fn database_tampering_is_detected_and_named() {
         ]);
         assert!(!o.status.success(), "{what}: checkpoint signed a tampered log");
     }
+}
+
+#[test]
+fn a_damaged_log_fails_verification_and_blocks_no_evidence() {
+    // One flipped byte inside an entry: named with its offset; the next
+    // run's append refuses to cut anything and the run reports it.
+    let l = ledger_with(3);
+    let path = l.ws.path("state/ledger.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = ledger_log::HEADER_LEN + 120;
+    bytes[at] ^= 0x20;
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let o = l.verify();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("damaged at byte"), "{}", text(&o));
+    let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
+    let r = l.ws.run(&c, &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("NOT appended to the ledger"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "evidence was cut");
 }
 
 fn export(l: &L) -> Vec<String> {
@@ -441,11 +477,12 @@ fn ledger_state_dir_inside_a_write_scope_is_refused() {
 #[test]
 fn a_failed_append_is_an_error_not_silence() {
     let l = ledger_with(1);
-    l.db()
-        .execute_batch(
-            "CREATE TRIGGER no_append BEFORE INSERT ON ledger_entries BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
-        )
-        .unwrap();
+    // Junk after the last entry that no crash can leave (two entry starts):
+    // csc cuts nothing and the append fails, so the run must say so.
+    let path = l.ws.path("state/ledger.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"CSCE junk CSCE junk");
+    std::fs::write(&path, &bytes).unwrap();
     let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
     let r = l.ws.run(&c, &[]);
     assert_eq!(r.code, 1);
@@ -454,7 +491,8 @@ fn a_failed_append_is_an_error_not_silence() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("disk says no"), "{}", r.stderr);
+    assert!(r.stderr.contains("is damaged at byte"), "{}", r.stderr);
+    assert!(std::fs::read(&path).unwrap().ends_with(b"CSCE junk CSCE junk"));
 }
 
 #[test]
@@ -485,18 +523,13 @@ fn every_status_is_appended_in_order() {
     let denied =
         l.ws.contract("d.json", vec![l.ws.cmd("t", &["rm", "-rf", "/"])]);
     l.ws.run(&denied, &[]);
-    let ids: Vec<String> = {
-        let db = l.db();
-        let mut stmt = db
-            .prepare("SELECT receipt FROM ledger_entries ORDER BY idx")
-            .unwrap();
-        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .map(|b| {
-                let v: Value = serde_json::from_slice(&b.unwrap()).unwrap();
-                v["status"].as_str().unwrap().to_owned()
-            })
-            .collect()
-    };
+    let ids: Vec<String> = l
+        .entries()
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.receipt).unwrap();
+            v["status"].as_str().unwrap().to_owned()
+        })
+        .collect();
     assert_eq!(ids, ["success", "failed", "blocked"]);
 }

@@ -204,8 +204,9 @@ fn check_blocked(child: std::process::Child, receipt: &Path) {
 }
 
 /// SQLite is built with `SQLITE_DISABLE_DIRSYNC`, so csc syncs the state
-/// directory itself exactly when an open creates a file of the store (a
-/// new store; a log index SQLite re-creates) and not on every run.
+/// directory itself exactly when an open (or the database's first use)
+/// creates a file of the store (a new store; a log index SQLite
+/// re-creates) and not on every run.
 #[test]
 fn open_syncs_the_directory_exactly_when_it_creates_a_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -219,6 +220,8 @@ fn open_syncs_the_directory_exactly_when_it_creates_a_file() {
     drop(s);
     std::fs::remove_file(dir.join(store::SHM_FILE)).unwrap();
     let s = Store::open(&dir).unwrap();
+    assert!(!s.synced_dir_on_open(), "the database is not opened yet");
+    assert_eq!(s.consumed_at("x").unwrap(), None);
     assert!(s.synced_dir_on_open(), "the log index was re-created");
     drop(s);
     assert!(!Store::open(&dir).unwrap().synced_dir_on_open());
@@ -227,8 +230,8 @@ fn open_syncs_the_directory_exactly_when_it_creates_a_file() {
 
 /// What the kernel sees (`strace -f -y`) of two `csc run`s on one new
 /// state directory: the first, which creates the store, syncs the
-/// directory; the second syncs the log (`fdatasync`) and never the
-/// directory. Fails if SQLite is built without `SQLITE_DISABLE_DIRSYNC`
+/// directory; the second flushes the ledger log once (`fdatasync`), never
+/// the directory, and never touches the database. Fails if SQLite is built without `SQLITE_DISABLE_DIRSYNC`
 /// (a directory `fsync` per run) or if csc stops syncing a new store's
 /// directory.
 #[test]
@@ -265,9 +268,9 @@ fn a_run_flushes_the_log_and_the_directory_only_when_the_store_is_created() {
             .filter(|l| l.contains("fsync(") && l.contains(&name))
             .count()
     };
-    let log_syncs = |log: &str| {
+    let log_syncs = |log: &str, file: &str| {
         log.lines()
-            .filter(|l| l.contains("fdatasync(") && l.contains("/approvals.sqlite3-wal>"))
+            .filter(|l| l.contains("fdatasync(") && l.contains(&format!("/{file}>")))
             .count()
     };
     let first = traced(0);
@@ -281,6 +284,9 @@ fn a_run_flushes_the_log_and_the_directory_only_when_the_store_is_created() {
         0,
         "no directory flush per run:\n{second}"
     );
-    assert!(log_syncs(&second) >= 1, "the append is flushed:\n{second}");
+    assert_eq!(log_syncs(&second, "ledger.log"), 1, "the append is flushed once:\n{second}");
+    // A run that consumes no approval never opens the database.
+    assert_eq!(log_syncs(&second, "approvals.sqlite3-wal"), 0, "{second}");
+    assert!(!second.contains("approvals.sqlite3"), "the database was opened:\n{second}");
     verify_all(&state, 2);
 }
