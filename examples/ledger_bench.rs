@@ -10,7 +10,9 @@
 //! close — and the baseline of the same run, one 4 KiB write + `fdatasync`
 //! of a file in STATE_DIR (the disk's flush latency), with the ratio, the
 //! floor (per-run median minus one flush) and the CPU time (user + system)
-//! a run costs.
+//! a run costs. Last, RUNS times interleaved, what the ledger adds to the
+//! end of a run: the atomic receipt write alone, against opening the store
+//! and writing the receipt with the append alongside (as `csc run` does).
 use csc::approval::store::Store;
 use csc::ledger::{canonical_receipt, db};
 use serde_json::json;
@@ -98,6 +100,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         f.sync_data()?;
         flush.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    // What the ledger adds to a run's end, as `csc run` does it: the
+    // atomic receipt write (temp file fsync, rename, directory fsync)
+    // alone, against opening the store and then the receipt write with the
+    // append alongside it (the two flushes overlap), interleaved.
+    let out = csc::fsutil::DirFd::open(&dir.join("receipts"), true)?;
+    let (mut alone, mut with_ledger, mut sequential) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let mut r = last[..last.len() - 1].to_vec();
+        r.extend_from_slice(format!(",\"zz_end\":{i}}}").as_bytes());
+        let name = std::ffi::OsString::from(format!("r{}.json", i % 8));
+        let start = Instant::now();
+        out.write_atomic(&name, &r)?;
+        alone.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let mut s = Store::open(&dir)?;
+        let (written, appended) = std::thread::scope(|scope| {
+            let append = scope.spawn(|| db::append(&mut s, &r, "2026-11-21T12:00:02.000000+00:00"));
+            (out.write_atomic(&name, &r), append.join())
+        });
+        written?;
+        appended.map_err(|_| "append panicked")??;
+        drop(s);
+        with_ledger.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let mut s = Store::open(&dir)?;
+        out.write_atomic(&name, &r)?;
+        db::append(&mut s, &r, "2026-11-21T12:00:02.000000+00:00")?;
+        drop(s);
+        sequential.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (m_alone, _, _) = stats(&mut alone);
+    let (m_with, _, _) = stats(&mut with_ledger);
+    let (m_seq, _, _) = stats(&mut sequential);
+    println!(
+        "a run's end: receipt write alone median {m_alone:.3} ms; open store + receipt write with the append alongside median {m_with:.3} ms (the ledger adds {:.3} ms); one after the other {m_seq:.3} ms (adds {:.3} ms)",
+        m_with - m_alone,
+        m_seq - m_alone
+    );
     std::fs::remove_file(&flush_file)?;
     let (m_run, p99_run, _) = stats(&mut run_add);
     let (m_flush, _, _) = stats(&mut flush);

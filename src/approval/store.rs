@@ -668,7 +668,7 @@ fn reconcile_identity(
         ))),
         (None, Some(d)) => {
             let log_entries = match LedgerLog::open(dir_fd, &d) {
-                Ok(Some(log)) => log.has_entries().map_err(|m| lost(m))?,
+                Ok(Some(log)) => log.has_entries().map_err(lost)?,
                 Ok(None) => false,
                 Err(m) => return Err(lost(m)),
             };
@@ -1310,7 +1310,10 @@ mod tests {
         let all = [true; 5];
         assert!(created_any(none, all), "a new store");
         assert!(!created_any(all, all), "a reopened store");
-        assert!(created_any([true, true, false, true, true], all), "a new -shm");
+        assert!(
+            created_any([true, true, false, true, true], all),
+            "a new -shm"
+        );
         assert!(
             !created_any(all, [true, true, false, true, true]),
             "a removal is no creation"
@@ -1320,7 +1323,10 @@ mod tests {
         assert_eq!(existing_files(&f).unwrap(), none);
         std::fs::write(dir.path().join(WAL_FILE), b"").unwrap();
         std::os::unix::fs::symlink("/nonexistent", dir.path().join(MARKER_FILE)).unwrap();
-        assert_eq!(existing_files(&f).unwrap(), [false, true, false, true, false]);
+        assert_eq!(
+            existing_files(&f).unwrap(),
+            [false, true, false, true, false]
+        );
     }
 
     #[test]
@@ -1371,7 +1377,12 @@ mod tests {
         for i in 0..n {
             conn.execute(
                 "INSERT INTO ledger_entries VALUES (?1, ?2, ?3, ?4, 't')",
-                params![i as i64, vec![i as u8 + 1; 32], vec![i as u8; 32], format!("{{\"n\":{i}}}").into_bytes()],
+                params![
+                    i as i64,
+                    vec![i as u8 + 1; 32],
+                    vec![i as u8; 32],
+                    format!("{{\"n\":{i}}}").into_bytes()
+                ],
             )
             .unwrap();
         }

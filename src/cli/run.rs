@@ -296,20 +296,34 @@ impl Emitter<'_> {
     /// bytes written.
     fn emit(&self, receipt: &Receipt, code: u8) -> Result<Vec<u8>, Error> {
         let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
-        self.out.write(&bytes).map_err(|e| {
+        // The receipt file and its ledger entry are written at the same
+        // time (their flushes overlap); the outcome is reported only once
+        // both are durable, and a run whose receipt is not in the ledger
+        // never reports success.
+        let mut state = self.state.borrow_mut();
+        let opened: &mut OpenedState = &mut state;
+        let (written, appended) = std::thread::scope(|scope| {
+            let append = scope.spawn(|| match opened {
+                Ok(store) => crate::state::append_rendered(&mut **store, &bytes, &now_rfc3339()),
+                Err(e) => Err(format!("the store is unusable: {e}")),
+            });
+            let written = self.out.write(&bytes);
+            let appended = append
+                .join()
+                .unwrap_or_else(|_| Err("the ledger append panicked".to_owned()));
+            (written, appended)
+        });
+        drop(state);
+        written.map_err(|e| {
             let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
                 ""
+            } else if appended.is_ok() {
+                " (commands ran; their receipt file is lost, the ledger holds the receipt)"
             } else {
                 " (commands ran; their receipt is lost)"
             };
             Error::Failed(format!("{e}{ran}"))
         })?;
-        // The receipt is on disk; a run whose receipt is not in the ledger
-        // never reports success.
-        let appended = match &mut *self.state.borrow_mut() {
-            Ok(store) => crate::state::append_rendered(&mut **store, &bytes, &now_rfc3339()),
-            Err(e) => Err(format!("the store is unusable: {e}")),
-        };
         appended.map_err(|e| {
                 Error::Failed(format!(
                     "receipt written to {} but NOT appended to the ledger of the state store {}: {e}; run csc ledger verify before trusting this store",

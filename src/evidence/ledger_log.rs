@@ -94,7 +94,7 @@ pub fn encode(entry: &Entry) -> Result<Vec<u8>, String> {
 /// The record that `bytes` holds exactly, or why it is not one.
 pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
     let len = bytes.len();
-    if len < FIXED + TRAILER || len > MAX_RECORD {
+    if !(FIXED + TRAILER..=MAX_RECORD).contains(&len) {
         return Err(format!("record length {len} is out of range"));
     }
     if &bytes[..4] != RECORD_MAGIC || &bytes[len - 4..] != END_MAGIC {
@@ -187,11 +187,7 @@ impl LedgerLog {
     /// Create the log of store `store_id` in `dir` holding `entries`, under
     /// a temporary name renamed over [`LOG_FILE`] once flushed (the caller
     /// holds the store's lock and syncs the directory).
-    pub fn create(
-        dir: &std::fs::File,
-        store_id: &str,
-        entries: &[Entry],
-    ) -> Result<(), String> {
+    pub fn create(dir: &std::fs::File, store_id: &str, entries: &[Entry]) -> Result<(), String> {
         use nix::fcntl::{OFlag, openat, renameat};
         let tmp = ".ledger.log.csc-tmp";
         let _ = nix::unistd::unlinkat(dir, tmp, nix::unistd::UnlinkatFlags::NoRemoveDir);
@@ -241,7 +237,10 @@ impl LedgerLog {
             return Err(format!("{LOG_FILE} is not a regular file"));
         }
         if meta.uid() != euid {
-            return Err(format!("{LOG_FILE} is owned by uid {}, not {euid}", meta.uid()));
+            return Err(format!(
+                "{LOG_FILE} is owned by uid {}, not {euid}",
+                meta.uid()
+            ));
         }
         if meta.mode() & 0o022 != 0 {
             return Err(format!(
@@ -341,7 +340,9 @@ impl LedgerLog {
     /// The complete record that ends at `end`, if there is one.
     fn record_ending_at(&self, end: u64) -> Option<Entry> {
         let mut trailer = [0u8; 8];
-        self.file.read_exact_at(&mut trailer, end.checked_sub(8)?).ok()?;
+        self.file
+            .read_exact_at(&mut trailer, end.checked_sub(8)?)
+            .ok()?;
         if &trailer[4..] != END_MAGIC {
             return None;
         }
@@ -402,7 +403,10 @@ impl LedgerLog {
 
     /// Call `each` with every entry in file order; an incomplete or
     /// damaged record is an error naming its byte offset.
-    pub fn for_each(&self, each: &mut dyn FnMut(Entry) -> Result<(), String>) -> Result<(), String> {
+    pub fn for_each(
+        &self,
+        each: &mut dyn FnMut(Entry) -> Result<(), String>,
+    ) -> Result<(), String> {
         self.for_each_from(&mut |e, _| each(e))
     }
 
@@ -413,7 +417,9 @@ impl LedgerLog {
         let io = |e: std::io::Error| format!("cannot read {LOG_FILE}: {e}");
         let size = self.file.metadata().map_err(io)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
-        reader.seek(SeekFrom::Start(HEADER_LEN as u64)).map_err(io)?;
+        reader
+            .seek(SeekFrom::Start(HEADER_LEN as u64))
+            .map_err(io)?;
         let mut offset = HEADER_LEN as u64;
         let mut bytes = Vec::new();
         while offset < size {
@@ -592,7 +598,10 @@ mod tests {
         assert!(err.contains("damaged"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
         let err = log.for_each(&mut |_| Ok(())).unwrap_err();
-        assert!(err.contains(&format!("damaged at byte {}", HEADER_LEN + len)), "{err}");
+        assert!(
+            err.contains(&format!("damaged at byte {}", HEADER_LEN + len)),
+            "{err}"
+        );
         // Only the last record damaged (no zeros, full length): not cut.
         bytes[HEADER_LEN + len + FIXED + 3] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
@@ -605,7 +614,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (d, mut log) = log_in(dir.path());
         let other = "ffffffffffffffffffffffffffffffff";
-        assert!(LedgerLog::open(&d, other).unwrap_err().contains("belongs to store"));
+        assert!(
+            LedgerLog::open(&d, other)
+                .unwrap_err()
+                .contains("belongs to store")
+        );
         LedgerLog::create(&d, ID, &[]).unwrap();
         let err = log.append(&d, &[1; 32], b"{}", "t").unwrap_err();
         assert!(err.contains("replaced"), "{err}");

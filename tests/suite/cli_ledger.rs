@@ -219,10 +219,19 @@ fn log_tampering_is_detected_and_named() {
         assert!(text(&o).contains(needle), "{what}: {}", text(&o));
         // Never sign over a tampered log.
         let o = l.csc(&[
-            "ledger", "checkpoint", "--signing-key", l.key.to_str().unwrap(),
-            "--key-id", "ledger-1", "--state-dir", &l.state(),
+            "ledger",
+            "checkpoint",
+            "--signing-key",
+            l.key.to_str().unwrap(),
+            "--key-id",
+            "ledger-1",
+            "--state-dir",
+            &l.state(),
         ]);
-        assert!(!o.status.success(), "{what}: checkpoint signed a tampered log");
+        assert!(
+            !o.status.success(),
+            "{what}: checkpoint signed a tampered log"
+        );
     }
 }
 
@@ -244,7 +253,11 @@ fn a_damaged_log_fails_verification_and_blocks_no_evidence() {
     let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
     let r = l.ws.run(&c, &[]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("NOT appended to the ledger"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("NOT appended to the ledger"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "evidence was cut");
 }
 
@@ -492,7 +505,11 @@ fn a_failed_append_is_an_error_not_silence() {
         r.stderr
     );
     assert!(r.stderr.contains("is damaged at byte"), "{}", r.stderr);
-    assert!(std::fs::read(&path).unwrap().ends_with(b"CSCE junk CSCE junk"));
+    assert!(
+        std::fs::read(&path)
+            .unwrap()
+            .ends_with(b"CSCE junk CSCE junk")
+    );
 }
 
 #[test]

@@ -284,9 +284,16 @@ fn a_run_flushes_the_log_and_the_directory_only_when_the_store_is_created() {
         0,
         "no directory flush per run:\n{second}"
     );
-    assert_eq!(log_syncs(&second, "ledger.log"), 1, "the append is flushed once:\n{second}");
+    assert_eq!(
+        log_syncs(&second, "ledger.log"),
+        1,
+        "the append is flushed once:\n{second}"
+    );
     // A run that consumes no approval never opens the database.
     assert_eq!(log_syncs(&second, "approvals.sqlite3-wal"), 0, "{second}");
-    assert!(!second.contains("approvals.sqlite3"), "the database was opened:\n{second}");
+    assert!(
+        !second.contains("approvals.sqlite3"),
+        "the database was opened:\n{second}"
+    );
     verify_all(&state, 2);
 }
