@@ -351,11 +351,22 @@ fn header_says_wal(path: &Path) -> std::io::Result<bool> {
 
 /// Whether anything was ever consumed or appended.
 fn has_rows(conn: &Connection) -> Result<bool, rusqlite::Error> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM consumed_approvals) OR EXISTS (SELECT 1 FROM ledger_entries)",
+    let consumed: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM consumed_approvals)",
         [],
         |r| r.get(0),
-    )
+    )?;
+    // Schema 4 has no ledger table (the log holds the entries).
+    let ledger_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(consumed
+        || (ledger_table
+            && conn.query_row("SELECT EXISTS (SELECT 1 FROM ledger_entries)", [], |r| {
+                r.get(0)
+            })?))
 }
 
 /// The canonical store directory, held under an exclusive `flock` while a
@@ -693,17 +704,23 @@ fn reconcile_identity(
     }
 }
 
-/// Make [`LOG_FILE`] the ledger (schema 4): a database of schema 3 holds
-/// the entries, which are written to a new log (flushed, renamed, the
-/// directory synced) and then removed from the database in the commit that
-/// sets version 4. Interrupted before that commit, the next open does it
-/// again from the database; after it, the log is the ledger.
+/// Make [`LOG_FILE`] the ledger (schema 4). A database of schema 3 holds
+/// the entries; in one `BEGIN IMMEDIATE` transaction they are read, written
+/// to a new log (flushed, renamed, the directory synced), and the table is
+/// dropped with the version set to 4 in its commit. Interrupted before the
+/// commit, the next open does it again from the database; after it, the
+/// log is the ledger, and a csc still running from before the move fails
+/// loudly on the missing table instead of appending where nobody reads. A
+/// log already there (an interrupted move) is replaced only if its entries
+/// are a prefix of the database's: anything else (a database restored from
+/// an older backup next to a newer log) is refused, never overwritten.
 fn ensure_log(
     conn: &Connection,
     dir_fd: &std::fs::File,
     dir: &Path,
     path: &Path,
     id: &str,
+    lost: &dyn Fn(String) -> StoreError,
 ) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -711,7 +728,41 @@ fn ensure_log(
     if version > LEDGER_IN_DB_VERSION {
         return Ok(());
     }
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(db_error(path, "move the ledger"))?;
+    let moved = move_entries(conn, dir_fd, dir, path, id, lost);
+    let end = if moved.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn
+        .execute_batch(end)
+        .map_err(db_error(path, "move the ledger"));
+    moved.and(ended)
+}
+
+/// The body of [`ensure_log`]'s transaction.
+fn move_entries(
+    conn: &Connection,
+    dir_fd: &std::fs::File,
+    dir: &Path,
+    path: &Path,
+    id: &str,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<(), StoreError> {
     let entries = entries_in_db(conn).map_err(db_error(path, "read the ledger"))?;
+    if let Some(old) = LedgerLog::open(dir_fd, id).map_err(lost)? {
+        let mut n = 0usize;
+        old.for_each(&mut |e| {
+            if entries.get(n) != Some(&e) {
+                return Err(format!("entry {n} is not the database's"));
+            }
+            n += 1;
+            Ok(())
+        })
+        .map_err(|why| {
+            lost(format!(
+                "{LOG_FILE} holds entries the database does not ({why}): was the database restored from an older backup? Keep both files for the investigation"
+            ))
+        })?;
+    }
     let log_err = |message: String| StoreError::Db {
         path: dir.join(LOG_FILE).display().to_string(),
         what: "create the ledger log",
@@ -720,7 +771,7 @@ fn ensure_log(
     LedgerLog::create(dir_fd, id, &entries).map_err(log_err)?;
     dir_fd.sync_all().map_err(dir_error(dir))?;
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; DELETE FROM ledger_entries; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "DROP TABLE ledger_entries; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
     .map_err(db_error(path, "move the ledger"))
 }
@@ -826,7 +877,7 @@ impl Store {
                 let marker_id = marker.map(|m| m.id);
                 let id =
                     reconcile_identity(&c, &opened.lock, dir, &path, marker_id.as_deref(), &lost)?;
-                ensure_log(&c, &opened.lock, dir, &path, &id)?;
+                ensure_log(&c, &opened.lock, dir, &path, &id, &lost)?;
                 let log = open_log(&opened.lock, dir, &id, &lost)?;
                 // Last: from now on an open reads the log, not the database.
                 let marker_dir = crate::fsutil::DirFd::open(dir, false).map_err(dir_error(dir))?;
@@ -886,14 +937,24 @@ impl Store {
         };
         let before = existing_files(&self.dir).map_err(dir_error(dir))?;
         let db_size = check_file(&self.path)?;
-        if db_size.is_none() {
+        match db_size {
+            None => {
+                return Err(lost(format!(
+                    "the marker {MARKER_FILE} names store {} but the database {DB_FILE} is missing",
+                    self.store_id
+                )));
+            }
+            Some(0) => return Err(lost(format!("the database {DB_FILE} is empty (0 bytes)"))),
+            Some(_) => {}
+        }
+        // A schema-4 database is in WAL mode; anything else was replaced,
+        // and is refused before SQLite changes it.
+        if !header_says_wal(&self.path).map_err(dir_error(dir))? {
             return Err(lost(format!(
-                "the marker {MARKER_FILE} names store {} but the database {DB_FILE} is missing",
-                self.store_id
+                "the database {DB_FILE} is not in write-ahead-log mode, which a store with a ledger log always is (replaced?)"
             )));
         }
         let c = connect(dir, &self.dir, &self.path, db_size, false, &lost)?;
-        migrate(&c, &self.path, false, &lost)?;
         let version: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_error(&self.path, "read version"))?;
@@ -902,6 +963,7 @@ impl Store {
                 "the marker {MARKER_FILE} says the ledger is {LOG_FILE} but the database is at schema version {version}"
             )));
         }
+        migrate(&c, &self.path, false, &lost)?;
         let id = reconcile_identity(&c, &self.dir, dir, &self.path, Some(&self.store_id), &lost)?;
         debug_assert_eq!(id, self.store_id);
         if created_any(before, existing_files(&self.dir).map_err(dir_error(dir))?) {
@@ -934,11 +996,17 @@ impl Store {
     }
 
     /// Call `each` with every ledger entry in log order.
+    /// The entries are those the log held when the store's lock was
+    /// free (an append in progress elsewhere is not read half-written).
     pub fn for_each_log_entry(
         &self,
         each: &mut dyn FnMut(Entry) -> Result<(), String>,
     ) -> Result<(), String> {
-        self.log.for_each(each)
+        let size = {
+            let _lock = write_lock(&self.dir)?;
+            self.log.size()?
+        };
+        self.log.for_each_within(size, each)
     }
 
     /// Whether this open (or the database's first use, [`Store::conn`])
@@ -1290,18 +1358,29 @@ mod tests {
     fn the_write_ahead_log_stays_short_across_processes() {
         // Each run is its own process: reopen per append, as csc does.
         let dir = tempfile::tempdir().unwrap();
+        // (Ledger appends go to the ledger log; consumptions commit to the
+        // database's write-ahead log.)
+        let pad = "x".repeat(1200);
         for i in 0..400 {
             let mut s = Store::open(dir.path()).unwrap();
-            let receipt = format!(
-                "{{\"execution_id\":\"{i}\",\"pad\":\"{}\"}}",
-                "x".repeat(1200)
+            assert_eq!(
+                s.consume(&format!("{i}-{pad}"), "h", "e", "t").unwrap(),
+                Consumed::Now
             );
-            crate::ledger::db::append(&mut s, receipt.as_bytes(), "t").unwrap();
         }
         let wal = std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
+        assert!(
+            wal > WAL_TRIM_BYTES / 2,
+            "the commits went to the log ({wal} bytes)"
+        );
         assert!(wal <= 2 * WAL_TRIM_BYTES, "the log grew to {wal} bytes");
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(crate::ledger::db::leaves(&s).unwrap().len(), 400);
+        let n: i64 = s
+            .conn()
+            .unwrap()
+            .query_row("SELECT count(*) FROM consumed_approvals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 400);
     }
 
     #[test]
@@ -1414,14 +1493,16 @@ mod tests {
         assert_eq!(s.append_log(&[9; 32], b"{}", "t2").unwrap(), 3);
         assert_eq!(s.store_id().unwrap(), id);
         let conn = s.conn().unwrap();
-        let (version, rows): (i64, i64) = conn
+        let (version, tables): (i64, i64) = conn
             .query_row(
-                "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM ledger_entries)",
+                "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master WHERE name = 'ledger_entries')",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((version, rows), (SCHEMA_VERSION, 0));
+        // The table is gone: a csc still running from before the move
+        // fails on it instead of appending where nobody reads.
+        assert_eq!((version, tables), (SCHEMA_VERSION, 0));
         drop(s);
         let marker = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
         assert_eq!(marker, format!("{MARKER_PREFIX}{id}\n"));
@@ -1441,6 +1522,32 @@ mod tests {
         LedgerLog::create(&d, &id, &[]).unwrap();
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(log_entries(&s).len(), 2);
+    }
+
+    #[test]
+    fn a_move_never_overwrites_a_log_with_entries_the_database_lacks() {
+        // A database (and marker) restored from a backup taken before the
+        // move, next to the newer log: refused, the log left as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let id = schema3_store(dir.path(), 2);
+        let d = std::fs::File::open(dir.path()).unwrap();
+        let newer: Vec<Entry> = (0..3)
+            .map(|i| Entry {
+                index: i,
+                leaf_hash: [i as u8 + 1; 32],
+                prev_leaf_hash: [i as u8; 32],
+                receipt: format!("{{\"n\":{i}}}").into_bytes(),
+                appended_at: "t".to_owned(),
+            })
+            .collect();
+        LedgerLog::create(&d, &id, &newer).unwrap();
+        let before = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Lost { problem, .. } if problem.contains("older backup")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), before);
     }
 
     #[test]

@@ -297,30 +297,40 @@ impl Emitter<'_> {
     fn emit(&self, receipt: &Receipt, code: u8) -> Result<Vec<u8>, Error> {
         let bytes = receipt::render(receipt, self.signer.as_ref(), &now_rfc3339())?;
         // The receipt file and its ledger entry are written at the same
-        // time (their flushes overlap); the outcome is reported only once
-        // both are durable, and a run whose receipt is not in the ledger
-        // never reports success.
-        let mut state = self.state.borrow_mut();
-        let opened: &mut OpenedState = &mut state;
+        // time (their flushes overlap; without a thread, one after the
+        // other); the outcome is reported only once both are durable, and
+        // a run whose receipt is not in the ledger never reports success.
+        let out = &self.out;
+        let write = || out.write(&bytes);
         let (written, appended) = std::thread::scope(|scope| {
-            let append = scope.spawn(|| match opened {
+            let writer = std::thread::Builder::new()
+                .name("csc-receipt".to_owned())
+                .spawn_scoped(scope, write);
+            let appended = match &mut *self.state.borrow_mut() {
                 Ok(store) => crate::state::append_rendered(&mut **store, &bytes, &now_rfc3339()),
                 Err(e) => Err(format!("the store is unusable: {e}")),
-            });
-            let written = self.out.write(&bytes);
-            let appended = append
-                .join()
-                .unwrap_or_else(|_| Err("the ledger append panicked".to_owned()));
+            };
+            let written = match writer {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    Err(receipt::ReceiptError::Write {
+                        path: self.out.path().display().to_string(),
+                        reason: "the receipt writer panicked".to_owned(),
+                    })
+                }),
+                Err(_) => write(),
+            };
             (written, appended)
         });
-        drop(state);
         written.map_err(|e| {
             let ran = if receipt.completed_command_ids.is_empty() && receipt.exit_code.is_none() {
-                ""
-            } else if appended.is_ok() {
-                " (commands ran; their receipt file is lost, the ledger holds the receipt)"
+                String::new()
             } else {
-                " (commands ran; their receipt is lost)"
+                match &appended {
+                    Ok(_) => " (commands ran; their receipt file is lost, the ledger holds the receipt)".to_owned(),
+                    Err(a) => format!(
+                        " (commands ran; their receipt is lost, and NOT appended to the ledger either: {a})"
+                    ),
+                }
             };
             Error::Failed(format!("{e}{ran}"))
         })?;

@@ -293,7 +293,7 @@ impl LedgerLog {
             Ok(_) => return Err(format!("{LOG_FILE} was replaced while the store was open")),
             Err(e) => return Err(format!("{LOG_FILE} is gone while the store was open: {e}")),
         }
-        let tail = self.tail(meta.len())?;
+        let tail = self.tail(dir, meta.len())?;
         let record = encode(&Entry {
             index: tail.next_index,
             leaf_hash: *leaf,
@@ -315,7 +315,7 @@ impl LedgerLog {
 
     /// The last complete record, read from the end of a file of `size`
     /// bytes (the torn-tail recovery otherwise).
-    fn tail(&self, size: u64) -> Result<Tail, String> {
+    fn tail(&self, dir: &std::fs::File, size: u64) -> Result<Tail, String> {
         let header = HEADER_LEN as u64;
         if size < header {
             return Err(format!("{LOG_FILE} is shorter than its header"));
@@ -334,7 +334,7 @@ impl LedgerLog {
                 last_leaf: entry.leaf_hash,
             });
         }
-        self.cut_torn_tail(size)
+        self.cut_torn_tail(dir, size)
     }
 
     /// The complete record that ends at `end`, if there is one.
@@ -356,36 +356,85 @@ impl LedgerLog {
         decode(&bytes).ok()
     }
 
-    /// After a crash during an append: find the end of the last complete
-    /// record by reading forward, and cut what follows only if it can be
-    /// nothing but that torn append ([`is_torn_append`]).
-    fn cut_torn_tail(&self, size: u64) -> Result<Tail, String> {
-        let mut tail = Tail {
-            end: HEADER_LEN as u64,
-            next_index: 0,
-            last_leaf: [0; 32],
+    /// After a crash during an append: find the last complete record by
+    /// looking back from the end (the torn append is at most one record
+    /// long), and cut what follows only if it can be nothing but that torn
+    /// append ([`is_torn_append`]). The cut bytes are first saved, flushed,
+    /// next to the log (`ledger.log.torn-<offset>-<time>`): csc never
+    /// deletes bytes that might be evidence, even on a wrong guess.
+    fn cut_torn_tail(&self, dir: &std::fs::File, size: u64) -> Result<Tail, String> {
+        let damaged = |at: u64| {
+            format!(
+                "{LOG_FILE} is damaged at byte {at}: what follows is no complete entry and not an interrupted append; run csc ledger verify (csc never cuts what may be evidence)"
+            )
         };
-        // Stops at the first record that does not parse.
-        let _ = self.for_each_from(&mut |entry, end| {
-            tail = Tail {
-                end,
-                next_index: entry.index.saturating_add(1),
-                last_leaf: entry.leaf_hash,
-            };
-            Ok(())
-        });
-        let rest = self.region(tail.end, size)?;
-        if !rest.as_deref().is_some_and(is_torn_append) {
-            return Err(format!(
-                "{LOG_FILE} is damaged at byte {}: what follows is no complete entry and not an interrupted append; run csc ledger verify (csc never cuts what may be evidence)",
-                tail.end
-            ));
+        let header = HEADER_LEN as u64;
+        let from = size.saturating_sub(MAX_RECORD as u64 + 8).max(header);
+        let window = self.read_range(from, size)?;
+        let mut tail = None;
+        for end in (4..=window.len()).rev() {
+            if window[end - 4..end] == *END_MAGIC {
+                let at = from + end as u64;
+                if let Some(entry) = self.record_ending_at(at) {
+                    tail = Some(Tail {
+                        end: at,
+                        next_index: entry.index.saturating_add(1),
+                        last_leaf: entry.leaf_hash,
+                    });
+                    break;
+                }
+            }
         }
+        let tail = match tail {
+            Some(t) => t,
+            None if from == header => Tail {
+                end: header,
+                next_index: 0,
+                last_leaf: [0; 32],
+            },
+            None => return Err(damaged(from)),
+        };
+        let cut = &window[(tail.end - from) as usize..];
+        if !is_torn_append(cut) {
+            return Err(damaged(tail.end));
+        }
+        self.save_cut(dir, tail.end, cut)?;
         self.file
             .set_len(tail.end)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| format!("cannot cut the torn end of {LOG_FILE}: {e}"))?;
         Ok(tail)
+    }
+
+    /// Keep the bytes about to be cut at `offset` in a new file of their
+    /// own, flushed, with its name synced, before the cut.
+    fn save_cut(&self, dir: &std::fs::File, offset: u64, bytes: &[u8]) -> Result<(), String> {
+        use nix::fcntl::{OFlag, openat};
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{LOG_FILE}.torn-{offset}-{nanos}");
+        let fd = openat(
+            dir,
+            name.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| format!("cannot save the torn end of {LOG_FILE} as {name}: {e}"))?;
+        let file = std::fs::File::from(fd);
+        file.write_all_at(bytes, 0)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| dir.sync_all())
+            .map_err(|e| format!("cannot save the torn end of {LOG_FILE} as {name}: {e}"))
+    }
+
+    /// The bytes from `start` to `end`.
+    fn read_range(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
+        let mut bytes = vec![0u8; end.saturating_sub(start) as usize];
+        self.file
+            .read_exact_at(&mut bytes, start)
+            .map_err(|e| format!("cannot read {LOG_FILE}: {e}"))?;
+        Ok(bytes)
     }
 
     /// The bytes from `start` to `end` (`None` when longer than a record).
@@ -407,15 +456,36 @@ impl LedgerLog {
         &self,
         each: &mut dyn FnMut(Entry) -> Result<(), String>,
     ) -> Result<(), String> {
-        self.for_each_from(&mut |e, _| each(e))
+        let size = self.size()?;
+        self.for_each_within(size, each)
+    }
+
+    /// [`LedgerLog::for_each`] over the first `size` bytes only (a size
+    /// read under the store's lock: an append in progress is not seen
+    /// half-written).
+    pub fn for_each_within(
+        &self,
+        size: u64,
+        each: &mut dyn FnMut(Entry) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.for_each_from(size, &mut |e, _| each(e))
+    }
+
+    /// The file's size now.
+    pub fn size(&self) -> Result<u64, String> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| format!("cannot stat {LOG_FILE}: {e}"))?
+            .len())
     }
 
     fn for_each_from(
         &self,
+        size: u64,
         each: &mut dyn FnMut(Entry, u64) -> Result<(), String>,
     ) -> Result<(), String> {
         let io = |e: std::io::Error| format!("cannot read {LOG_FILE}: {e}");
-        let size = self.file.metadata().map_err(io)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
         reader
             .seek(SeekFrom::Start(HEADER_LEN as u64))
@@ -466,28 +536,50 @@ impl LedgerLog {
     }
 }
 
+/// Whether a complete record starts at the beginning of `bytes`.
+fn parses_at(bytes: &[u8]) -> bool {
+    bytes
+        .get(4..8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+        .and_then(|len| bytes.get(..len))
+        .is_some_and(|r| decode(r).is_ok())
+}
+
 /// Whether `region` (everything after the last complete record) can only
 /// be an append a crash interrupted: one `pwrite` of one record at the end
 /// of the file, of which a prefix, or some blocks, reached the disk (blocks
-/// that did not read back as zeros). So: no second record start in it, and
-/// either shorter than the record it starts, or starting with zeros, or
-/// full length with a run of zeros no record has. A complete-length record
-/// without zeros that fails its checksum is damage, never cut.
+/// that did not read back as zeros). So one of: a prefix of the record
+/// magic or zeros, shorter than 8 bytes; a record start that claims more
+/// bytes than there are; zeros where the record should start; a
+/// full-length record whose end marker reads as zeros, or whose body (after
+/// the fixed fields, whose hashes and index may hold zeros) holds a 16-byte
+/// run of zeros, which canonical JSON never has. And no complete record
+/// after it (that would make it damage before an entry). A full-length
+/// record that merely fails its checksum is damage, never cut.
 fn is_torn_append(region: &[u8]) -> bool {
-    if (1..region.len()).any(|i| region[i..].starts_with(RECORD_MAGIC)) {
+    if region.is_empty() {
         return false;
     }
-    let zero_run = |r: &[u8]| r.windows(16).any(|w| w.iter().all(|b| *b == 0));
-    if !region.starts_with(RECORD_MAGIC) {
-        return region.iter().take(16).all(|b| *b == 0);
+    if region.len() < 8 {
+        return RECORD_MAGIC.starts_with(region) || region.iter().all(|b| *b == 0);
     }
-    match region.get(4..8).and_then(|b| b.try_into().ok()) {
-        None => true,
-        Some(b) => {
-            let claimed = u32::from_le_bytes(b) as usize;
-            region.len() < claimed || (region.len() == claimed && zero_run(region))
-        }
+    let starts = region.starts_with(RECORD_MAGIC);
+    let claimed = u32::from_le_bytes([region[4], region[5], region[6], region[7]]) as usize;
+    // A complete entry after the start: damage before it, not a torn end.
+    if (1..region.len()).any(|i| region[i..].starts_with(RECORD_MAGIC) && parses_at(&region[i..])) {
+        return false;
     }
+    if !starts {
+        return region[0] == 0;
+    }
+    if region.len() != claimed {
+        return region.len() < claimed;
+    }
+    let zero_run = region
+        .get(FIXED..)
+        .is_some_and(|body| body.windows(16).any(|w| w.iter().all(|b| *b == 0)));
+    zero_run || region.last() == Some(&0)
 }
 
 #[cfg(test)]
@@ -607,6 +699,71 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = log.append(&d, &[9; 32], b"{}", "t").unwrap_err();
         assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_lone_first_entry_damaged_is_never_cut() {
+        // Entry 0's previous hash is 32 zero bytes: no zero run in the
+        // fixed fields may count as "torn".
+        let dir = tempfile::tempdir().unwrap();
+        let (d, mut log) = log_in(dir.path());
+        log.append(&d, &[7; 32], b"{\"only\":1}", "t").unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 20] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = log.append(&d, &[8; 32], b"{}", "t").unwrap_err();
+        assert!(err.contains("damaged"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    #[test]
+    fn every_shape_a_crash_leaves_is_cut_and_kept_aside() {
+        let record = encode(&Entry {
+            receipt: b"{\"path\":\"CSCE in a receipt\"}".to_vec(),
+            ..entry(1)
+        })
+        .unwrap();
+        let len = record.len();
+        let mut last_lost = record.clone();
+        last_lost[len - 5..].fill(0);
+        let mut start_lost = record.clone();
+        start_lost[..10].fill(0);
+        let shapes: Vec<Vec<u8>> = vec![
+            record[..3].to_vec(),        // a magic prefix
+            record[..60].to_vec(),       // a prefix, text "CSCE" not yet written
+            record[..len - 30].to_vec(), // all but the end, "CSCE" in the body
+            last_lost,                   // the last bytes read back as zeros
+            start_lost,                  // the first bytes read back as zeros
+        ];
+        for (k, torn) in shapes.into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let (d, mut log) = log_in(dir.path());
+            log.append(&d, &[1; 32], b"{\"a\":1}", "t").unwrap();
+            let path = dir.path().join(LOG_FILE);
+            let good = std::fs::metadata(&path).unwrap().len();
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend_from_slice(&torn);
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                log.append(&d, &[2; 32], b"{}", "t").unwrap(),
+                1,
+                "shape {k}"
+            );
+            let kept: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with(&format!("{LOG_FILE}.torn-{good}-")))
+                .collect();
+            assert_eq!(kept.len(), 1, "shape {k}: {kept:?}");
+            assert_eq!(
+                std::fs::read(dir.path().join(&kept[0])).unwrap(),
+                torn,
+                "shape {k}"
+            );
+            assert_eq!(all(&log).len(), 2, "shape {k}");
+        }
     }
 
     #[test]

@@ -517,44 +517,113 @@ fn run_pipeline(
     let mut pids: Vec<libc::pid_t> = Vec::with_capacity(prepared.len());
     let n = prepared.len();
     for (i, seg) in prepared.iter().enumerate() {
-        let (read_end, write_end) = if i + 1 < n {
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2"))?;
-            (Some(r), Some(w))
-        } else {
-            (None, None)
+        let started = start_segment(i, n, seg, &envp, next_stdin.as_raw_fd(), prog);
+        let (pid, failure, read_end) = match started {
+            Ok(s) => s,
+            // Nothing started yet: a setup failure, nothing was run.
+            Err(c) if pids.is_empty() => return Err(c),
+            Err(c) => {
+                let message = format!(
+                    "segment {i} of {n} could not be started after {} had started (they were killed): {c}",
+                    pids.len()
+                );
+                return Ok(end_after_start(
+                    status,
+                    Stage::Exec,
+                    message,
+                    crate::exit::COMMAND_FAILED,
+                ));
+            }
         };
-        let argv = pointers(&seg.argv);
-        let image = sys::ExecImage {
-            path: &seg.path,
-            argv: &argv,
-            envp: &envp,
-            stdin: next_stdin.as_raw_fd(),
-            stdout: write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1),
-            filter: prog,
-        };
-        let (pid, failure) = sys::spawn_exec(&image, SETUP_FAILED_EXIT, EXEC_FAILED_EXIT)
-            .map_err(failed(format!("start segment {i}")))?;
         pids.push(pid);
         if let Some((step, errno)) = failure {
             status.error(&exec_failure(&seg.path, step, errno));
         }
-        drop(write_end);
         if let Some(r) = read_end {
             next_stdin = r;
         }
     }
     drop(next_stdin);
-    let codes = reap_segments(&pids)?;
-    let code = pipeline_status(&codes);
+    let code = match reap_segments(&pids) {
+        Ok(codes) => pipeline_status(&codes),
+        Err(c) => {
+            let message = format!("cannot collect the segments' exit statuses: {c}");
+            return Ok(end_after_start(
+                status,
+                Stage::Init,
+                message,
+                crate::exit::COMMAND_FAILED,
+            ));
+        }
+    };
     // Nothing of the sandbox may outlive the run: kill and reap whatever
     // the segments left (daemons, the egress bridge) now, not in init's
     // exit, then let go of the capture pipes and report. csc ends the run
     // on this line instead of waiting for the namespaces' teardown.
-    end_namespace()?;
-    release_stdio()?;
+    if let Err(c) = end_namespace() {
+        // Init's exit kills what is left; the commands did run.
+        let message = format!("after the commands exited (status {code}): {c}");
+        let code = if code == 0 {
+            crate::exit::COMMAND_FAILED
+        } else {
+            code
+        };
+        return Ok(end_after_start(status, Stage::Init, message, code));
+    }
+    // Init's exit releases the pipes if this fails; the report stands.
+    let _ = release_stdio();
     status.send(&StatusMsg::Exited { code });
     Ok(code)
+}
+
+/// A started segment: its pid, how its child failed before `execve` (if it
+/// did), and the read end of its output pipe (but for the last segment).
+type Started = (libc::pid_t, Option<(sys::ExecStep, i32)>, Option<OwnedFd>);
+
+/// Start segment `i` of `n`: its output pipe (but for the last), then the
+/// target with [`sys::spawn_exec`]. Returns its pid, how its child failed
+/// before `execve` (if it did) and the read end of its output pipe.
+fn start_segment(
+    i: usize,
+    n: usize,
+    seg: &Prepared,
+    envp: &[*const libc::c_char],
+    stdin: RawFd,
+    prog: &[seccompiler::sock_filter],
+) -> StepResult<Started> {
+    let (read_end, write_end) = if i + 1 < n {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2"))?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let argv = pointers(&seg.argv);
+    let image = sys::ExecImage {
+        path: &seg.path,
+        argv: &argv,
+        envp,
+        stdin,
+        stdout: write_end.as_ref().map(|w| w.as_raw_fd()).unwrap_or(1),
+        filter: prog,
+    };
+    let (pid, failure) = sys::spawn_exec(&image, SETUP_FAILED_EXIT, EXEC_FAILED_EXIT)
+        .map_err(failed(format!("start segment {i}")))?;
+    Ok((pid, failure, read_end))
+}
+
+/// End a run that went wrong after a segment had started: not "setup
+/// failed, nothing was run" (something did run). Kill and reap every
+/// process of the namespace, report why, then the `exited` line with
+/// `code` (never 0 here, which would read as setup failure).
+fn end_after_start(status: &Status, stage_of: Stage, message: String, code: i32) -> i32 {
+    let _ = end_namespace();
+    let _ = release_stdio();
+    status.send(&StatusMsg::Error {
+        stage: stage_of.as_str().to_string(),
+        message,
+    });
+    status.send(&StatusMsg::Exited { code });
+    code
 }
 
 /// From the pid namespace's init: SIGKILL every other process of the

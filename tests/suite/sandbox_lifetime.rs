@@ -149,6 +149,51 @@ except OSError as e:
     );
 }
 
+/// A pipeline whose second segment cannot start after the first did (the
+/// process cap: init and the first segment already count) ends as a failed
+/// run whose started segment was killed at once — never as "setup failed,
+/// nothing was run" (code 125), which would be false evidence (security
+/// review finding 7). As uid 65534 only: `RLIMIT_NPROC` does not bind the
+/// sandbox's root (uid 0 of the initial user namespace is exempt), so there
+/// is no root half.
+#[test]
+fn a_segment_that_cannot_start_after_another_did_is_no_setup_failure() {
+    support::run_case(
+        "a_segment_that_cannot_start_after_another_did_is_no_setup_failure",
+        Who::Nobody,
+        true,
+        segment_fails_after_another_started,
+    );
+}
+
+fn segment_fails_after_another_started(who: Who) {
+    let fx = Fixture::new();
+    let segments = vec![
+        vec!["/bin/sleep".to_owned(), "30".to_owned()],
+        vec!["/usr/bin/true".to_owned()],
+        vec!["/usr/bin/true".to_owned()],
+    ];
+    let t = Instant::now();
+    let r = run(
+        who,
+        &fx,
+        fx.spec(segments, "deny"),
+        json!({"rlimits": {"processes": 3}}),
+        Some(60_000),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("segment 1 of 3 could not be started after 1 had started (they were killed)"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("nothing was run"), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the started segment was not killed"
+    );
+}
+
 sandbox_test!(memory_bomb_hits_the_address_space_cap);
 fn memory_bomb_hits_the_address_space_cap(who: Who) {
     let fx = Fixture::new();
