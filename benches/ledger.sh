@@ -30,7 +30,7 @@ chmod 700 "$WORK"
 if command -v strace >/dev/null; then
   strace -f -y -e trace=fsync,fdatasync -o "$WORK/strace.log" \
     "$T"/examples/ledger_bench 1 "$WORK/strace-state" 20 >/dev/null
-  echo "flushes of a new store + 1 append + 20 runs (strace -f -y; expect one fdatasync of the -wal per commit, a few more for the new store and trims, and no directory fsync after the 2 of its creation):"
+  echo "flushes of a new store + 1 append + 20 runs, then the run-end phase (strace -f -y; expect one fdatasync of ledger.log per append, the new store's own flushes, the receipts' fsyncs, and no directory fsync per append):"
   sed -E 's/^[0-9]+ +//; s/ = .*//; s/\([0-9]+</(</; s#/[^>]*/##' "$WORK/strace.log" | sort | uniq -c
 fi
 KEY=tests/data/interop/keys/test-key.seed.raw
