@@ -183,23 +183,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `csc check` is the hot path of an agent's decision loop: parse it
-/// against the `check` subcommand alone (building clap's whole command
-/// tree costs about a fifth of a `check`). `None` unless the verb is
-/// `check` and the arguments parse cleanly: help, version and every usage
+/// `csc check` and `csc run` are the hot paths of an agent's loop: parse
+/// them against their own subcommand alone (building clap's whole command
+/// tree costs about a fifth of a `check`, and its allocations are page
+/// faults of every run's start-up). `None` unless the verb is `check` or
+/// `run` and the arguments parse cleanly: help, version and every usage
 /// error come from the full parser, so output and messages are unchanged.
-fn parse_check<I, T>(args: I) -> Option<Cli>
+fn parse_fast<I, T>(args: I) -> Option<Cli>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::{Args as _, FromArgMatches as _};
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    if args.get(1).is_none_or(|verb| verb != "check") {
-        return None;
-    }
-    let mut cmd = clap::Command::new("csc")
-        .subcommand(check::Args::augment_args(clap::Command::new("check")));
+    let sub = match args.get(1)?.to_str()? {
+        "check" => check::Args::augment_args(clap::Command::new("check")),
+        "run" => run::Args::augment_args(clap::Command::new("run")),
+        _ => return None,
+    };
+    let mut cmd = clap::Command::new("csc").subcommand(sub);
     let mut matches = cmd.try_get_matches_from_mut(args).ok();
     // A one-shot start-up path: the command tree is not needed again, and
     // dropping it costs about a third of what parsing with it does.
@@ -213,7 +215,7 @@ where
 /// Parse arguments and run the verb: its exit code, or why it stopped.
 pub fn run() -> Result<u8, Error> {
     // Usage errors exit 1 (clap's default 2 would read as "needs approval").
-    let parsed = match parse_check(std::env::args_os()) {
+    let parsed = match parse_fast(std::env::args_os()) {
         Some(cli) => Ok(cli),
         None => Cli::try_parse(),
     };
@@ -279,10 +281,10 @@ pub fn semantics(reference: bool) -> crate::engine::Semantics {
 mod tests {
     use super::*;
 
-    /// The `check` fast path yields exactly what the full parser yields,
-    /// and leaves everything else (help, errors, other verbs) to it.
+    /// The `check` and `run` fast path yields exactly what the full parser
+    /// yields, and leaves everything else (help, errors, other verbs) to it.
     #[test]
-    fn check_fast_parse_agrees_with_the_full_parser() {
+    fn fast_parse_agrees_with_the_full_parser() {
         let same: &[&[&str]] = &[
             &["csc", "check", "c.json", "p.yaml"],
             &["csc", "check", "c.json", "p.yaml", "--json"],
@@ -309,9 +311,37 @@ mod tests {
                 "--",
             ],
             &["csc", "check", "--", "-c.json", "p.yaml"],
+            &["csc", "run", "c.json", "p.yaml"],
+            &[
+                "csc",
+                "run",
+                "c.json",
+                "p.yaml",
+                "--mode",
+                "hardened",
+                "--receipt-out",
+                "out/r.json",
+                "--quiet",
+                "--sign",
+                "--signing-key",
+                "k.pem",
+                "--key-id",
+                "k",
+                "--state-dir",
+                "state",
+                "--approval",
+                "a.json",
+                "--approval=b.json",
+                "--allow-env",
+                "HOME",
+                "--output-dir",
+                "out",
+                "--ledger",
+            ],
+            &["csc", "run", "--", "-c.json", "p.yaml"],
         ];
         for args in same {
-            let fast = parse_check(args.iter()).unwrap_or_else(|| panic!("{args:?}"));
+            let fast = parse_fast(args.iter()).unwrap_or_else(|| panic!("{args:?}"));
             let full = Cli::try_parse_from(args.iter()).unwrap();
             assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{args:?}");
         }
@@ -323,10 +353,14 @@ mod tests {
             &["csc", "check", "c.json", "p.yaml", "--stdout-cap", "x"],
             &["csc", "--version"],
             &["csc", "explain", "c.json", "p.yaml"],
+            &["csc", "run", "--help"],
+            &["csc", "run", "c.json"],
+            &["csc", "run", "c.json", "p.yaml", "--no-such-flag"],
+            &["csc", "mcp", "--policy", "p.yaml"],
             &["csc"],
         ];
         for args in full_only {
-            assert!(parse_check(args.iter()).is_none(), "{args:?}");
+            assert!(parse_fast(args.iter()).is_none(), "{args:?}");
         }
     }
 }
