@@ -153,9 +153,11 @@ except OSError as e:
 /// process cap: init and the first segment already count) ends as a failed
 /// run whose started segment was killed at once — never as "setup failed,
 /// nothing was run" (code 125), which would be false evidence (security
-/// review finding 7). As uid 65534 only: `RLIMIT_NPROC` does not bind the
-/// sandbox's root (uid 0 of the initial user namespace is exempt), so there
-/// is no root half.
+/// review finding 7). As uid 65534 only: run as root, `processes: 1`–`3`
+/// did not stop init from starting the segments (observed with
+/// `__sandbox-run`; the target's own forks are capped, see
+/// `fork_bomb_hits_the_process_cap`), and no other way to refuse a second
+/// segment's start was found, so there is no root half.
 #[test]
 fn a_segment_that_cannot_start_after_another_did_is_no_setup_failure() {
     support::run_case(
