@@ -250,14 +250,7 @@ fn a_damaged_log_fails_verification_and_blocks_no_evidence() {
     let o = l.verify();
     assert!(!o.status.success());
     assert!(text(&o).contains("damaged at byte"), "{}", text(&o));
-    let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
-    let r = l.ws.run(&c, &[]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("NOT appended to the ledger"),
-        "{}",
-        r.stderr
-    );
+    run_not_appended(&l);
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "evidence was cut");
 }
 
@@ -487,6 +480,19 @@ fn ledger_state_dir_inside_a_write_scope_is_refused() {
     assert!(!l.ws.path("x").exists());
 }
 
+/// A run of `true` whose append fails: exit 1, and it says so.
+fn run_not_appended(l: &L) -> Run {
+    let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
+    let r = l.ws.run(&c, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("NOT appended to the ledger"),
+        "{}",
+        r.stderr
+    );
+    r
+}
+
 #[test]
 fn a_failed_append_is_an_error_not_silence() {
     let l = ledger_with(1);
@@ -496,14 +502,7 @@ fn a_failed_append_is_an_error_not_silence() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"junk, not an entry");
     std::fs::write(&path, &bytes).unwrap();
-    let c = l.ws.contract("c.json", vec![l.ws.cmd("t", &["true"])]);
-    let r = l.ws.run(&c, &[]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("NOT appended to the ledger"),
-        "{}",
-        r.stderr
-    );
+    let r = run_not_appended(&l);
     assert!(r.stderr.contains("is damaged at byte"), "{}", r.stderr);
     assert!(
         std::fs::read(&path)
