@@ -33,7 +33,7 @@
 //! effective uid or writable by group/others, and an ancestor directory
 //! writable by group or others (unless sticky) or owned by another user than root.
 
-use crate::evidence::ledger_log::{Entry, LOG_FILE, LedgerLog};
+use crate::evidence::ledger_log::{Entry, LOG_FILE, LedgerLog, OpenError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::os::unix::fs::MetadataExt;
@@ -678,10 +678,9 @@ fn reconcile_identity(
             "the database has no store id but the marker {MARKER_FILE} names store {m}"
         ))),
         (None, Some(d)) => {
-            let log_entries = match LedgerLog::open(dir_fd, &d) {
-                Ok(Some(log)) => log.has_entries().map_err(lost)?,
-                Ok(None) => false,
-                Err(m) => return Err(lost(m)),
+            let log_entries = match find_log(dir_fd, dir, &d, lost)? {
+                Some(log) => log.has_entries().map_err(lost)?,
+                None => false,
             };
             if log_entries || has_rows(conn).map_err(db_error(path, "query"))? {
                 return Err(lost(format!(
@@ -748,7 +747,7 @@ fn move_entries(
     lost: &dyn Fn(String) -> StoreError,
 ) -> Result<(), StoreError> {
     let entries = entries_in_db(conn).map_err(db_error(path, "read the ledger"))?;
-    if let Some(old) = LedgerLog::open(dir_fd, id).map_err(lost)? {
+    if let Some(old) = find_log(dir_fd, dir, id, lost)? {
         let mut n = 0usize;
         old.for_each(&mut |e| {
             if entries.get(n) != Some(&e) {
@@ -802,6 +801,21 @@ fn entries_in_db(conn: &Connection) -> Result<Vec<Entry>, rusqlite::Error> {
     rows.collect()
 }
 
+/// The log of store `id` if it exists: one that is not private to csc is
+/// refused as insecure (like the store's other files), one that is not
+/// this store's as lost.
+fn find_log(
+    dir_fd: &std::fs::File,
+    dir: &Path,
+    id: &str,
+    lost: &dyn Fn(String) -> StoreError,
+) -> Result<Option<LedgerLog>, StoreError> {
+    LedgerLog::open(dir_fd, id).map_err(|e| match e {
+        OpenError::Insecure(problem) => insecure(&dir.join(LOG_FILE), problem),
+        OpenError::Bad(message) => lost(message),
+    })
+}
+
 /// Open the log of store `id`; a missing one is a lost store.
 fn open_log(
     dir_fd: &std::fs::File,
@@ -809,14 +823,11 @@ fn open_log(
     id: &str,
     lost: &dyn Fn(String) -> StoreError,
 ) -> Result<LedgerLog, StoreError> {
-    check_file(&dir.join(LOG_FILE))?;
-    match LedgerLog::open(dir_fd, id) {
-        Ok(Some(log)) => Ok(log),
-        Ok(None) => Err(lost(format!(
+    find_log(dir_fd, dir, id, lost)?.ok_or_else(|| {
+        lost(format!(
             "the ledger log {LOG_FILE} of store {id} is missing"
-        ))),
-        Err(m) => Err(lost(m)),
-    }
+        ))
+    })
 }
 
 fn new_store_id() -> Result<String, std::io::Error> {
@@ -1581,6 +1592,29 @@ mod tests {
             matches!(&err, StoreError::Lost { problem, .. } if problem.contains("is missing")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_ledger_log_not_private_to_csc_is_refused_as_insecure() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let log = dir.path().join(LOG_FILE);
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Insecure { problem, .. } if problem.contains("writable by group or others")),
+            "{err}"
+        );
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            std::os::unix::fs::chown(&log, Some(65534), Some(65534)).unwrap();
+            let err = Store::open(dir.path()).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Insecure { problem, .. } if problem.contains("owned by uid 65534")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

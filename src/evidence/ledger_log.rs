@@ -170,6 +170,25 @@ fn header(store_id: &str) -> Result<[u8; HEADER_LEN], String> {
     Ok(h)
 }
 
+/// Why [`LedgerLog::open`] refused a log that exists.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Not a regular file private to csc's effective uid: what is wrong
+    /// with it (the state store refuses it as insecure).
+    Insecure(String),
+    /// Unreadable, or not this store's log (the store refuses it as lost).
+    Bad(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Insecure(problem) => write!(f, "{LOG_FILE}: {problem}"),
+            OpenError::Bad(message) => f.write_str(message),
+        }
+    }
+}
+
 /// An open log file.
 #[derive(Debug)]
 pub struct LedgerLog {
@@ -209,11 +228,12 @@ impl LedgerLog {
         renameat(dir, tmp, dir, LOG_FILE).map_err(|e| format!("cannot rename {tmp}: {e}"))
     }
 
-    /// Open [`LOG_FILE`] in `dir` (no symlink followed) and check it: a
-    /// regular file owned by csc's effective uid, not writable by group or
-    /// others, whose header names `store_id`. `Ok(None)` if it does not
-    /// exist.
-    pub fn open(dir: &std::fs::File, store_id: &str) -> Result<Option<LedgerLog>, String> {
+    /// Open [`LOG_FILE`] in `dir` (no symlink followed) and check it on its
+    /// descriptor: a regular file owned by csc's effective uid, not
+    /// writable by group or others ([`OpenError::Insecure`] otherwise),
+    /// whose header names `store_id`. `Ok(None)` if it does not exist.
+    pub fn open(dir: &std::fs::File, store_id: &str) -> Result<Option<LedgerLog>, OpenError> {
+        use OpenError::{Bad, Insecure};
         use nix::fcntl::{OFlag, openat};
         let fd = match openat(
             dir,
@@ -224,51 +244,46 @@ impl LedgerLog {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT) => return Ok(None),
             Err(nix::errno::Errno::ELOOP) => {
-                return Err(format!("{LOG_FILE} is a symlink"));
+                return Err(Insecure("not a regular file (symlink)".to_owned()));
             }
-            Err(e) => return Err(format!("cannot open {LOG_FILE}: {e}")),
+            Err(e) => return Err(Bad(format!("cannot open {LOG_FILE}: {e}"))),
         };
         let file = std::fs::File::from(fd);
         let meta = file
             .metadata()
-            .map_err(|e| format!("cannot stat {LOG_FILE}: {e}"))?;
+            .map_err(|e| Bad(format!("cannot stat {LOG_FILE}: {e}")))?;
         let euid = nix::unistd::geteuid().as_raw();
         if !meta.file_type().is_file() {
-            return Err(format!("{LOG_FILE} is not a regular file"));
+            return Err(Insecure(
+                "not a regular file (symlink or special file)".to_owned(),
+            ));
         }
         if meta.uid() != euid {
-            return Err(format!(
-                "{LOG_FILE} is owned by uid {}, not {euid}",
-                meta.uid()
-            ));
+            return Err(Insecure(format!("owned by uid {}", meta.uid())));
         }
         if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{LOG_FILE} mode {:o} is writable by group or others",
+            return Err(Insecure(format!(
+                "mode {:o} is writable by group or others",
                 meta.mode() & 0o7777
-            ));
+            )));
         }
         let mut h = [0u8; HEADER_LEN];
         file.read_exact_at(&mut h, 0)
-            .map_err(|_| format!("{LOG_FILE} has no complete header"))?;
-        if h != header(store_id)? {
+            .map_err(|_| Bad(format!("{LOG_FILE} has no complete header")))?;
+        if h != header(store_id).map_err(Bad)? {
             let named = String::from_utf8_lossy(&h[8..40]).into_owned();
-            return Err(if &h[..8] == HEADER_MAGIC {
+            return Err(Bad(if &h[..8] == HEADER_MAGIC {
                 format!("{LOG_FILE} belongs to store {named}, not {store_id}")
             } else {
                 format!("{LOG_FILE} is not a csc ledger log (bad header)")
-            });
+            }));
         }
         Ok(Some(LedgerLog { file }))
     }
 
     /// Whether anything follows the header.
     pub fn has_entries(&self) -> Result<bool, String> {
-        let meta = self
-            .file
-            .metadata()
-            .map_err(|e| format!("cannot stat {LOG_FILE}: {e}"))?;
-        Ok(meta.len() > HEADER_LEN as u64)
+        Ok(self.size()? > HEADER_LEN as u64)
     }
 
     /// Append one entry after the last complete record and flush it with
@@ -439,15 +454,10 @@ impl LedgerLog {
 
     /// The bytes from `start` to `end` (`None` when longer than a record).
     fn region(&self, start: u64, end: u64) -> Result<Option<Vec<u8>>, String> {
-        let len = end.saturating_sub(start);
-        if len as usize > MAX_RECORD {
+        if end.saturating_sub(start) as usize > MAX_RECORD {
             return Ok(None);
         }
-        let mut bytes = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut bytes, start)
-            .map_err(|e| format!("cannot read {LOG_FILE}: {e}"))?;
-        Ok(Some(bytes))
+        self.read_range(start, end).map(Some)
     }
 
     /// Call `each` with every entry in file order; an incomplete or
@@ -774,6 +784,7 @@ mod tests {
         assert!(
             LedgerLog::open(&d, other)
                 .unwrap_err()
+                .to_string()
                 .contains("belongs to store")
         );
         LedgerLog::create(&d, ID, &[]).unwrap();
@@ -781,6 +792,11 @@ mod tests {
         assert!(err.contains("replaced"), "{err}");
         std::fs::remove_file(dir.path().join(LOG_FILE)).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join(LOG_FILE)).unwrap();
-        assert!(LedgerLog::open(&d, ID).unwrap_err().contains("symlink"));
+        assert!(
+            LedgerLog::open(&d, ID)
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
     }
 }
