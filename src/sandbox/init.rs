@@ -457,12 +457,23 @@ pub const PID_MAX_MIN: u64 = 301;
 /// namespaces `kernel.pid_max`). Unlike `RLIMIT_NPROC`, this also binds a
 /// sandbox started by root (the kernel exempts global root from NPROC);
 /// so it is mandatory for uid 0 and best effort otherwise.
+///
+/// `pid_max` cannot go below [`PID_MAX_MIN`], so for root a cap below
+/// `PID_MAX_MIN - 1` tasks would silently become that many: refused.
 fn limit_pids(processes: u64) -> StepResult<()> {
+    let root = nix::unistd::Uid::effective().is_root();
+    if root && processes < PID_MAX_MIN - 1 {
+        return Err(Cause::refused(format!(
+            "a process cap of {processes} cannot be enforced for a sandbox started by root: root is exempt from RLIMIT_NPROC, and the pid namespace's kernel.pid_max that caps it instead cannot go below {PID_MAX_MIN} (at most {} tasks); set --rlimit-nproc to {} or more, or run csc as an unprivileged user",
+            PID_MAX_MIN - 1,
+            PID_MAX_MIN - 1
+        )));
+    }
     let max = processes.saturating_add(1).max(PID_MAX_MIN);
     match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
         Ok(()) => Ok(()),
         // Non-root: RLIMIT_NPROC binds, the pid_max cap is extra.
-        Err(_) if !nix::unistd::Uid::effective().is_root() => Ok(()),
+        Err(_) if !root => Ok(()),
         Err(e) => Err(Cause::refused(format!(
             "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
         ))),

@@ -118,9 +118,17 @@ print("denied sibling killed inside" if os.WIFSIGNALED(r[1]) else "FAIL sibling 
 }
 
 sandbox_test!(fork_bomb_hits_the_process_cap);
+/// The cap holds exactly: root's is the pid namespace's `pid_max` (whose
+/// floor makes 300 the smallest cap root can have), uid 65534's is
+/// `RLIMIT_NPROC`.
 fn fork_bomb_hits_the_process_cap(who: Who) {
     let fx = Fixture::new();
-    let script = r#"
+    let cap = match who {
+        Who::Root => 300,
+        Who::Nobody => 64,
+    };
+    let script = format!(
+        r#"
 import time
 n = 0
 try:
@@ -132,14 +140,15 @@ try:
     print("BREACH forked", n)
 except OSError as e:
     print("denied fork stopped after", n, name(e.errno))
-    if n > 400: print("BREACH cap too high", n)
-"#;
+    if n >= {cap}: print("BREACH cap too high", n)
+"#
+    );
     let t = Instant::now();
     let r = run(
         who,
         &fx,
-        fx.spec(vec![py(script)], "deny"),
-        json!({"rlimits": {"processes": 64}}),
+        fx.spec(vec![py(&script)], "deny"),
+        json!({"rlimits": {"processes": cap}}),
         Some(60_000),
     );
     r.assert_contained(&format!("{who:?}"));
@@ -149,15 +158,41 @@ except OSError as e:
     );
 }
 
+sandbox_test!(a_process_cap_that_cannot_be_enforced_is_refused);
+/// A process cap below what the sandbox can enforce for its user is
+/// refused before anything runs, never silently raised: root is exempt
+/// from `RLIMIT_NPROC` and `pid_max` cannot go below 301, so root's cap of
+/// 64 would have been 300. Unprivileged, `RLIMIT_NPROC` enforces 64.
+fn a_process_cap_that_cannot_be_enforced_is_refused(who: Who) {
+    let fx = Fixture::new();
+    let r = run(
+        who,
+        &fx,
+        fx.spec(vec![vec!["/usr/bin/true".to_owned()]], "deny"),
+        json!({"rlimits": {"processes": 64}}),
+        Some(20_000),
+    );
+    match who {
+        Who::Root => {
+            assert_eq!(r.code, 125, "{r:?}");
+            assert!(
+                r.stderr.contains("a process cap of 64 cannot be enforced")
+                    && r.stderr.contains("--rlimit-nproc to 300 or more"),
+                "{r:?}"
+            );
+        }
+        Who::Nobody => assert_eq!(r.code, 0, "{r:?}"),
+    }
+}
+
 /// A pipeline whose second segment cannot start after the first did (the
 /// process cap: init and the first segment already count) ends as a failed
 /// run whose started segment was killed at once — never as "setup failed,
 /// nothing was run" (code 125), which would be false evidence (security
-/// review finding 7). As uid 65534 only: run as root, `processes: 1`–`3`
-/// did not stop init from starting the segments (observed with
-/// `__sandbox-run`; the target's own forks are capped, see
-/// `fork_bomb_hits_the_process_cap`), and no other way to refuse a second
-/// segment's start was found, so there is no root half.
+/// review finding 7). As uid 65534 only: root's smallest cap is 300 tasks
+/// (see `a_process_cap_that_cannot_be_enforced_is_refused`), and no other
+/// way to refuse a second segment's start was found, so there is no root
+/// half.
 #[test]
 fn a_segment_that_cannot_start_after_another_did_is_no_setup_failure() {
     support::run_case(

@@ -24,7 +24,7 @@ mod view;
 
 pub use super::landlock_rules::{LandlockRule, RuleClass, landlock_rules, scope_classes};
 pub use super::ops::{BindAccess, DEV_NODES, MountOp};
-pub use host::{HostFs, HostKind, RealFs, SwappedFs};
+pub use host::{HostFs, HostKind, Memo, RealFs, SwappedFs};
 pub use validate::{normalize, validate_spec};
 
 /// Upper bound on pipeline segments accepted by the sandbox.
@@ -101,6 +101,7 @@ pub fn build(
     fs: &dyn HostFs,
 ) -> Result<SandboxPlan, SandboxError> {
     validate_spec(spec)?;
+    let fs = &Memo::new(fs);
     let (mut binds, links) = view::system_binds(cfg, fs)?;
     let cwd = view::scope_binds(spec, fs, &mut binds)?;
     let masks = view::masks(cfg, spec, fs, &binds)?;
