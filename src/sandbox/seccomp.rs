@@ -274,8 +274,9 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// csc's own prefix: arch check, x32 guard, clone3 → ENOSYS, socket policy.
-fn prefix(sockets: SocketPolicy) -> Vec<sock_filter> {
+/// The program's head: arch check (kill on mismatch), the syscall number
+/// loaded, the x32 guard.
+fn head() -> Vec<sock_filter> {
     let mut p = vec![
         ins(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
         ins(BPF_JMP_JEQ_K, 1, 0, ARCH.1),
@@ -286,13 +287,15 @@ fn prefix(sockets: SocketPolicy) -> Vec<sock_filter> {
         p.push(ins(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT));
         p.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32));
     }
-    p.push(ins(BPF_JMP_JEQ_K, 0, 1, libc::SYS_clone3 as u32));
-    p.push(ins(
-        BPF_RET_K,
-        0,
-        0,
-        SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-    ));
+    p
+}
+
+/// csc's own checks after the dispatch: clone3 → ENOSYS, socket policy.
+fn own_checks(sockets: SocketPolicy) -> Vec<sock_filter> {
+    let mut p = vec![
+        ins(BPF_JMP_JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
     p.extend(guarded(libc::SYS_socket, socket_block(sockets)));
     p.extend(guarded(libc::SYS_socketpair, socketpair_block(sockets)));
     p
@@ -314,6 +317,116 @@ fn guarded(nr: i64, body: Vec<sock_filter>) -> Vec<sock_filter> {
     let mut v = vec![ins(BPF_JMP_JEQ_K, 0, skip, nr as u32)];
     v.extend(body);
     v
+}
+
+/// The rule table split by condition: numbers denied whatever the
+/// arguments, and the rules that look at arguments.
+#[allow(clippy::type_complexity)]
+fn split_table() -> (Vec<u32>, Vec<(&'static str, i64, DenyWhen)>) {
+    let (always, conditional): (Vec<_>, Vec<_>) = rule_table()
+        .into_iter()
+        .partition(|(_, _, when)| *when == DenyWhen::Always);
+    (
+        always.iter().map(|(_, nr, _)| *nr as u32).collect(),
+        conditional,
+    )
+}
+
+/// Numbers the checks behind the dispatch decide: the conditional rules'
+/// and csc's own (`clone3`, the socket calls).
+fn decided_later(conditional: &[(&'static str, i64, DenyWhen)]) -> Vec<u32> {
+    let mut later: Vec<u32> = conditional.iter().map(|(_, nr, _)| *nr as u32).collect();
+    later.extend([libc::SYS_clone3, libc::SYS_socket, libc::SYS_socketpair].map(|n| n as u32));
+    later
+}
+
+/// Where a jump of [`dispatch`] goes before offsets are known.
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    At(usize),
+    /// The block's `EPERM` return.
+    Deny,
+    /// Past the block: the checks behind it decide.
+    Later,
+}
+
+/// A balanced tree of comparisons on the accumulator (the syscall number):
+/// `EPERM` for a number in `denied`, fall through past the block for one
+/// in `later` (decided by the checks behind it), `ALLOW` for every other
+/// number, each after at most ~8 instructions. Before it, every number
+/// ran through seccompiler's linear chains of all ~45 rules: the kernel
+/// emulates the filter for each syscall number when it is installed (the
+/// action cache of `seccomp_cache_prepare`) and converts and JIT-compiles
+/// every instruction, which made the `seccomp(2)` call before each
+/// target's exec cost ~0.35 ms (docs/benchmarks.md, issue 14).
+fn dispatch(denied: &[u32], later: &[u32]) -> StepResult<Vec<sock_filter>> {
+    fn node(out: &mut Vec<(u16, Target, Target, u32)>, nrs: &[u32], denied: &[u32]) {
+        if nrs.len() <= 3 {
+            for &n in nrs {
+                let hit = if denied.contains(&n) {
+                    Target::Deny
+                } else {
+                    Target::Later
+                };
+                out.push((BPF_JMP_JEQ_K, hit, Target::Next, n));
+            }
+            out.push((BPF_RET_K, Target::Next, Target::Next, SECCOMP_RET_ALLOW));
+            return;
+        }
+        let mid = nrs.len() / 2;
+        let split = out.len();
+        out.push((BPF_JMP_JGE_K, Target::Next, Target::Next, nrs[mid]));
+        node(out, &nrs[..mid], denied);
+        out[split].1 = Target::At(out.len());
+        node(out, &nrs[mid..], denied);
+    }
+    let mut nrs: Vec<u32> = denied.iter().chain(later).copied().collect();
+    nrs.sort_unstable();
+    nrs.dedup();
+    let mut sym = Vec::new();
+    node(&mut sym, &nrs, denied);
+    let deny_at = sym.len();
+    sym.push((
+        BPF_RET_K,
+        Target::Next,
+        Target::Next,
+        SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    ));
+    let offset = |i: usize, t: Target| -> StepResult<u8> {
+        let to = match t {
+            Target::Next => i + 1,
+            Target::At(j) => j,
+            Target::Deny => deny_at,
+            Target::Later => deny_at + 1,
+        };
+        u8::try_from(to - (i + 1))
+            .map_err(|_| Cause::refused("seccomp dispatch tree: jump out of range"))
+    };
+    sym.iter()
+        .enumerate()
+        .map(|(i, &(code, jt, jf, k))| Ok(ins(code, offset(i, jt)?, offset(i, jf)?, k)))
+        .collect()
+}
+
+/// seccompiler's program for `table` (allow by default, `EPERM` on match).
+fn rule_chains(table: &[(&'static str, i64, DenyWhen)]) -> StepResult<BpfProgram> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &(_, nr, when) in table {
+        rules.insert(nr, rules_for(when)?);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        ARCH.0,
+    )
+    .map_err(failed("seccomp filter"))?;
+    filter
+        .try_into()
+        .map_err(failed::<seccompiler::BackendError>(
+            "compile seccomp filter",
+        ))
 }
 
 /// `socket(domain, type, protocol)`.
@@ -361,26 +474,15 @@ fn socketpair_block(sockets: SocketPolicy) -> Vec<sock_filter> {
     v
 }
 
-/// Compile the complete filter program.
+/// Compile the complete filter program: [`head`], the [`dispatch`] tree
+/// (the rules without conditions decided in it), csc's [`own_checks`],
+/// then seccompiler's chains for the rules that look at arguments.
 pub fn compile(sockets: SocketPolicy) -> StepResult<BpfProgram> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for (_, nr, when) in rule_table() {
-        rules.insert(nr, rules_for(when)?);
-    }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        ARCH.0,
-    )
-    .map_err(failed("seccomp filter"))?;
-    let body: BpfProgram = filter
-        .try_into()
-        .map_err(failed::<seccompiler::BackendError>(
-            "compile seccomp filter",
-        ))?;
-    let mut prog = prefix(sockets);
-    prog.extend(body);
+    let (denied, conditional) = split_table();
+    let mut prog = head();
+    prog.extend(dispatch(&denied, &decided_later(&conditional))?);
+    prog.extend(own_checks(sockets));
+    prog.extend(rule_chains(&conditional)?);
     if prog.len() > 4096 {
         return Err(Cause::refused(format!(
             "BPF program too long ({} instructions)",
@@ -432,6 +534,12 @@ mod tests {
     /// Minimal classic-BPF interpreter for the subset seccompiler and the
     /// prefix emit, to test the filter's decisions without a kernel.
     fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        run_counted(prog, arch, nr, args).0
+    }
+
+    /// [`run`], also returning how many instructions ran.
+    fn run_counted(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> (u32, usize) {
+        let mut steps = 0;
         let mut data = Vec::new();
         data.extend_from_slice(&nr.to_ne_bytes());
         data.extend_from_slice(&arch.to_ne_bytes());
@@ -441,6 +549,7 @@ mod tests {
         }
         let (mut acc, mut pc) = (0u32, 0usize);
         loop {
+            steps += 1;
             let i = &prog[pc];
             let class = i.code & 0x07;
             match class {
@@ -470,7 +579,7 @@ mod tests {
                     acc &= i.k;
                     pc += 1;
                 }
-                0x06 => return i.k,
+                0x06 => return (i.k, steps),
                 _ => panic!("class {class:#x}"),
             }
         }
@@ -679,5 +788,95 @@ mod tests {
             digest(&compile(SocketPolicy::default()).unwrap())
         );
         assert_eq!(digest(&compile(SocketPolicy::default()).unwrap()).len(), 64);
+    }
+
+    /// The program as it was before the dispatch tree: csc's checks, then
+    /// seccompiler's chains for the whole rule table.
+    fn chains_only(sockets: SocketPolicy) -> Vec<sock_filter> {
+        let mut p = head();
+        p.extend(own_checks(sockets));
+        p.extend(rule_chains(&rule_table()).unwrap());
+        p
+    }
+
+    /// The tree changes no decision: every syscall number (native, x32,
+    /// foreign arch) with every argument the rules look at gets the same
+    /// verdict as from the chains of the whole table. Fails if the tree
+    /// allows or denies a number the chains decide otherwise.
+    #[test]
+    fn the_dispatch_tree_changes_no_decision() {
+        let (mut listed, conditional) = split_table();
+        listed.extend(decided_later(&conditional));
+        let values: [u64; 12] = [
+            0,
+            libc::AF_UNIX as u64,
+            libc::AF_INET as u64,
+            libc::AF_INET6 as u64,
+            libc::AF_NETLINK as u64,
+            libc::AF_PACKET as u64,
+            libc::SOCK_DGRAM as u64,
+            libc::SOCK_SEQPACKET as u64,
+            libc::TIOCSTI,
+            libc::CLONE_NEWUSER as u64,
+            0xffff_ffff,
+            4,
+        ];
+        for policy in [false, true] {
+            let new = compile(SocketPolicy {
+                allow_unix_sockets: policy,
+            })
+            .unwrap();
+            let old = chains_only(SocketPolicy {
+                allow_unix_sockets: policy,
+            });
+            let mut nrs: Vec<u32> = (0..1024).collect();
+            nrs.extend((0..1024).map(|n| n | X32_SYSCALL_BIT));
+            for nr in nrs {
+                for arch in [ARCH.1, 0x4000_0003] {
+                    let mut argsets = vec![[0u64; 6], [u64::MAX; 6]];
+                    if listed.contains(&nr) {
+                        for a in values {
+                            for b in values {
+                                for c in values {
+                                    argsets.push([a, b, c, 0, 0, 0]);
+                                }
+                            }
+                        }
+                    }
+                    for args in argsets {
+                        assert_eq!(
+                            run(&new, arch, nr, args),
+                            run(&old, arch, nr, args),
+                            "nr {nr:#x} arch {arch:#x} args {args:?} unix {policy}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the kernel emulates for each syscall number at install time,
+    /// and converts and compiles: every number decided without looking at
+    /// arguments is decided within a dozen instructions, in a program
+    /// under two thirds as long as the chains of the whole table.
+    #[test]
+    fn numbers_are_decided_within_a_few_instructions() {
+        let prog = compile(SocketPolicy::default()).unwrap();
+        let old = chains_only(SocketPolicy::default());
+        let later = decided_later(&split_table().1);
+        let mut longest = (0, 0);
+        for nr in (0..1024u32).filter(|nr| !later.contains(nr)) {
+            let (_, steps) = run_counted(&prog, ARCH.1, nr, [0; 6]);
+            let (_, before) = run_counted(&old, ARCH.1, nr, [0; 6]);
+            longest = (longest.0.max(steps), longest.1.max(before));
+        }
+        assert!(longest.0 <= 12, "{} instructions for a number", longest.0);
+        assert!(longest.1 > 50, "the chains alone took {}", longest.1);
+        assert!(
+            prog.len() * 3 < old.len() * 2,
+            "{} instructions against {}",
+            prog.len(),
+            old.len()
+        );
     }
 }
