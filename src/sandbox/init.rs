@@ -283,6 +283,8 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
                     SETUP_FAILED_EXIT
                 }
             };
+            // Reported; what is left is the teardown.
+            sys::lowest_priority();
             sys::exit_now(code)
         }
         Forked::Parent(pid) => {
@@ -296,6 +298,8 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
             drop(null);
             let r = supervise(pid, &mask);
             drop(life_w);
+            // Init is reaped: only the namespaces' teardown is left.
+            sys::lowest_priority();
             stage(Stage::Helper, r)
         }
     }
