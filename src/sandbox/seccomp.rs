@@ -1,14 +1,19 @@
 //! seccomp-BPF filter, installed last before exec.
 //!
-//! The body is compiled by `seccompiler` from [`rule_table`] (allow by
-//! default, `EPERM` on match). In front of it csc prepends its own
-//! instructions: an architecture check (kill on mismatch), the x32-ABI
-//! guard (syscall numbers with `__X32_SYSCALL_BIT` set → `EPERM`;
-//! seccompiler has none) and `clone3` → `ENOSYS` (its flags live in memory
-//! and cannot be inspected, so libc falls back to `clone`, whose flags
-//! argument *is* filtered for `CLONE_NEW*` bits).
+//! Layout ([`compile`]): an architecture check (kill on mismatch) and the
+//! x32-ABI guard (syscall numbers with `__X32_SYSCALL_BIT` set → `EPERM`;
+//! seccompiler has none); a balanced tree on the syscall number that
+//! denies every syscall of [`rule_table`] denied whatever its arguments
+//! and allows every syscall nothing filters, so that any number is
+//! decided within a dozen instructions (the kernel emulates the filter
+//! for every number at install time); then csc's own checks: `clone3` →
+//! `ENOSYS` (its flags live in memory and cannot be inspected, so libc
+//! falls back to `clone`, whose flags argument *is* filtered for
+//! `CLONE_NEW*` bits) and the socket calls; last, the rules that look at
+//! arguments, compiled by `seccompiler` (allow by default, `EPERM` on
+//! match).
 //!
-//! The prefix also carries the socket policy ([`SocketPolicy`]):
+//! csc's own checks carry the socket policy ([`SocketPolicy`]):
 //! `socket(2)` is allowed only for `AF_INET`/`AF_INET6` (the private
 //! network namespace with `network: deny`, the host's with `full`) and
 //! `AF_NETLINK` with protocol `NETLINK_ROUTE` (glibc's `getaddrinfo` /
