@@ -201,7 +201,9 @@ impl DirFd {
         file.write_all(bytes)
     }
 
-    fn temp_name(&self, name: &OsStr) -> OsString {
+    /// A fresh temp-file name for `name` in this directory
+    /// (`.<name>.csc-tmp.<pid>.<random>`).
+    pub fn temp_name(&self, name: &OsStr) -> OsString {
         let mut t = OsString::from(".");
         t.push(name);
         t.push(format!(
@@ -282,27 +284,36 @@ impl DirFd {
     /// file is there), directory fsynced. Once this returns `Ok`, the new
     /// content survives a crash under `name`.
     pub fn write_atomic(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
-        if !is_plain_name(name) {
+        self.remove_stale_temps(name);
+        self.write_atomic_via(name, &self.temp_name(name), bytes)
+    }
+
+    /// [`write_atomic`](Self::write_atomic) through the temp name `tmp`
+    /// (from [`temp_name`](Self::temp_name)), without the stale-temp
+    /// sweep: for a caller that swept and chose the name before the run,
+    /// so that after it only the write, the flushes and the rename remain
+    /// (no directory listing, no random read, no allocation).
+    pub fn write_atomic_via(&self, name: &OsStr, tmp: &OsStr, bytes: &[u8]) -> io::Result<()> {
+        if !is_plain_name(name) || !is_plain_name(tmp) {
             return Err(io::Error::other("not a plain file name"));
         }
-        self.remove_stale_temps(name);
         self.check_replaceable(name)?;
-        let tmp = self.temp_name(name);
+        // Created here or not at all: a name already taken is left alone.
+        let mut file = self.create_new(tmp, 0o644)?;
         let result = (|| -> io::Result<()> {
-            let mut file = self.create_new(&tmp, 0o644)?;
             file.write_all(bytes)?;
             // fsync, not fdatasync: for a new file both must commit its
             // size and blocks, and measured on ext4 they cost the same
             // (docs/benchmarks.md); the name is made durable by the
             // directory fsync after the rename.
             file.sync_all()?;
-            drop(file);
             self.check_replaceable(name)?;
-            renameat(&self.fd, tmp.as_os_str(), &self.fd, name).map_err(errno)?;
+            renameat(&self.fd, tmp, &self.fd, name).map_err(errno)?;
             nix::unistd::fsync(&self.fd).map_err(errno)
         })();
+        drop(file);
         if result.is_err() {
-            let _ = unlinkat(&self.fd, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(&self.fd, tmp, UnlinkatFlags::NoRemoveDir);
         }
         result
     }
@@ -537,6 +548,30 @@ mod tests {
         assert!(!dead.exists());
         assert!(fresh_live.exists());
         assert_eq!(std::fs::read(root.path().join("r.json")).unwrap(), b"ok");
+    }
+
+    /// Through a temp name chosen earlier: the write replaces the file,
+    /// leaves no temp behind, can be repeated with the same name, never
+    /// goes through a temp name that is not one plain entry, and a temp
+    /// already taken (planted in between) fails the write untouched.
+    #[test]
+    fn a_write_through_a_temp_named_earlier_is_atomic_and_repeatable() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirFd::open(root.path(), false).unwrap();
+        let name = OsStr::new("r.json");
+        let tmp = dir.temp_name(name);
+        dir.write_atomic_via(name, &tmp, b"1").unwrap();
+        dir.write_atomic_via(name, &tmp, b"2").unwrap();
+        assert_eq!(std::fs::read(root.path().join("r.json")).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+        assert!(
+            dir.write_atomic_via(name, OsStr::new("../x"), b"3")
+                .is_err()
+        );
+        std::fs::write(root.path().join(&tmp), b"planted").unwrap();
+        assert!(dir.write_atomic_via(name, &tmp, b"4").is_err());
+        assert_eq!(std::fs::read(root.path().join("r.json")).unwrap(), b"2");
+        assert_eq!(std::fs::read(root.path().join(&tmp)).unwrap(), b"planted");
     }
 
     #[test]

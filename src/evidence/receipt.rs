@@ -257,6 +257,8 @@ pub fn new_execution_id() -> std::io::Result<String> {
 pub struct ReceiptOut {
     dir: DirFd,
     name: OsString,
+    /// Temp name the write goes through (chosen at open).
+    tmp: OsString,
     path: PathBuf,
 }
 
@@ -282,9 +284,11 @@ impl ReceiptOut {
             .map_err(|e| fail(format!("cannot open directory {}: {e}", parent.display())))?;
         dir.remove_stale_temps(&name);
         dir.probe(&name).map_err(|e| fail(e.to_string()))?;
+        let tmp = dir.temp_name(&name);
         Ok(ReceiptOut {
             dir,
             name,
+            tmp,
             path: path.to_path_buf(),
         })
     }
@@ -304,10 +308,12 @@ impl ReceiptOut {
         Ok(self.dir.real_path()?.join(&self.name))
     }
 
-    /// Write `bytes` atomically as the receipt.
+    /// Write `bytes` atomically as the receipt. The directory was swept
+    /// of stale temps and the temp name chosen when it was opened, so
+    /// what is left runs straight to the flushes.
     pub fn write(&self, bytes: &[u8]) -> Result<(), ReceiptError> {
         self.dir
-            .write_atomic(&self.name, bytes)
+            .write_atomic_via(&self.name, &self.tmp, bytes)
             .map_err(|e| ReceiptError::Write {
                 path: self.path.display().to_string(),
                 reason: e.to_string(),

@@ -282,14 +282,14 @@ sandbox_test!(rlimits_are_applied_and_cannot_be_raised);
 fn rlimits_are_applied_and_cannot_be_raised(who: Who) {
     let fx = Fixture::new();
     let script = r#"
-want = {"RLIMIT_NOFILE": 200, "RLIMIT_CPU": 30, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 1 << 20, "RLIMIT_NPROC": 77, "RLIMIT_AS": 2 << 30}
+want = {"RLIMIT_NOFILE": 200, "RLIMIT_CPU": 30, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 1 << 20, "RLIMIT_NPROC": 377, "RLIMIT_AS": 2 << 30}
 for k, v in want.items():
     got = resource.getrlimit(getattr(resource, k))
     print("BREACH", k, got) if got != (v, v) else print("denied", k, "=", v)
     denied("raise " + k, lambda k=k, v=v: resource.setrlimit(getattr(resource, k), (v + 1, v + 1)))
 denied("big file", lambda: open("/tmp/big", "wb").write(b"x" * (2 << 20)))
 "#;
-    let config = json!({"rlimits": {"open_files": 200, "cpu_seconds": 30, "file_size_bytes": 1048576, "processes": 77, "address_space_bytes": 2147483648u64}});
+    let config = json!({"rlimits": {"open_files": 200, "cpu_seconds": 30, "file_size_bytes": 1048576, "processes": 377, "address_space_bytes": 2147483648u64}});
     let r = run(who, &fx, fx.spec(vec![py(script)], "deny"), config, None);
     r.assert_contained(&format!("{who:?}"));
 }
