@@ -292,7 +292,7 @@ impl DirFd {
     /// (from [`temp_name`](Self::temp_name)), without the stale-temp
     /// sweep: for a caller that swept and chose the name before the run,
     /// so that after it only the write, the flushes and the rename remain
-    /// (no directory listing, no random read, no allocation).
+    /// (no directory listing, no random read).
     pub fn write_atomic_via(&self, name: &OsStr, tmp: &OsStr, bytes: &[u8]) -> io::Result<()> {
         if !is_plain_name(name) || !is_plain_name(tmp) {
             return Err(io::Error::other("not a plain file name"));
