@@ -456,30 +456,43 @@ fn start_bridge(
 
 /// Smallest `pid_max` the kernel accepts.
 pub const PID_MAX_MIN: u64 = 301;
+/// Pids below this one are handed out only until a pid namespace's
+/// allocation cursor first passes it (the kernel's `RESERVED_PIDS`, which
+/// `alloc_pid` applies in every pid namespace).
+const RESERVED_PIDS: u64 = 300;
 
-/// Cap the number of tasks in the sandbox's pid namespace (Linux ≥ 6.14
-/// namespaces `kernel.pid_max`). Unlike `RLIMIT_NPROC`, this also binds a
-/// sandbox started by root (the kernel exempts global root from NPROC);
-/// so it is mandatory for uid 0 and best effort otherwise.
+/// Cap the tasks of the sandbox's pid namespace at `processes`, init
+/// included (Linux ≥ 6.14 namespaces `kernel.pid_max`). Unlike
+/// `RLIMIT_NPROC`, this also binds a sandbox started by root (the kernel
+/// exempts global root from NPROC); so it is mandatory for uid 0 and best
+/// effort otherwise.
 ///
-/// `pid_max` cannot go below [`PID_MAX_MIN`], so for root a cap below
-/// `PID_MAX_MIN - 1` tasks would silently become that many: refused.
+/// Exact at any churn: once the namespace's cursor has passed
+/// [`RESERVED_PIDS`], new pids come from `[RESERVED_PIDS, pid_max)` only,
+/// so `pid_max = processes + 1` alone would shrink the cap to
+/// `processes + 1 - 300` after the first 300 forks. The cursor is moved
+/// past it now (`ns_last_pid`), and `pid_max` set so that the range holds
+/// exactly `processes - 1` tasks besides init. `pid_max` cannot go below
+/// [`PID_MAX_MIN`], so root's cap must leave room for one task besides
+/// init: a cap of 1 is refused, never silently raised.
 fn limit_pids(processes: u64) -> StepResult<()> {
     let root = nix::unistd::Uid::effective().is_root();
-    if root && processes < PID_MAX_MIN - 1 {
+    let max = (RESERVED_PIDS - 1).saturating_add(processes);
+    if root && max < PID_MAX_MIN {
         return Err(Cause::refused(format!(
-            "a process cap of {processes} cannot be enforced for a sandbox started by root: root is exempt from RLIMIT_NPROC, and the pid namespace's kernel.pid_max that caps it instead cannot go below {PID_MAX_MIN} (at most {} tasks); set --rlimit-nproc to {} or more, or run csc as an unprivileged user",
-            PID_MAX_MIN - 1,
-            PID_MAX_MIN - 1
+            "a process cap of {processes} cannot be enforced for a sandbox started by root: root is exempt from RLIMIT_NPROC, and the pid namespace's kernel.pid_max that caps it instead leaves room for init and at least one more task; set --rlimit-nproc to 2 or more"
         )));
     }
-    let max = processes.saturating_add(1).max(PID_MAX_MIN);
-    match std::fs::write("/proc/sys/kernel/pid_max", max.to_string()) {
+    let set =
+        std::fs::write("/proc/sys/kernel/ns_last_pid", RESERVED_PIDS.to_string()).and_then(|()| {
+            std::fs::write("/proc/sys/kernel/pid_max", max.max(PID_MAX_MIN).to_string())
+        });
+    match set {
         Ok(()) => Ok(()),
         // Non-root: RLIMIT_NPROC binds, the pid_max cap is extra.
         Err(_) if !root => Ok(()),
         Err(e) => Err(Cause::refused(format!(
-            "cannot cap tasks via the pid namespace's kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
+            "cannot cap tasks via the pid namespace's kernel.ns_last_pid and kernel.pid_max ({e}); RLIMIT_NPROC does not bind uid 0, so the process limit would be unenforced (needs Linux >= 6.14)"
         ))),
     }
 }

@@ -117,19 +117,28 @@ print("denied sibling killed inside" if os.WIFSIGNALED(r[1]) else "FAIL sibling 
     canary.wait().unwrap();
 }
 
-sandbox_test!(fork_bomb_hits_the_process_cap);
-/// The cap holds exactly: root's is the pid namespace's `pid_max` (whose
-/// floor makes 300 the smallest cap root can have), uid 65534's is
-/// `RLIMIT_NPROC`.
-fn fork_bomb_hits_the_process_cap(who: Who) {
-    let fx = Fixture::new();
-    let cap = match who {
-        Who::Root => 300,
-        Who::Nobody => 64,
-    };
-    let script = format!(
+/// Tasks a cap counts before the command's own: init for root (the pid
+/// namespace's `pid_max`), the setup helper and init for uid 65534
+/// (`RLIMIT_NPROC` counts the user's tasks in the sandbox's user
+/// namespace, which the helper entered).
+fn tasks_besides_csc(who: Who) -> u64 {
+    match who {
+        Who::Root => 1,
+        Who::Nobody => 2,
+    }
+}
+
+/// Forks sleepers until one is refused; prints how many started. Run
+/// after `churn` short-lived forks (each reaped before the next).
+fn fork_until_refused(churn: u32) -> String {
+    format!(
         r#"
 import time
+for _ in range({churn}):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
 n = 0
 try:
     while n < 5000:
@@ -140,67 +149,91 @@ try:
     print("BREACH forked", n)
 except OSError as e:
     print("denied fork stopped after", n, name(e.errno))
-    if n >= {cap}: print("BREACH cap too high", n)
 "#
-    );
+    )
+}
+
+sandbox_test!(fork_bomb_hits_the_process_cap);
+/// The cap holds exactly: with 64, what csc's own tasks and the script
+/// leave is forked and not one more (see [`tasks_besides_csc`]).
+fn fork_bomb_hits_the_process_cap(who: Who) {
+    let fx = Fixture::new();
     let t = Instant::now();
     let r = run(
         who,
         &fx,
-        fx.spec(vec![py(&script)], "deny"),
-        json!({"rlimits": {"processes": cap}}),
+        fx.spec(vec![py(&fork_until_refused(0))], "deny"),
+        json!({"rlimits": {"processes": 64}}),
         Some(60_000),
     );
     r.assert_contained(&format!("{who:?}"));
+    let room = 64 - tasks_besides_csc(who) - 1;
+    assert!(
+        r.stdout.contains(&format!("stopped after {room} ")),
+        "{who:?}: {r:?}"
+    );
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "bomb not cleaned up promptly"
     );
 }
 
-sandbox_test!(a_process_cap_that_cannot_be_enforced_is_refused);
-/// A process cap below what the sandbox can enforce for its user is
-/// refused before anything runs, never silently raised: root is exempt
-/// from `RLIMIT_NPROC` and `pid_max` cannot go below 301, so root's cap of
-/// 64 would have been 300. Unprivileged, `RLIMIT_NPROC` enforces 64.
-fn a_process_cap_that_cannot_be_enforced_is_refused(who: Who) {
+sandbox_test!(the_process_cap_holds_after_many_processes_came_and_went);
+/// Once a pid namespace has handed out pids past 300, the kernel allocates
+/// only from 300 up to `pid_max`: a cap set as `pid_max` alone shrank from
+/// 10 to 1 task besides init after 400 short-lived forks. It stays exact.
+fn the_process_cap_holds_after_many_processes_came_and_went(who: Who) {
     let fx = Fixture::new();
     let r = run(
         who,
         &fx,
-        fx.spec(vec![vec!["/usr/bin/true".to_owned()]], "deny"),
-        json!({"rlimits": {"processes": 64}}),
-        Some(20_000),
+        fx.spec(vec![py(&fork_until_refused(400))], "deny"),
+        json!({"rlimits": {"processes": 10}}),
+        Some(60_000),
     );
-    match who {
-        Who::Root => {
-            assert_eq!(r.code, 125, "{r:?}");
-            assert!(
-                r.stderr.contains("a process cap of 64 cannot be enforced")
-                    && r.stderr.contains("--rlimit-nproc to 300 or more"),
-                "{r:?}"
-            );
-        }
-        Who::Nobody => assert_eq!(r.code, 0, "{r:?}"),
-    }
+    r.assert_contained(&format!("{who:?}"));
+    let room = 10 - tasks_besides_csc(who) - 1;
+    assert!(
+        r.stdout.contains(&format!("stopped after {room} ")),
+        "{who:?}: {r:?}"
+    );
 }
 
-/// A pipeline whose second segment cannot start after the first did (the
-/// process cap: init and the first segment already count) ends as a failed
-/// run whose started segment was killed at once — never as "setup failed,
-/// nothing was run" (code 125), which would be false evidence (security
-/// review finding 7). As uid 65534 only: root's smallest cap is 300 tasks
-/// (see `a_process_cap_that_cannot_be_enforced_is_refused`), and no other
-/// way to refuse a second segment's start was found, so there is no root
-/// half.
-#[test]
-fn a_segment_that_cannot_start_after_another_did_is_no_setup_failure() {
-    support::run_case(
-        "a_segment_that_cannot_start_after_another_did_is_no_setup_failure",
-        Who::Nobody,
-        true,
-        segment_fails_after_another_started,
-    );
+sandbox_test!(a_process_cap_that_cannot_be_enforced_is_refused);
+/// A process cap the sandbox cannot enforce is refused before anything
+/// runs, never silently raised: root is exempt from `RLIMIT_NPROC`, and
+/// `pid_max` cannot go below 301, which leaves room for init and one more
+/// task, so root's cap of 1 is refused and 2 runs. Unprivileged,
+/// `RLIMIT_NPROC` binds at any value (1: the command cannot start; 3: the
+/// helper, init and the command).
+fn a_process_cap_that_cannot_be_enforced_is_refused(who: Who) {
+    let fx = Fixture::new();
+    let with_cap = |processes: u64| {
+        run(
+            who,
+            &fx,
+            fx.spec(vec![vec!["/usr/bin/true".to_owned()]], "deny"),
+            json!({"rlimits": {"processes": processes}}),
+            Some(20_000),
+        )
+    };
+    let room_for_one = with_cap(tasks_besides_csc(who) + 1);
+    assert_eq!(room_for_one.code, 0, "{who:?}: {room_for_one:?}");
+    let one = with_cap(1);
+    assert_ne!(one.code, 0, "{who:?}: {one:?}");
+    let refused = one.stderr.contains("a process cap of 1 cannot be enforced")
+        && one.stderr.contains("--rlimit-nproc to 2 or more");
+    assert_eq!(refused, who == Who::Root, "{who:?}: {one:?}");
+}
+
+sandbox_test!(a_segment_that_cannot_start_after_another_did_is_no_setup_failure);
+/// A pipeline whose second segment cannot start after the first did (a
+/// process cap that csc's own tasks and the first segment fill) ends
+/// as a failed run whose started segments were killed at once — never as
+/// "setup failed, nothing was run" (code 125), which would be false
+/// evidence (security review finding 7).
+fn a_segment_that_cannot_start_after_another_did_is_no_setup_failure(who: Who) {
+    segment_fails_after_another_started(who)
 }
 
 fn segment_fails_after_another_started(who: Who) {
@@ -215,7 +248,7 @@ fn segment_fails_after_another_started(who: Who) {
         who,
         &fx,
         fx.spec(segments, "deny"),
-        json!({"rlimits": {"processes": 3}}),
+        json!({"rlimits": {"processes": tasks_besides_csc(who) + 1}}),
         Some(60_000),
     );
     assert_eq!(r.code, 1, "{r:?}");
