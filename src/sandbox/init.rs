@@ -283,8 +283,6 @@ fn run_helper(plan: &SandboxPlan, status: &Status) -> StageResult<i32> {
                     SETUP_FAILED_EXIT
                 }
             };
-            // Reported; what is left is the teardown.
-            sys::lowest_priority();
             sys::exit_now(code)
         }
         Forked::Parent(pid) => {
@@ -601,6 +599,10 @@ fn run_pipeline(
     // Init's exit releases the pipes if this fails; the report stands.
     let _ = release_stdio();
     status.send(&StatusMsg::Exited { code });
+    // Reported, and nothing of the sandbox is left to kill: what remains
+    // is init's own exit and the teardown. (When `end_namespace` failed,
+    // init exits at full priority: its exit kills what is left.)
+    sys::lowest_priority();
     Ok(code)
 }
 

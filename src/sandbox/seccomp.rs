@@ -836,6 +836,7 @@ mod tests {
             });
             let mut nrs: Vec<u32> = (0..1024).collect();
             nrs.extend((0..1024).map(|n| n | X32_SYSCALL_BIT));
+            nrs.extend([0x3fff_ffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff]);
             for nr in nrs {
                 for arch in [ARCH.1, 0x4000_0003] {
                     let mut argsets = vec![[0u64; 6], [u64::MAX; 6]];

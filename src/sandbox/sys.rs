@@ -500,10 +500,13 @@ pub fn ignore_sigpipe() -> io::Result<()> {
 }
 
 /// Lower the calling process to the lowest priority (nice 19). Init and
-/// the helper call it once their part of a run is over, so that their
-/// exit (the namespaces' teardown: mm, ~45 mounts, the pid and network
-/// namespaces) yields the CPU to csc writing the run's evidence instead
-/// of delaying it. Best effort: a failure changes nothing else.
+/// the helper call it once their part of a run is over (nothing of the
+/// sandbox left to kill), so that their exit (the namespaces' teardown:
+/// mm, ~45 mounts, the pid and network namespaces) yields the CPU to csc
+/// writing the run's evidence instead of delaying it. On a saturated host
+/// the teardown takes longer (and may hold the kernel's mount lock a
+/// little longer while preempted); the run's result is already reported.
+/// Best effort: a failure changes nothing else.
 pub fn lowest_priority() {
     // SAFETY: setpriority only changes the calling process's nice value;
     // no pointers are passed.
