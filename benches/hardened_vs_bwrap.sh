@@ -26,21 +26,9 @@
 set -euo pipefail
 N="${1:-200}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${CSC:-}" ]; then
-    cargo build --profile dist --locked --quiet --manifest-path "$ROOT/Cargo.toml"
-    CSC="${CARGO_TARGET_DIR:-$ROOT/target}/dist/csc"
-fi
-CSC="$(realpath "$CSC")"
-command -v bwrap >/dev/null || { echo "missing bwrap (apt-get install -y bubblewrap)" >&2; exit 2; }
-BWRAP="$(command -v bwrap)"
-WS="$(mktemp -d)"
-trap 'rm -rf "$WS"' EXIT
-cd "$WS"
-
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
-write_true_bench true
-mkdir -p out state
+prepare_true_bench
 
 echo "csc: $CSC ($(stat -c %s "$CSC") bytes; $(file -b "$CSC" | cut -d, -f1-2))"
 echo "bwrap: $($BWRAP --version)"

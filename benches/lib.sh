@@ -24,3 +24,23 @@ POL
 CON
     head -c 32 /dev/urandom > seed.key
 }
+
+# prepare_true_bench — the preamble of the scripts that time `true`
+# through csc next to bubblewrap (needs ROOT): CSC (as given, or the
+# `--profile dist` build), BWRAP, and a fresh workspace WS, removed on
+# exit, holding write_true_bench's files and empty out/ and state/; the
+# current directory becomes WS.
+prepare_true_bench() {
+    if [ -z "${CSC:-}" ]; then
+        cargo build --profile dist --locked --quiet --manifest-path "$ROOT/Cargo.toml"
+        CSC="${CARGO_TARGET_DIR:-$ROOT/target}/dist/csc"
+    fi
+    CSC="$(realpath "$CSC")"
+    command -v bwrap >/dev/null || { echo "missing bwrap (apt-get install -y bubblewrap)" >&2; exit 2; }
+    BWRAP="$(command -v bwrap)"
+    WS="$(mktemp -d)"
+    trap 'rm -rf "$WS"' EXIT
+    cd "$WS"
+    write_true_bench true
+    mkdir -p out state
+}

@@ -25,23 +25,12 @@
 set -euo pipefail
 N="${1:-60}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${CSC:-}" ]; then
-    cargo build --profile dist --locked --quiet --manifest-path "$ROOT/Cargo.toml"
-    CSC="${CARGO_TARGET_DIR:-$ROOT/target}/dist/csc"
-fi
-CSC="$(realpath "$CSC")"
-for tool in perf bwrap python3; do
+for tool in perf python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
 done
-BWRAP="$(command -v bwrap)"
-WS="$(mktemp -d)"
-trap 'rm -rf "$WS"' EXIT
-cd "$WS"
-
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
-write_true_bench true
-mkdir -p out state
+prepare_true_bench
 
 cat > runs.sh <<EOF
 for i in \$(seq $N); do
