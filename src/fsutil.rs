@@ -215,16 +215,16 @@ impl DirFd {
     }
 
     /// Check, before anything runs, that `name` can later be written
-    /// atomically: a temp file can be created (and is removed again) and
-    /// no non-regular file sits at `name`.
-    pub fn probe(&self, name: &OsStr) -> io::Result<()> {
-        if !is_plain_name(name) {
+    /// atomically through the temp name `tmp` (from
+    /// [`temp_name`](Self::temp_name)): that temp file can be created (and
+    /// is removed again) and no non-regular file sits at `name`.
+    pub fn probe(&self, name: &OsStr, tmp: &OsStr) -> io::Result<()> {
+        if !is_plain_name(name) || !is_plain_name(tmp) {
             return Err(io::Error::other("not a plain file name"));
         }
         self.check_replaceable(name)?;
-        let tmp = self.temp_name(name);
-        drop(self.create_new(&tmp, 0o600)?);
-        unlinkat(&self.fd, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir).map_err(errno)
+        drop(self.create_new(tmp, 0o600)?);
+        unlinkat(&self.fd, tmp, UnlinkatFlags::NoRemoveDir).map_err(errno)
     }
 
     /// Remove temp files for `name` left by interrupted writers: regular
@@ -502,7 +502,8 @@ mod tests {
         let elsewhere = root.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         let dir = DirFd::open(&out, true).unwrap();
-        dir.probe(OsStr::new("r.json")).unwrap();
+        dir.probe(OsStr::new("r.json"), &dir.temp_name(OsStr::new("r.json")))
+            .unwrap();
         // The directory is moved away and replaced by a symlink.
         std::fs::rename(&out, root.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &out).unwrap();
@@ -524,11 +525,17 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = DirFd::open(root.path(), false).unwrap();
         std::fs::create_dir(root.path().join("r.json")).unwrap();
-        assert!(dir.probe(OsStr::new("r.json")).is_err());
+        assert!(
+            dir.probe(OsStr::new("r.json"), &dir.temp_name(OsStr::new("r.json")))
+                .is_err()
+        );
         assert!(dir.write_atomic(OsStr::new("r.json"), b"1").is_err());
         std::fs::remove_dir(root.path().join("r.json")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.path().join("r.json")).unwrap();
-        assert!(dir.probe(OsStr::new("r.json")).is_err());
+        assert!(
+            dir.probe(OsStr::new("r.json"), &dir.temp_name(OsStr::new("r.json")))
+                .is_err()
+        );
         std::fs::remove_file(root.path().join("r.json")).unwrap();
         let old = std::time::SystemTime::now() - Duration::from_secs(3600);
         let dead = root.path().join(".r.json.csc-tmp.999999999.aa");

@@ -264,7 +264,7 @@ pub struct ReceiptOut {
 
 impl ReceiptOut {
     /// Open the receipt's directory (creating parents) and check that the
-    /// receipt can be written there: a temp file can be created and no
+    /// receipt can be written there: its temp file can be created and no
     /// directory, symlink or other non-regular file sits at `path`.
     /// Interrupted writes' stale temp files are removed.
     pub fn open(path: &Path) -> Result<ReceiptOut, ReceiptError> {
@@ -283,8 +283,8 @@ impl ReceiptOut {
         let dir = DirFd::open(&parent, true)
             .map_err(|e| fail(format!("cannot open directory {}: {e}", parent.display())))?;
         dir.remove_stale_temps(&name);
-        dir.probe(&name).map_err(|e| fail(e.to_string()))?;
         let tmp = dir.temp_name(&name);
+        dir.probe(&name, &tmp).map_err(|e| fail(e.to_string()))?;
         Ok(ReceiptOut {
             dir,
             name,
