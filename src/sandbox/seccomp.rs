@@ -124,10 +124,12 @@ macro_rules! always {
     };
 }
 
-/// Every denied syscall: `(name, number, condition)`. Names drop the
-/// `SYS_` prefix.
-pub fn rule_table() -> Vec<(&'static str, i64, DenyWhen)> {
-    let mut t: Vec<(&'static str, i64, DenyWhen)> = always![
+/// One denied syscall: `(name, number, condition)`.
+pub type Rule = (&'static str, i64, DenyWhen);
+
+/// Every denied syscall. Names drop the `SYS_` prefix.
+pub fn rule_table() -> Vec<Rule> {
+    let mut t: Vec<Rule> = always![
         SYS_mount,
         SYS_umount2,
         SYS_pivot_root,
@@ -326,8 +328,7 @@ fn guarded(nr: i64, body: Vec<sock_filter>) -> Vec<sock_filter> {
 
 /// The rule table split by condition: numbers denied whatever the
 /// arguments, and the rules that look at arguments.
-#[allow(clippy::type_complexity)]
-fn split_table() -> (Vec<u32>, Vec<(&'static str, i64, DenyWhen)>) {
+fn split_table() -> (Vec<u32>, Vec<Rule>) {
     let (always, conditional): (Vec<_>, Vec<_>) = rule_table()
         .into_iter()
         .partition(|(_, _, when)| *when == DenyWhen::Always);
@@ -339,7 +340,7 @@ fn split_table() -> (Vec<u32>, Vec<(&'static str, i64, DenyWhen)>) {
 
 /// Numbers the checks behind the dispatch decide: the conditional rules'
 /// and csc's own (`clone3`, the socket calls).
-fn decided_later(conditional: &[(&'static str, i64, DenyWhen)]) -> Vec<u32> {
+fn decided_later(conditional: &[Rule]) -> Vec<u32> {
     let mut later: Vec<u32> = conditional.iter().map(|(_, nr, _)| *nr as u32).collect();
     later.extend([libc::SYS_clone3, libc::SYS_socket, libc::SYS_socketpair].map(|n| n as u32));
     later
@@ -415,7 +416,7 @@ fn dispatch(denied: &[u32], later: &[u32]) -> StepResult<Vec<sock_filter>> {
 }
 
 /// seccompiler's program for `table` (allow by default, `EPERM` on match).
-fn rule_chains(table: &[(&'static str, i64, DenyWhen)]) -> StepResult<BpfProgram> {
+fn rule_chains(table: &[Rule]) -> StepResult<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(_, nr, when) in table {
         rules.insert(nr, rules_for(when)?);
